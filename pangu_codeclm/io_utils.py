@@ -1,0 +1,79 @@
+"""Small IO helpers shared by the whole package: atomic writes and a safe reader for separation maps."""
+import contextlib
+import io
+import json
+import os
+import pickle
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success it is renamed over `path`, on error removed.
+
+    Nothing half-written is ever visible under the final name.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path, text: str):
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj, indent=2):
+    """Write `obj` as JSON to `path` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+class _IntDictUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global: only builtin containers and scalars can be built."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(
+            f"refusing to load global '{module}.{name}': a separation map must be a plain dict of ints")
+
+
+def load_int_map_pickle(path):
+    """Read a `replicated_tokens_map.pkl`: a pickled dict {int: int}; anything else is refused with a clear error."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        obj = _IntDictUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: unsafe or malformed pickle: {exc}") from None
+    except Exception as exc:  # truncated/corrupt stream
+        raise ValueError(f"{path}: cannot read pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict of int -> int, found {type(obj).__name__}")
+    for key, value in obj.items():
+        if type(key) is not int or type(value) is not int:
+            raise ValueError(f"{path}: expected a dict of int -> int, found entry {key!r}: {value!r}")
+    return obj
+
+
+def save_int_map_pickle(path, mapping):
+    """Write a dict {int: int} as a pickle (protocol 4) atomically."""
+    clean = {int(k): int(v) for k, v in mapping.items()}
+    atomic_write_bytes(path, pickle.dumps(clean, protocol=4))

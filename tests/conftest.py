@@ -1,0 +1,49 @@
+"""Shared test fixtures: paths to ../shared data and a CPU MindSpore context."""
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def pangu_vocab_model():
+    path = SHARED_DATA / "pangu" / "vocab.model"
+    if not path.exists():
+        pytest.skip(f"released vocab.model not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def python_tokens_file():
+    path = SHARED_DATA / "pangu" / "python_tokens.txt"
+    if not path.exists():
+        pytest.skip(f"partial token list not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mbpp_path():
+    path = SHARED_DATA / "mbpp" / "mbpp.jsonl"
+    if not path.exists():
+        pytest.skip(f"MBPP not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ms_cpu():
+    """Set MindSpore to GRAPH mode on CPU once per session."""
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    return ms
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_cwd(tmp_path, monkeypatch):
+    """Run each test in its own directory, so mindformers' ./output logs and stray files stay out of the repo."""
+    monkeypatch.chdir(tmp_path)
+    yield
