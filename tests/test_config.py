@@ -51,7 +51,7 @@ def test_parallel_layout_validation():
     cfg = PanguCodeCLMConfig.preset("300m", batch_size=8,
                                     parallel=dict(data_parallel=2, model_parallel=4, vocab_emb_dp=True))
     cfg.validate_parallel(8)
-    with pytest.raises(ConfigError, match="8 devices"):
+    with pytest.raises(ConfigError, match="= 8 but 16 devices"):
         cfg.validate_parallel(16)
     bad = PanguCodeCLMConfig.preset("300m", batch_size=8, parallel=dict(data_parallel=1, model_parallel=8,
                                                                         vocab_emb_dp=False))
