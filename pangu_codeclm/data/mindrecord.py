@@ -1,0 +1,172 @@
+"""Packed rows ⇄ MindRecord shards, and the training dataset reader.
+
+A dataset is a directory holding `data.mindrecord*` shard files (+ their `.db` index files) and `meta.json`. It is
+written in a temporary sibling directory and renamed into place once every shard is committed, so a reader never sees
+a half-written dataset.
+
+Stored columns (1-D only): input_ids, labels, docstr_mask [T] and segment_lengths, prefix_lengths [n segments].
+`create_dataset` rebuilds position ids and the [T,T] mask per row and yields exactly the columns of
+docs/interfaces.md, in order: input_ids, labels, position_ids, attention_mask, docstr_mask.
+"""
+import glob
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from pangu_codeclm.data.packing import COLUMNS, attention_mask, position_ids
+from pangu_codeclm.io_utils import atomic_write_json
+
+FILE_STEM = "data.mindrecord"
+META_NAME = "meta.json"
+STORED = ("input_ids", "labels", "docstr_mask", "segment_lengths", "prefix_lengths")
+WRITE_BATCH = 256
+
+
+def _schema(seq_length):
+    return {"input_ids": {"type": "int32", "shape": [seq_length]},
+            "labels": {"type": "int32", "shape": [seq_length]},
+            "docstr_mask": {"type": "int32", "shape": [seq_length]},
+            "segment_lengths": {"type": "int32", "shape": [-1]},
+            "prefix_lengths": {"type": "int32", "shape": [-1]}}
+
+
+def _row_dict(row):
+    return {name: np.ascontiguousarray(getattr(row, name), dtype=np.int32) for name in STORED}
+
+
+def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=False, progress=None):
+    """Write PackedRows to MindRecord shards under `out_dir` (atomically) with `meta.json`; return the meta dict.
+
+    `meta` is merged into the written meta.json together with `rows`, `num_shards`, `seq_length` and `files`.
+    `progress` is an optional callable(n_rows_written_now) for a progress bar.
+    """
+    from mindspore.mindrecord import FileWriter
+
+    if num_shards < 1 or num_shards > 1000:
+        raise ValueError(f"num_shards must be in 1..1000 (MindRecord's limit), got {num_shards}")
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".tmp", dir=parent)
+    try:
+        writer = FileWriter(os.path.join(tmp, FILE_STEM), shard_num=num_shards, overwrite=True)
+        writer.add_schema(_schema(seq_length), "pangu_codeclm packed rows")
+        n_rows, batch = 0, []
+        for row in rows:
+            if len(row.input_ids) != seq_length:
+                raise ValueError(f"row {n_rows} has length {len(row.input_ids)}, expected seq_length {seq_length}")
+            batch.append(_row_dict(row))
+            if len(batch) >= WRITE_BATCH:
+                writer.write_raw_data(batch)
+                n_rows += len(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            writer.write_raw_data(batch)
+            n_rows += len(batch)
+            if progress:
+                progress(len(batch))
+        if n_rows == 0:
+            raise ValueError(f"no rows to write to {out_dir}: every sample was dropped or the input was empty")
+        writer.commit()
+        files = sorted(f for f in os.listdir(tmp) if f.startswith(FILE_STEM) and not f.endswith(".db"))
+        full_meta = dict(meta or {})
+        full_meta.update({"rows": n_rows, "num_shards": num_shards, "seq_length": seq_length, "files": files,
+                          "columns": list(COLUMNS), "stored_columns": list(STORED)})
+        atomic_write_json(os.path.join(tmp, META_NAME), full_meta)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return full_meta
+
+
+def _replace_dir(new, final):
+    """Move directory `new` to `final`; an existing `final` is moved aside first and removed after."""
+    old = None
+    if os.path.exists(final):
+        old = final + ".old-" + os.path.basename(new)
+        os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        if old:
+            os.rename(old, final)
+        raise
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_files(path_or_glob):
+    """Shard files for a dataset directory, a single shard file, or a glob; errors name what was looked for."""
+    p = os.fspath(path_or_glob)
+    if os.path.isdir(p):
+        meta_path = os.path.join(p, META_NAME)
+        if os.path.exists(meta_path):
+            with open(meta_path, encoding="utf-8") as f:
+                names = json.load(f).get("files", [])
+            files = [os.path.join(p, n) for n in names]
+        else:
+            files = sorted(glob.glob(os.path.join(p, FILE_STEM + "*")))
+    else:
+        files = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+    files = [f for f in files if not f.endswith(".db") and os.path.basename(f) != META_NAME]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if not files or missing:
+        raise FileNotFoundError(f"no MindRecord shard files at {p}" + (f" (missing: {missing})" if missing else
+                                f"; expected a directory written by `pangu-codeclm prepare`, a shard file or a glob"))
+    return files
+
+
+def dataset_info(path):
+    """meta.json of a dataset directory (rows, tokens, objective, …); without one, just the row count."""
+    p = os.fspath(path)
+    meta_path = os.path.join(p, META_NAME) if os.path.isdir(p) else None
+    if meta_path and os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            return json.load(f)
+    import mindspore.dataset as ds
+
+    return {"rows": ds.MindDataset(resolve_files(p), shuffle=False).get_dataset_size()}
+
+
+def expand_row(input_ids, labels, docstr_mask, segment_lengths, prefix_lengths):
+    """Stored columns of one row → the five model columns (COLUMNS order)."""
+    t = len(input_ids)
+    if int(np.sum(segment_lengths)) > t:
+        raise ValueError(f"segment lengths {list(segment_lengths)} exceed the row length {t}")
+    return (np.asarray(input_ids, np.int32), np.asarray(labels, np.int32), position_ids(segment_lengths, t),
+            attention_mask(segment_lengths, prefix_lengths, t), np.asarray(docstr_mask, np.int32))
+
+
+def create_dataset(path_or_glob, batch_size, num_shards=1, shard_id=0, seed=1234, shuffle=True, drop_remainder=True,
+                   repeat=1, num_parallel_workers=1):
+    """A MindSpore dataset of batches (input_ids, labels, position_ids, attention_mask, docstr_mask).
+
+    `num_shards`/`shard_id` give each data-parallel rank a disjoint part of the rows. The order is deterministic for a
+    `seed` (it sets mindspore.dataset's global seed). `repeat` > 1 repeats the epoch.
+    """
+    import mindspore.dataset as ds
+
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    files = resolve_files(path_or_glob)
+    ds.config.set_seed(int(seed))
+    kwargs = {"num_shards": num_shards, "shard_id": shard_id} if num_shards > 1 else {}
+    data = ds.MindDataset(files, columns_list=list(STORED), shuffle=bool(shuffle), **kwargs)
+    data = data.map(operations=expand_row, input_columns=list(STORED), output_columns=list(COLUMNS),
+                    num_parallel_workers=num_parallel_workers)
+    data = data.project(list(COLUMNS))
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat and repeat > 1:
+        data = data.repeat(repeat)
+    return data
+
