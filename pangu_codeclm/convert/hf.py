@@ -1,0 +1,330 @@
+"""Checkpoint directories: the released HF PyTorch layout and this project's MindSpore layout (read, check, write).
+
+HF layout (what `huawei-noah/pangu-CodeCLM-*` look like, loadable by the reference PyTorch code):
+    config.json                 GPT-2 style config (`PanguCodeCLMConfig.to_hf_dict`)
+    model.safetensors           parameters under the HF keys (and/or pytorch_model.bin, fp16 in the releases)
+    vocab.model + tokenizer json files   (optional; written by `PanguTokenizer.save_pretrained`)
+    replicated_tokens_map.pkl   separation map {text id: code id} (absent or empty: no separation)
+
+MindSpore layout (this project):
+    pangu_codeclm.json          {"format": "pangu-codeclm-mindspore", "version": 1, "config": config.to_model_dict()}
+    model.safetensors           MindSpore checkpoint written by `mindspore.save_checkpoint(..., format="safetensors")`,
+                                parameter names = the HF keys
+    tokenizer files + replicated_tokens_map.pkl as above
+
+Buffers of the released checkpoints (`*.attn.bias`, `*.attn.masked_bias`, `code_tokens_mask`, `doc_tokens_mask`, and
+`lm_head.weight` when equal to `wte`) are dropped on import and never exported: the masks are rebuilt from the map.
+Every expected key must be present with its exact shape; unexpected keys are an error. Nothing is returned (so nothing
+is loaded) unless every check passes. Writers build the whole directory in a temp dir and rename it into place.
+"""
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..config import ConfigError, PanguCodeCLMConfig
+from ..io_utils import atomic_write_json, load_int_map_pickle, save_int_map_pickle
+from ..separation import modality_vocab_masks
+
+logger = logging.getLogger(__name__)
+
+HF_CONFIG = "config.json"
+MS_CONFIG = "pangu_codeclm.json"
+MS_FORMAT = "pangu-codeclm-mindspore"
+SAFETENSORS = "model.safetensors"
+TORCH_BIN = "pytorch_model.bin"
+MAP_FILE = "replicated_tokens_map.pkl"
+VOCAB_FILE = "vocab.model"
+TORCH_INSTALL_HINT = "pip install 'pangu-codeclm[torch]'"
+
+_IGNORED = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|^(code_tokens_mask|doc_tokens_mask)$")
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory or file that does not match what is expected; the message names the file and key."""
+
+
+class Checkpoint:
+    """A checked checkpoint: config, numpy weights under the HF keys, separation map, tokenizer dir (or None)."""
+
+    def __init__(self, config, weights, separation_map, tokenizer_dir, layout, path):
+        self.config, self.weights, self.separation_map = config, weights, separation_map
+        self.tokenizer_dir, self.layout, self.path = tokenizer_dir, layout, path
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+def _block_shapes(prefix, e, ffn, top):
+    shapes = {f"{prefix}.ln_1.weight": (e,), f"{prefix}.ln_1.bias": (e,),
+              f"{prefix}.ln_2.weight": (e,), f"{prefix}.ln_2.bias": (e,)}
+    if top:
+        shapes.update({f"{prefix}.attn.q_attn.weight": (e, e), f"{prefix}.attn.q_attn.bias": (e,)})
+    width = 2 * e if top else 3 * e
+    shapes.update({f"{prefix}.attn.c_attn.weight": (e, width), f"{prefix}.attn.c_attn.bias": (width,),
+                   f"{prefix}.attn.c_proj.weight": (e, e), f"{prefix}.attn.c_proj.bias": (e,),
+                   f"{prefix}.mlp.c_fc.weight": (e, ffn), f"{prefix}.mlp.c_fc.bias": (ffn,),
+                   f"{prefix}.mlp.c_proj.weight": (ffn, e), f"{prefix}.mlp.c_proj.bias": (e,)})
+    return shapes
+
+
+def expected_shapes(config):
+    """{HF key: shape} of every parameter of a model with this config (Conv1D weights (in, out))."""
+    e, ffn = config.hidden_size, config.ffn_hidden_size
+    shapes = {"transformer.wte.weight": (config.vocab_size, e),
+              "transformer.wpe.weight": (config.max_position_embeddings, e)}
+    for i in range(config.num_layers):
+        shapes.update(_block_shapes(f"transformer.h.{i}", e, ffn, top=False))
+    shapes.update({"transformer.ln_f.weight": (e,), "transformer.ln_f.bias": (e,),
+                   "top_query_embedding.weight": (config.max_position_embeddings, e)})
+    shapes.update(_block_shapes("top_query_layer", e, ffn, top=True))
+    return shapes
+
+
+def check_weights(raw, config, source):
+    """Drop the known buffers, check keys and shapes against `config`, cast to the config's param dtype.
+
+    Raises CheckpointError naming `source`, the key, the expected and the found shape.
+    """
+    weights = {}
+    for name, value in raw.items():
+        if _IGNORED.search(name):
+            continue
+        if name == "lm_head.weight":
+            wte = raw.get("transformer.wte.weight")
+            if wte is None or wte.shape != value.shape or not np.array_equal(wte, value):
+                raise CheckpointError(f"{source}: 'lm_head.weight' differs from 'transformer.wte.weight'; the model "
+                                      f"ties its output head to the embedding")
+            continue
+        weights[name] = value
+    expected = expected_shapes(config)
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise CheckpointError(f"{source}: missing parameter '{missing[0]}' (expected shape {expected[missing[0]]})"
+                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    unexpected = sorted(k for k in weights if k not in expected)
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected parameter '{unexpected[0]}' with shape "
+                              f"{tuple(weights[unexpected[0]].shape)}"
+                              + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+    dtype = _NP_DTYPES.get(config.param_init_type, np.float32)
+    out = {}
+    for name, shape in expected.items():
+        value = weights[name]
+        if tuple(value.shape) != shape:
+            raise CheckpointError(f"{source}: parameter '{name}' has shape {tuple(value.shape)}, expected {shape}")
+        if not np.issubdtype(value.dtype, np.floating):
+            raise CheckpointError(f"{source}: parameter '{name}' has dtype {value.dtype}, expected a float tensor")
+        out[name] = np.ascontiguousarray(value, dtype=dtype)
+    return out
+
+
+def random_weights(config, seed=0, std=0.02):
+    """Random numpy weights under the HF keys (LayerNorm weights around 1), for tests and demos."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in expected_shapes(config).items():
+        base = 1.0 if re.search(r"ln_(1|2|f)\.weight$", name) else 0.0
+        out[name] = (base + std * rng.standard_normal(shape)).astype(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def detect_layout(path):
+    """'mindspore' when `pangu_codeclm.json` is there, 'hf' when `config.json` is, else CheckpointError."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: not a checkpoint directory (it does not exist or is not a directory)")
+    if os.path.isfile(os.path.join(path, MS_CONFIG)):
+        return "mindspore"
+    if os.path.isfile(os.path.join(path, HF_CONFIG)):
+        return "hf"
+    raise CheckpointError(f"{path}: neither {MS_CONFIG} (MindSpore layout) nor {HF_CONFIG} (HF layout) found")
+
+
+def _read_safetensors(path):
+    from safetensors.numpy import load_file
+    try:
+        return load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path}: cannot read safetensors ({type(exc).__name__}: {exc})") from None
+
+
+def _read_torch_bin(path):
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(f"{path}: reading pytorch_model.bin needs PyTorch; install it with "
+                              f"{TORCH_INSTALL_HINT} (or provide {SAFETENSORS})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses arbitrary code with an UnpicklingError
+        raise CheckpointError(f"{path}: cannot read as a weights-only PyTorch state dict "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors")
+    return {name: (t.float() if t.dtype == torch.bfloat16 else t).detach().cpu().numpy() for name, t in state.items()}
+
+
+def read_weights_file(directory):
+    """Raw {name: np.ndarray} from model.safetensors, else pytorch_model.bin; CheckpointError when neither."""
+    st, binary = os.path.join(directory, SAFETENSORS), os.path.join(directory, TORCH_BIN)
+    if os.path.isfile(st):
+        return _read_safetensors(st), st
+    if os.path.isfile(binary):
+        return _read_torch_bin(binary), binary
+    raise CheckpointError(f"{directory}: no weights found: expected {SAFETENSORS} or {TORCH_BIN}")
+
+
+def read_separation_map(directory, config):
+    """The map from replicated_tokens_map.pkl ({} when absent), checked against the config."""
+    path = os.path.join(directory, MAP_FILE)
+    mapping = load_int_map_pickle(path) if os.path.isfile(path) else {}
+    if not mapping and config.separation != "none":
+        raise CheckpointError(f"{directory}: config says separation '{config.separation}' but {MAP_FILE} is "
+                              f"{'empty' if os.path.isfile(path) else 'missing'}")
+    if mapping and config.separation == "none":
+        raise CheckpointError(f"{path}: {len(mapping)} separated tokens but the config says separation 'none'")
+    try:
+        modality_vocab_masks(mapping, config.vocab_size)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return mapping
+
+
+def _tokenizer_dir(directory):
+    return directory if os.path.isfile(os.path.join(directory, VOCAB_FILE)) else None
+
+
+def read_hf(directory):
+    """Read and check an HF directory; returns a Checkpoint (weights cast to the config's param dtype)."""
+    directory = os.fspath(directory)
+    config_path = os.path.join(directory, HF_CONFIG)
+    if not os.path.isfile(config_path):
+        raise CheckpointError(f"{directory}: missing {HF_CONFIG}")
+    config = PanguCodeCLMConfig.from_hf_json(config_path)
+    raw, source = read_weights_file(directory)
+    weights = check_weights(raw, config, source)
+    mapping = read_separation_map(directory, config)
+    logger.info("read HF checkpoint %s (%d parameters, separation %s, %d mapped ids)", source, len(weights),
+                config.separation, len(mapping))
+    return Checkpoint(config, weights, mapping, _tokenizer_dir(directory), "hf", directory)
+
+
+def read_mindspore(directory):
+    """Read and check this project's MindSpore layout; returns a Checkpoint."""
+    directory = os.fspath(directory)
+    config_path = os.path.join(directory, MS_CONFIG)
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: missing {MS_CONFIG}") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MS_FORMAT or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{config_path}: expected {{\"format\": \"{MS_FORMAT}\", \"config\": {{...}}}}")
+    try:
+        config = PanguCodeCLMConfig(**meta["config"])
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    path = os.path.join(directory, SAFETENSORS)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{directory}: missing {SAFETENSORS}")
+    weights = check_weights(_read_safetensors(path), config, path)
+    mapping = read_separation_map(directory, config)
+    logger.info("read MindSpore checkpoint %s (%d parameters, separation %s)", path, len(weights), config.separation)
+    return Checkpoint(config, weights, mapping, _tokenizer_dir(directory), "mindspore", directory)
+
+
+def read_checkpoint(path):
+    """Read either layout (detected from the files present)."""
+    return read_hf(path) if detect_layout(path) == "hf" else read_mindspore(path)
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+@contextlib.contextmanager
+def atomic_directory(path, overwrite=False):
+    """Yield a temp dir beside `path`; on success it replaces `path` (which must not exist unless `overwrite`)."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
+            os.replace(path, os.path.join(old, "d"))
+        os.replace(tmp, path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_common(directory, separation_map, tokenizer):
+    if separation_map:
+        save_int_map_pickle(os.path.join(directory, MAP_FILE), separation_map)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def _checked_for_writing(config, weights):
+    weights = {k: np.asarray(v) for k, v in weights.items()}
+    return check_weights(weights, config.replace(param_init_type="float32"), "weights to write")
+
+
+def write_hf(directory, config, weights, separation_map=None, tokenizer=None, write_bin=False, overwrite=False):
+    """Write the HF layout (config.json, model.safetensors fp32, optional pytorch_model.bin, tokenizer, map)."""
+    from safetensors.numpy import save_file
+    weights = _checked_for_writing(config, weights)
+    with atomic_directory(directory, overwrite) as tmp:
+        config.save_hf_json(os.path.join(tmp, HF_CONFIG))
+        save_file(weights, os.path.join(tmp, SAFETENSORS), metadata={"format": "pt"})
+        if write_bin:
+            try:
+                import torch
+            except ImportError:
+                raise CheckpointError(f"writing {TORCH_BIN} needs PyTorch; install it with {TORCH_INSTALL_HINT}") \
+                    from None
+            torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, os.path.join(tmp, TORCH_BIN))
+        _write_common(tmp, separation_map, tokenizer)
+    logger.info("wrote HF checkpoint to %s (%d parameters%s)", directory, len(weights),
+                ", + pytorch_model.bin" if write_bin else "")
+
+
+def write_mindspore(directory, config, weights, separation_map=None, tokenizer=None, overwrite=False):
+    """Write this project's MindSpore layout (MindSpore safetensors checkpoint + pangu_codeclm.json)."""
+    import mindspore as ms
+    weights = _checked_for_writing(config, weights)
+    with atomic_directory(directory, overwrite) as tmp:
+        atomic_write_json(os.path.join(tmp, MS_CONFIG), {"format": MS_FORMAT, "version": 1,
+                                                         "config": config.to_model_dict()})
+        params = [{"name": name, "data": ms.Tensor(value)} for name, value in weights.items()]
+        ms.save_checkpoint(params, os.path.join(tmp, SAFETENSORS), format="safetensors")
+        _write_common(tmp, separation_map, tokenizer)
+    logger.info("wrote MindSpore checkpoint to %s (%d parameters)", directory, len(weights))
+
+
+def convert(src, dst, to, write_bin=False, overwrite=False):
+    """Convert a checkpoint directory of either layout to `to` ('hf' or 'mindspore')."""
+    ckpt = read_checkpoint(src)
+    tokenizer = None
+    if ckpt.tokenizer_dir is not None:
+        from ..tokenizer import PanguTokenizer
+        tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
+    if to == "hf":
+        write_hf(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, write_bin, overwrite)
+    elif to == "mindspore":
+        write_mindspore(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, overwrite)
+    else:
+        raise ValueError(f"unknown layout {to!r}; expected 'hf' or 'mindspore'")
+    return ckpt
