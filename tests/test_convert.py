@@ -1,0 +1,174 @@
+"""Checkpoint IO: HF and MindSpore layouts, round trips, and refusal of bad inputs (nothing returned on failure)."""
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from pangu_codeclm.cli import main as cli_main
+from pangu_codeclm.config import ConfigError
+from pangu_codeclm.convert import hf
+from pangu_codeclm.convert.hf import CheckpointError
+from pangu_codeclm.io_utils import save_int_map_pickle
+from test_torch_model import tiny_case
+
+
+def write_raw_hf(directory, config, raw, mapping=None):
+    """An HF directory written by hand (no checks), like a downloaded release."""
+    os.makedirs(directory, exist_ok=True)
+    config.save_hf_json(os.path.join(directory, "config.json"))
+    save_file(raw, os.path.join(directory, "model.safetensors"))
+    if mapping:
+        save_int_map_pickle(os.path.join(directory, "replicated_tokens_map.pkl"), mapping)
+    return directory
+
+
+def assert_same_weights(a, b):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize("separation", ["none", "partial", "full"])
+def test_hf_round_trip_and_ms_hf_ms_is_bit_exact(separation, tmp_path):
+    config, mapping, weights = tiny_case(separation)
+    hf.write_mindspore(tmp_path / "ms", config, weights, mapping)
+    assert hf.detect_layout(tmp_path / "ms") == "mindspore"
+    assert cli_main(["convert", "--to", "hf", str(tmp_path / "ms"), str(tmp_path / "hf")]) == 0
+    assert hf.detect_layout(tmp_path / "hf") == "hf"
+    assert cli_main(["convert", "--to", "mindspore", str(tmp_path / "hf"), str(tmp_path / "ms2")]) == 0
+    back = hf.read_checkpoint(tmp_path / "ms2")
+    assert_same_weights(back.weights, weights)
+    assert back.separation_map == mapping and back.config.to_model_dict() == config.to_model_dict()
+    # The HF files are what the reference code reads: plain safetensors under the HF keys, the pickled map.
+    assert set(load_file(str(tmp_path / "hf" / "model.safetensors"))) == set(hf.expected_shapes(config))
+    assert os.path.isfile(tmp_path / "hf" / "replicated_tokens_map.pkl") == bool(mapping)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_released_buffers_are_ignored_and_fp16_bin_is_cast(tmp_path):
+    config, mapping, weights = tiny_case("partial")
+    raw = {k: torch.from_numpy(v.astype(np.float16)) for k, v in weights.items()}
+    raw["transformer.h.0.attn.bias"] = torch.ones(1, 1, 32, 32, dtype=torch.uint8)
+    raw["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    raw["top_query_layer.attn.bias"] = torch.ones(1, 1, 32, 32, dtype=torch.uint8)
+    raw["code_tokens_mask"] = torch.zeros(64)  # the released no-separation model saves zeros: never applied
+    raw["doc_tokens_mask"] = torch.zeros(64)
+    raw["lm_head.weight"] = raw["transformer.wte.weight"].clone()
+    os.makedirs(tmp_path / "rel")
+    config.save_hf_json(tmp_path / "rel" / "config.json")
+    save_int_map_pickle(tmp_path / "rel" / "replicated_tokens_map.pkl", mapping)
+    torch.save(raw, tmp_path / "rel" / "pytorch_model.bin")
+    ckpt = hf.read_checkpoint(tmp_path / "rel")
+    assert set(ckpt.weights) == set(hf.expected_shapes(config))
+    for name, value in weights.items():
+        assert ckpt.weights[name].dtype == np.float32
+        assert np.array_equal(ckpt.weights[name], value.astype(np.float16).astype(np.float32)), name
+    assert ckpt.tokenizer_dir is None and ckpt.separation_map == mapping
+
+
+def test_bin_export_loads_in_torch_strictly(tmp_path):
+    from pangu_codeclm.convert.torch_model import TorchPanguCodeCLM
+    config, mapping, weights = tiny_case("none")
+    hf.write_hf(tmp_path / "out", config, weights, mapping, write_bin=True)
+    state = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
+    TorchPanguCodeCLM(config).load_state_dict(state, strict=True)
+    assert torch.equal(state["transformer.wpe.weight"], torch.from_numpy(weights["transformer.wpe.weight"]))
+
+
+def test_bin_without_torch_names_the_extra(tmp_path, monkeypatch):
+    config, _, weights = tiny_case("none")
+    os.makedirs(tmp_path / "rel")
+    config.save_hf_json(tmp_path / "rel" / "config.json")
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, tmp_path / "rel" / "pytorch_model.bin")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*pip install 'pangu-codeclm\[torch\]'"):
+        hf.read_checkpoint(tmp_path / "rel")
+
+
+def test_wrong_shape_missing_and_unexpected_keys_are_named(tmp_path):
+    config, _, weights = tiny_case("none")
+    bad = dict(weights, **{"transformer.h.1.mlp.c_fc.weight": np.zeros((64, 32), np.float32)})
+    with pytest.raises(CheckpointError, match=r"'transformer\.h\.1\.mlp\.c_fc\.weight' has shape \(64, 32\), "
+                                              r"expected \(32, 64\)"):
+        hf.read_checkpoint(write_raw_hf(tmp_path / "a", config, bad))
+    missing = {k: v for k, v in weights.items() if k != "top_query_layer.attn.q_attn.bias"}
+    with pytest.raises(CheckpointError, match=r"missing parameter 'top_query_layer\.attn\.q_attn\.bias' "
+                                              r"\(expected shape \(32,\)\)"):
+        hf.read_checkpoint(write_raw_hf(tmp_path / "b", config, missing))
+    extra = dict(weights, **{"transformer.h.2.ln_1.weight": np.ones(32, np.float32)})
+    with pytest.raises(CheckpointError, match=r"unexpected parameter 'transformer\.h\.2\.ln_1\.weight'"):
+        hf.read_checkpoint(write_raw_hf(tmp_path / "c", config, extra))
+    untied = dict(weights, **{"lm_head.weight": weights["transformer.wte.weight"] + 1})
+    with pytest.raises(CheckpointError, match="lm_head.weight' differs"):
+        hf.read_checkpoint(write_raw_hf(tmp_path / "d", config, untied))
+
+
+def test_missing_files_and_bad_config(tmp_path):
+    config, mapping, weights = tiny_case("partial")
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        hf.read_checkpoint(tmp_path / "nowhere")
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="neither pangu_codeclm.json .* nor config.json"):
+        hf.read_checkpoint(tmp_path / "empty")
+    d = write_raw_hf(tmp_path / "noweights", config, weights, mapping)
+    os.remove(d / "model.safetensors")
+    with pytest.raises(CheckpointError, match="no weights found: expected model.safetensors or pytorch_model.bin"):
+        hf.read_checkpoint(d)
+    d = write_raw_hf(tmp_path / "nomap", config, weights)
+    with pytest.raises(CheckpointError, match="separation 'partial' but replicated_tokens_map.pkl is missing"):
+        hf.read_checkpoint(d)
+    d = write_raw_hf(tmp_path / "badcfg", config, weights, mapping)
+    (d / "config.json").write_text('{"n_embd": 32,\n "n_layer": }')
+    with pytest.raises(ConfigError, match=r"config\.json:2: invalid JSON"):
+        hf.read_checkpoint(d)
+    d = write_raw_hf(tmp_path / "trunc", config, weights, mapping)
+    (d / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match="model.safetensors: cannot read safetensors"):
+        hf.read_checkpoint(d)
+    d = write_raw_hf(tmp_path / "outside", config, weights, {10: 70})
+    with pytest.raises(CheckpointError, match=r"replicated_tokens_map\.pkl: separation map value 70 is outside"):
+        hf.read_checkpoint(d)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickles_that_run_code_are_refused(tmp_path):
+    config, mapping, weights = tiny_case("partial")
+    marker = tmp_path / "pwned"
+    d = write_raw_hf(tmp_path / "evilmap", config, weights)
+    (d / "replicated_tokens_map.pkl").write_bytes(pickle.dumps({10: 56, 11: _RunsCode(str(marker))}))
+    with pytest.raises(ValueError, match=r"replicated_tokens_map\.pkl: unsafe or malformed pickle"):
+        hf.read_checkpoint(d)
+    os.makedirs(tmp_path / "evilbin")
+    config.save_hf_json(tmp_path / "evilbin" / "config.json")
+    (tmp_path / "evilbin" / "pytorch_model.bin").write_bytes(pickle.dumps({"x": _RunsCode(str(marker))}))
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin: cannot read as a weights-only"):
+        hf.read_checkpoint(tmp_path / "evilbin")
+    assert not marker.exists()
+
+
+def test_writes_are_atomic_and_refuse_to_clobber(tmp_path, capsys):
+    config, mapping, weights = tiny_case("none")
+    bad = dict(weights, **{"transformer.wpe.weight": np.zeros((3, 32), np.float32)})
+    with pytest.raises(CheckpointError, match="weights to write: parameter 'transformer.wpe.weight'"):
+        hf.write_hf(tmp_path / "out", config, bad)
+    assert os.listdir(tmp_path) == []  # nothing half-written, no temp dir left
+    hf.write_hf(tmp_path / "out", config, weights)
+    with pytest.raises(FileExistsError, match="already exists"):
+        hf.write_hf(tmp_path / "out", config, weights)
+    assert cli_main(["convert", "--to", "mindspore", str(tmp_path / "out"), str(tmp_path / "out")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    changed = dict(weights, **{"transformer.ln_f.bias": np.ones(32, np.float32)})
+    hf.write_hf(tmp_path / "out", config, changed, overwrite=True)
+    assert np.array_equal(hf.read_checkpoint(tmp_path / "out").weights["transformer.ln_f.bias"], np.ones(32))
+    assert sorted(os.listdir(tmp_path)) == ["out"]
