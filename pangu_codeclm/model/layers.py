@@ -1,0 +1,289 @@
+"""PanGu-Alpha building blocks in plain MindSpore ops, with HF parameter names and shapes.
+
+Every cell keeps its parameters under the HF names (`weight`/`bias`; Conv1D weights stored (in, out)) so that a
+checkpoint converts name for name. Matmuls run in the compute dtype; LayerNorm, softmax and the residual stream in fp32.
+Every primitive is sharded from a `Strategies` object (model/parallel.py); strategies are ignored in standalone runs.
+
+Attention masks arrive as two tensors: `may_attend` [B,1,Tq,Tk] (1 = may attend) and `bias` [B,1,1,Tk] (additive,
+e.g. (1-m)*(-1e4) for padding). Scores become s*M + (M-1)*1e4 + bias, i.e. masked scores are set to -1e4 (not -inf).
+"""
+import math
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import Normal, initializer
+
+MASK_VALUE = 10000.0
+
+DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+
+
+def ms_dtype(name):
+    """MindSpore dtype for a config dtype name."""
+    return DTYPES[name]
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last axis with `weight`/`bias` parameters (HF names), computed in fp32."""
+
+    def __init__(self, hidden_size, eps, strategies, param_dtype=ms.float32):
+        super().__init__()
+        self.weight = Parameter(initializer("ones", (hidden_size,), param_dtype), name="weight")
+        self.bias = Parameter(initializer("zeros", (hidden_size,), param_dtype), name="bias")
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=float(eps))
+        self.norm.shard(strategies.layernorm())
+        self.cast = ops.Cast()
+
+    def construct(self, x):
+        y, _, _ = self.norm(self.cast(x, ms.float32), self.cast(self.weight, ms.float32),
+                            self.cast(self.bias, ms.float32))
+        return y
+
+
+class Conv1D(nn.Cell):
+    """y = x @ weight + bias with weight stored (in, out) as in HF GPT-2; input [N, in] 2-D, output fp32."""
+
+    def __init__(self, in_size, out_size, init_range, strategies, kind, compute_dtype=ms.float32,
+                 param_dtype=ms.float32):
+        super().__init__()
+        self.weight = Parameter(initializer(Normal(init_range), (in_size, out_size), param_dtype), name="weight")
+        self.bias = Parameter(initializer("zeros", (out_size,), param_dtype), name="bias")
+        mm, add = strategies.linear(kind)
+        self.matmul = ops.MatMul().shard(mm)
+        self.add = ops.Add().shard(add)
+        self.cast = ops.Cast()
+        self.compute_dtype = compute_dtype
+
+    def construct(self, x):
+        y = self.matmul(self.cast(x, self.compute_dtype), self.cast(self.weight, self.compute_dtype))
+        y = self.add(self.cast(y, ms.float32), self.cast(self.bias, ms.float32))
+        return y
+
+
+class Embedding(nn.Cell):
+    """A lookup table with a `weight` parameter [rows, E]; output fp32 [B, T, E]."""
+
+    def __init__(self, rows, hidden_size, init_range, strategy, param_dtype=ms.float32):
+        super().__init__()
+        self.weight = Parameter(initializer(Normal(init_range), (rows, hidden_size), param_dtype), name="weight")
+        self.gather = ops.Gather().shard(strategy)
+        self.cast = ops.Cast()
+
+    def construct(self, ids):
+        return self.cast(self.gather(self.weight, ids, 0), ms.float32)
+
+
+class Dropout(nn.Cell):
+    """Dropout active only in training and only when rate > 0."""
+
+    def __init__(self, rate, layout):
+        super().__init__()
+        self.rate = float(rate)
+        self.dropout = ops.Dropout(keep_prob=1.0 - self.rate) if self.rate > 0 else None
+        if self.dropout is not None:
+            self.dropout.shard((layout,))
+
+    def construct(self, x):
+        if self.training and self.rate > 0:
+            y, _ = self.dropout(x)
+            return y
+        return x
+
+
+class MLP(nn.Cell):
+    """c_fc (column parallel) -> exact erf GELU -> c_proj (row parallel) -> dropout."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e, f = config.hidden_size, config.ffn_hidden_size
+        cdt, pdt = ms_dtype(config.compute_dtype), ms_dtype(config.param_init_type)
+        r = config.initializer_range
+        self.c_fc = Conv1D(e, f, r, strategies, "column", cdt, pdt)
+        self.c_proj = Conv1D(f, e, r, strategies, "row", cdt, pdt)
+        inner = strategies.inner
+        self.erf = ops.Erf().shard((inner,))
+        self.mul = ops.Mul().shard((inner, inner))
+        self.add_one = ops.Add().shard((inner, ()))
+        self.scale = ops.Mul().shard((inner, ()))
+        self.scale_half = ops.Mul().shard((inner, ()))
+        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+
+    def construct(self, x):
+        h = self.c_fc(x)
+        # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
+        g = self.scale_half(self.mul(h, self.add_one(self.erf(self.scale(h, 1.0 / math.sqrt(2.0))), 1.0)), 0.5)
+        return self.dropout(self.c_proj(g))
+
+
+class AttentionCore(nn.Cell):
+    """Scaled dot-product attention over [B,H,T,D] heads with -1e4 masking and an fp32 softmax."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.compute_dtype = ms_dtype(config.compute_dtype)
+        self.softmax_dtype = ms_dtype(config.softmax_compute_type)
+        s = strategies
+        self.qk = ops.BatchMatMul(transpose_b=True).shard((s.heads, s.heads))
+        self.pv = ops.BatchMatMul().shard((s.heads, s.heads))
+        self.mul_scale = ops.Mul().shard((s.heads, ()))
+        self.mul_mask = ops.Mul().shard((s.heads, s.mask))
+        self.sub_one = ops.Sub().shard((s.mask, ()))
+        self.mul_fill = ops.Mul().shard((s.mask, ()))
+        self.add_fill = ops.Add().shard((s.heads, s.mask))
+        self.add_bias = ops.Add().shard((s.heads, s.mask))
+        self.softmax = ops.Softmax(axis=-1).shard((s.heads,))
+        self.dropout = Dropout(config.attention_dropout, s.heads)
+        self.cast = ops.Cast()
+
+    def construct(self, q, k, v, may_attend, bias):
+        cdt = self.compute_dtype
+        scores = self.qk(self.cast(q, cdt), self.cast(k, cdt))
+        scores = self.mul_scale(self.cast(scores, ms.float32), self.scale)
+        fill = self.mul_fill(self.sub_one(may_attend, 1.0), MASK_VALUE)  # 0 where allowed, -1e4 elsewhere
+        scores = self.add_bias(self.add_fill(self.mul_mask(scores, may_attend), fill), bias)
+        probs = self.softmax(self.cast(scores, self.softmax_dtype))
+        probs = self.dropout(probs)
+        return self.cast(self.pv(self.cast(probs, cdt), self.cast(v, cdt)), ms.float32)
+
+
+class _Heads(nn.Cell):
+    """Split [B*T, E] into heads [B,H,T,D] and merge back."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.hidden_size = config.hidden_size
+        self.reshape = ops.Reshape()
+        self.split_t = ops.Transpose().shard((strategies.bthd,))
+        self.merge_t = ops.Transpose().shard((strategies.heads,))
+
+    def split(self, x, batch, seq):
+        x = self.reshape(x, (batch, seq, self.num_heads, self.head_dim))
+        return self.split_t(x, (0, 2, 1, 3))
+
+    def merge(self, x, batch, seq):
+        x = self.merge_t(x, (0, 2, 1, 3))
+        return self.reshape(x, (batch * seq, self.hidden_size))
+
+
+class KVCacheWrite(nn.Cell):
+    """Write one step's K or V [B,H,1,D] into a cache [B,H,L,D] at the slot marked by a one-hot [L] vector."""
+
+    def __init__(self, strategies):
+        super().__init__()
+        s = strategies
+        self.reshape = ops.Reshape()
+        self.keep = ops.Mul().shard((s.heads, (1, 1, 1, 1)))
+        self.put = ops.Mul().shard((s.heads, (1, 1, 1, 1)))
+        self.add = ops.Add().shard((s.heads, s.heads))
+        self.one_minus = ops.Sub().shard(((), (1,)))
+
+    def construct(self, cache, new, onehot):
+        oh = self.reshape(onehot, (1, 1, -1, 1))
+        keep = self.reshape(self.one_minus(1.0, onehot), (1, 1, -1, 1))
+        return self.add(self.keep(cache, keep), self.put(new, oh))
+
+
+class Attention(nn.Cell):
+    """GPT-2 self-attention: c_attn [E,3E] -> q,k,v; optional KV cache; c_proj [E,E]."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e = config.hidden_size
+        cdt, pdt = ms_dtype(config.compute_dtype), ms_dtype(config.param_init_type)
+        r = config.initializer_range
+        self.hidden_size = e
+        self.c_attn = Conv1D(e, 3 * e, r, strategies, "column", cdt, pdt)
+        self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
+        self.heads = _Heads(config, strategies)
+        self.core = AttentionCore(config, strategies)
+        self.write = KVCacheWrite(strategies)
+        self.split3 = ops.Split(axis=1, output_num=3).shard(((strategies.dp, 1),))
+        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+
+    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        """x [B*T, E] -> (out [B*T, E], k, v); with a cache, k/v are the updated caches [B,H,L,D]."""
+        q, k, v = self.split3(self.c_attn(x))
+        q = self.heads.split(q, batch, seq)
+        k = self.heads.split(k, batch, seq)
+        v = self.heads.split(v, batch, seq)
+        if k_cache is not None:
+            k = self.write(k_cache, k, onehot)
+            v = self.write(v_cache, v, onehot)
+        out = self.heads.merge(self.core(q, k, v, may_attend, bias), batch, seq)
+        return self.dropout(self.c_proj(out)), k, v
+
+
+class TopQueryAttention(nn.Cell):
+    """Top query layer attention: Q = q_attn(query embedding), K,V = c_attn [E,2E] of the normed hidden states."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e = config.hidden_size
+        cdt, pdt = ms_dtype(config.compute_dtype), ms_dtype(config.param_init_type)
+        r = config.initializer_range
+        self.q_attn = Conv1D(e, e, r, strategies, "column", cdt, pdt)
+        self.c_attn = Conv1D(e, 2 * e, r, strategies, "column", cdt, pdt)
+        self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
+        self.heads = _Heads(config, strategies)
+        self.core = AttentionCore(config, strategies)
+        self.write = KVCacheWrite(strategies)
+        self.split2 = ops.Split(axis=1, output_num=2).shard(((strategies.dp, 1),))
+        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+
+    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        q = self.heads.split(self.q_attn(query), batch, seq)
+        k, v = self.split2(self.c_attn(x))
+        k = self.heads.split(k, batch, seq)
+        v = self.heads.split(v, batch, seq)
+        if k_cache is not None:
+            k = self.write(k_cache, k, onehot)
+            v = self.write(v_cache, v, onehot)
+        out = self.heads.merge(self.core(q, k, v, may_attend, bias), batch, seq)
+        return self.dropout(self.c_proj(out)), k, v
+
+
+class Block(nn.Cell):
+    """Pre-LN GPT-2 block: x + attn(ln_1(x)); then + mlp(ln_2(.))."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e, eps = config.hidden_size, config.layernorm_epsilon
+        pdt = ms_dtype(config.param_init_type)
+        self.ln_1 = LayerNorm(e, eps, strategies, pdt)
+        self.attn = Attention(config, strategies)
+        self.ln_2 = LayerNorm(e, eps, strategies, pdt)
+        self.mlp = MLP(config, strategies)
+        self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
+        self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
+
+    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        a, k, v = self.attn(self.ln_1(x), batch, seq, may_attend, bias, k_cache, v_cache, onehot)
+        x = self.add1(x, a)
+        x = self.add2(x, self.mlp(self.ln_2(x)))
+        return x, k, v
+
+
+class TopQueryLayer(nn.Cell):
+    """The top query layer: residual = ln_f output; attention with position queries; MLP on ln_2; no final LN."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e, eps = config.hidden_size, config.layernorm_epsilon
+        pdt = ms_dtype(config.param_init_type)
+        self.ln_1 = LayerNorm(e, eps, strategies, pdt)
+        self.attn = TopQueryAttention(config, strategies)
+        self.ln_2 = LayerNorm(e, eps, strategies, pdt)
+        self.mlp = MLP(config, strategies)
+        self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
+        self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
+
+    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        a, k, v = self.attn(self.ln_1(x), query, batch, seq, may_attend, bias, k_cache, v_cache, onehot)
+        x = self.add1(x, a)
+        x = self.add2(x, self.mlp(self.ln_2(x)))
+        return x, k, v

@@ -1,0 +1,192 @@
+"""PanGu-Alpha CodeCLM causal LM (the released `huawei-noah/pangu-CodeCLM-*` architecture) for mindformers.
+
+h = wte[ids] + wpe[pos] -> num_layers pre-LN blocks -> ln_f -> top query layer (queries from top_query_embedding[pos])
+-> logits = h . wte^T. Parameter names are the HF checkpoint keys, with HF shapes. The separated vocabulary's
+modality masks live in two non-trainable parameters, `code_vocab_mask` and `text_vocab_mask` (not HF keys).
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindformers.models.modeling_utils import PreTrainedModel
+from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
+
+from ..config import PanguCodeCLMConfig
+from ..separation import modality_vocab_masks
+from .layers import MASK_VALUE, Block, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
+from .loss import ModalityMaskedCrossEntropy
+from .parallel import Strategies, apply_pipeline_and_recompute
+
+# Names that are model state but not HF checkpoint keys.
+NON_HF_PARAMETERS = ("code_vocab_mask", "text_vocab_mask")
+
+
+class PanguTransformer(nn.Cell):
+    """Embeddings, the ordinary blocks and ln_f (HF prefix `transformer.`)."""
+
+    def __init__(self, config, strategies):
+        super().__init__()
+        e = config.hidden_size
+        pdt = ms_dtype(config.param_init_type)
+        self.wte = Embedding(config.vocab_size, e, config.initializer_range, strategies.token_embedding(), pdt)
+        self.wpe = Embedding(config.max_position_embeddings, e, config.initializer_range,
+                             strategies.position_embedding(), pdt)
+        self.h = nn.CellList([Block(config, strategies) for _ in range(config.num_layers)])
+        self.ln_f = LayerNorm(e, config.layernorm_epsilon, strategies, pdt)
+        self.add_emb = ops.Add().shard(((strategies.dp, 1, 1), (strategies.dp, 1, 1)))
+        self.drop = Dropout(config.embedding_dropout, (strategies.dp, 1, 1))
+        self.reshape = ops.Reshape()
+        self.hidden_size = e
+
+    def construct(self, input_ids, position_ids, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        """Return (ln_f output [B*T, E], list of per-block K, list of per-block V)."""
+        batch, seq = input_ids.shape
+        x = self.drop(self.add_emb(self.wte(input_ids), self.wpe(position_ids)))
+        x = self.reshape(x, (batch * seq, self.hidden_size))
+        ks = ()
+        vs = ()
+        i = 0
+        for block in self.h:
+            if k_cache is None:
+                x, k, v = block(x, batch, seq, may_attend, bias)
+            else:
+                x, k, v = block(x, batch, seq, may_attend, bias, k_cache[i], v_cache[i], onehot)
+            ks = ks + (k,)
+            vs = vs + (v,)
+            i = i + 1
+        return self.ln_f(x), ks, vs
+
+
+@MindFormerRegister.register(MindFormerModuleType.MODELS)
+class PanguCodeCLMForCausalLM(PreTrainedModel):
+    """PanGu-Alpha CodeCLM with a tied LM head and the modality-restricted loss.
+
+    construct(input_ids, labels=None, position_ids=None, attention_mask=None, docstr_mask=None, prefix_lm_mask=None):
+    logits [B,T,V] fp32 without labels, else the scalar loss. `attention_mask` is 2-D [B,T] (padding; causal added) or
+    3-D [B,T,T] (may-attend, used as given); `prefix_lm_mask` [B,T,T] is ORed into the may-attend matrix.
+    """
+
+    config_class = PanguCodeCLMConfig
+    base_model_prefix = "transformer"
+
+    def __init__(self, config, separation_map=None):
+        super().__init__(config, auto_prefix=True)
+        config.validate()
+        self.strategies = Strategies.from_config(config)
+        s = self.strategies
+        e = config.hidden_size
+        pdt = ms_dtype(config.param_init_type)
+        self.vocab_size = config.vocab_size
+        self.num_layers = config.num_layers
+        self.max_positions = config.max_position_embeddings
+        self.hidden_size = e
+        self.compute_dtype = ms_dtype(config.compute_dtype)
+        self.transformer = PanguTransformer(config, s)
+        self.top_query_embedding = Embedding(config.max_position_embeddings, e, config.initializer_range,
+                                             s.position_embedding(), pdt)
+        self.top_query_layer = TopQueryLayer(config, s)
+        self.loss = ModalityMaskedCrossEntropy(s)
+        self.head = ops.MatMul(transpose_b=True).shard(s.head())
+        self.code_vocab_mask = Parameter(Tensor(np.ones(config.vocab_size, np.float32)), name="code_vocab_mask",
+                                         requires_grad=False)
+        self.text_vocab_mask = Parameter(Tensor(np.ones(config.vocab_size, np.float32)), name="text_vocab_mask",
+                                         requires_grad=False)
+        self.causal = Tensor(np.tril(np.ones((self.max_positions, self.max_positions), np.float32)))
+        self.positions = Tensor(np.arange(self.max_positions, dtype=np.int32))
+        self.reshape = ops.Reshape()
+        self.cast = ops.Cast()
+        self.slice2 = ops.StridedSlice().shard(((1, 1),))
+        self.slice_pos = ops.StridedSlice().shard(((1,),))
+        self.slice_last = ops.StridedSlice().shard(((s.dp, 1, 1),))
+        self.or_prefix = ops.Maximum().shard(((1, 1, 1, 1), s.mask))
+        self.one_minus = ops.Sub().shard(((), s.rows))
+        self.mul_pad = ops.Mul().shard((s.rows, ()))
+        self.stack = ops.Stack(axis=0)
+        self.separation_map = {}
+        self.set_separation_map(separation_map)
+        apply_pipeline_and_recompute(self, config)
+
+    # ------------------------------------------------------------------ separation
+    def set_separation_map(self, separation_map):
+        """Set the code/text vocabulary masks from a map old id -> code-side id (empty/None: nothing restricted)."""
+        separation_map = dict(separation_map or {})
+        code, text = modality_vocab_masks(separation_map, self.vocab_size)
+        self.code_vocab_mask.set_data(Tensor(code))
+        self.text_vocab_mask.set_data(Tensor(text))
+        self.separation_map = separation_map
+
+    def code_vocabulary(self):
+        """float32 numpy [V]: 1 for ids generation may produce (code side; everything when the map is empty)."""
+        return self.code_vocab_mask.asnumpy().copy()
+
+    # ------------------------------------------------------------------ masks
+    def _default_positions(self, batch, seq):
+        pos = self.slice_pos(self.positions, (0,), (seq,), (1,))
+        return ops.broadcast_to(self.reshape(pos, (1, seq)), (batch, seq))
+
+    def _masks(self, batch, seq, attention_mask, prefix_lm_mask):
+        """(may_attend [B,1,T,T] float32, additive bias [B,1,1,T] float32)."""
+        bias = ops.zeros((batch, 1, 1, seq), ms.float32)
+        if attention_mask is not None and len(attention_mask.shape) == 3:
+            may = self.reshape(self.cast(attention_mask, ms.float32), (batch, 1, seq, seq))
+        else:
+            may = self.reshape(self.slice2(self.causal, (0, 0), (seq, seq), (1, 1)), (1, 1, seq, seq))
+            if attention_mask is not None:
+                pad = self.mul_pad(self.one_minus(1.0, self.cast(attention_mask, ms.float32)), -MASK_VALUE)
+                bias = self.reshape(pad, (batch, 1, 1, seq))
+        if prefix_lm_mask is not None:
+            may = self.or_prefix(may, self.reshape(self.cast(prefix_lm_mask, ms.float32), (batch, 1, seq, seq)))
+        may = ops.broadcast_to(may, (batch, 1, seq, seq))
+        return may, bias
+
+    # ------------------------------------------------------------------ forward
+    def _hidden(self, input_ids, position_ids, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+        """Final hidden states [B*T, E] and the K/V of all num_layers+1 attention layers."""
+        batch, seq = input_ids.shape
+        h, ks, vs = self.transformer(input_ids, position_ids, may_attend, bias, k_cache, v_cache, onehot)
+        query = self.reshape(self.top_query_embedding(position_ids), (batch * seq, self.hidden_size))
+        if k_cache is None:
+            h, k, v = self.top_query_layer(h, query, batch, seq, may_attend, bias)
+        else:
+            h, k, v = self.top_query_layer(h, query, batch, seq, may_attend, bias, k_cache[self.num_layers],
+                                           v_cache[self.num_layers], onehot)
+        return h, ks + (k,), vs + (v,)
+
+    def _logits(self, h):
+        """Tied head: h [N, E] . wte^T -> fp32 [N, V]."""
+        w = self.cast(self.transformer.wte.weight, self.compute_dtype)
+        return self.cast(self.head(self.cast(h, self.compute_dtype), w), ms.float32)
+
+    def construct(self, input_ids, labels=None, position_ids=None, attention_mask=None, docstr_mask=None,
+                  prefix_lm_mask=None):
+        batch, seq = input_ids.shape
+        if position_ids is None:
+            position_ids = self._default_positions(batch, seq)
+        may, bias = self._masks(batch, seq, attention_mask, prefix_lm_mask)
+        h, _, _ = self._hidden(input_ids, position_ids, may, bias)
+        logits = self.reshape(self._logits(h), (batch, seq, self.vocab_size))
+        if labels is None:
+            return logits
+        return self.loss(logits, labels, docstr_mask, self.code_vocab_mask, self.text_vocab_mask)
+
+    # ------------------------------------------------------------------ incremental decoding (infer/generate.py)
+    def prefill(self, input_ids, position_ids, attention_mask):
+        """Left-padded prompt [B,P] with a 2-D mask -> (last-position logits [B,V], K, V [L+1,B,H,P,D])."""
+        batch, seq = input_ids.shape
+        may, bias = self._masks(batch, seq, attention_mask, None)
+        h, ks, vs = self._hidden(input_ids, position_ids, may, bias)
+        h = self.reshape(h, (batch, seq, self.hidden_size))
+        last = self.reshape(self.slice_last(h, (0, seq - 1, 0), (batch, seq, self.hidden_size), (1, 1, 1)),
+                            (batch, self.hidden_size))
+        return self._logits(last), self.stack(ks), self.stack(vs)
+
+    def decode(self, input_ids, position_ids, valid, onehot, k_cache, v_cache):
+        """One token [B,1] at cache slot `onehot` [L]; `valid` [B,L] marks the slots it may attend (itself included).
+
+        Returns (logits [B,V], updated K, V caches [L+1,B,H,L,D]).
+        """
+        batch = input_ids.shape[0]
+        cache_len = valid.shape[1]
+        may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
+        bias = ops.zeros((batch, 1, 1, cache_len), ms.float32)
+        h, ks, vs = self._hidden(input_ids, position_ids, may, bias, k_cache, v_cache, onehot)
+        return self._logits(h), self.stack(ks), self.stack(vs)
