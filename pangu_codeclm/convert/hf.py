@@ -46,6 +46,11 @@ _IGNORED = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|^(code_tokens_mask|doc_t
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
+def is_ignored_buffer(name):
+    """True for the released checkpoints' buffers that are rebuilt, never loaded (attention masks, vocab masks)."""
+    return bool(_IGNORED.search(name))
+
+
 class CheckpointError(ValueError):
     """A checkpoint directory or file that does not match what is expected; the message names the file and key."""
 
@@ -92,7 +97,7 @@ def check_weights(raw, config, source):
     """
     weights = {}
     for name, value in raw.items():
-        if _IGNORED.search(name):
+        if is_ignored_buffer(name):
             continue
         if name == "lm_head.weight":
             wte = raw.get("transformer.wte.weight")

@@ -1,0 +1,162 @@
+"""Public API: `from_pretrained(path)` → `PanguCodeCLM` (config, tokenizer, MindSpore network, logits/loss/generate/save).
+
+`path` is an HF directory (the released `huawei-noah/pangu-CodeCLM-*` layout) or this project's MindSpore layout; see
+`pangu_codeclm.convert.hf` for both. Every file is read and checked before any network is built, so a bad checkpoint
+loads nothing.
+"""
+import logging
+import os
+
+import numpy as np
+
+from .convert import hf
+
+logger = logging.getLogger(__name__)
+
+
+def _set_context(device_target):
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        ms.set_device(device_target)
+    except RuntimeError as exc:  # the device was already set by this process
+        current = ms.get_context("device_target")
+        if current != device_target:
+            raise RuntimeError(f"cannot use device {device_target!r}: this process already runs on {current!r} "
+                               f"({exc})") from None
+
+
+def load_weights_into(network, weights, source):
+    """Copy numpy `weights` into `network` by name after checking every name and shape (nothing copied on error).
+
+    Network parameters that are rebuilt from the separation map (`code_tokens_mask`, `doc_tokens_mask`, attention
+    buffers) are left alone; every other network parameter must be present in `weights` and vice versa.
+    """
+    import mindspore as ms
+    params = {p.name: p for p in network.get_parameters()}
+    trainable = {n: p for n, p in params.items() if not hf.is_ignored_buffer(n)}
+    missing = sorted(set(trainable) - set(weights))
+    unexpected = sorted(set(weights) - set(trainable))
+    if missing or unexpected:
+        raise hf.CheckpointError(f"{source}: network and checkpoint disagree: missing in the checkpoint "
+                                 f"{missing[:3]}, not in the network {unexpected[:3]}")
+    for name, param in trainable.items():
+        if tuple(param.shape) != tuple(weights[name].shape):
+            raise hf.CheckpointError(f"{source}: parameter '{name}' has shape {tuple(weights[name].shape)}, the "
+                                     f"network expects {tuple(param.shape)}")
+    for name, param in trainable.items():
+        param.set_data(ms.Tensor(weights[name], dtype=param.dtype))
+
+
+class PanguCodeCLM:
+    """A loaded model: `.config`, `.tokenizer`, `.network`, `.separation_map`, and numpy-in/numpy-out helpers."""
+
+    def __init__(self, config, network, separation_map, tokenizer=None, source=None):
+        self.config = config
+        self.network = network
+        self.separation_map = dict(separation_map)
+        self._tokenizer = tokenizer
+        self.source = source
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            raise AttributeError(f"this model has no tokenizer: {self.source or 'its checkpoint'} has no "
+                                 f"{hf.VOCAB_FILE}; save one there with PanguTokenizer.save_pretrained")
+        return self._tokenizer
+
+    @property
+    def has_tokenizer(self):
+        return self._tokenizer is not None
+
+    # ---------------------------------------------------------------------------------------------- compute
+    @staticmethod
+    def _tensor(value, dtype):
+        import mindspore as ms
+        return None if value is None else ms.Tensor(np.asarray(value), dtype)
+
+    def _inputs(self, input_ids, attention_mask, position_ids, prefix_lm_mask):
+        import mindspore as ms
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids: expected shape [batch, length], got {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ValueError(f"input_ids: ids must lie in [0, {self.config.vocab_size}), got "
+                             f"[{ids.min()}, {ids.max()}]")
+        if ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"input_ids: length {ids.shape[1]} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}")
+        return dict(input_ids=self._tensor(ids, ms.int32), attention_mask=self._tensor(attention_mask, ms.float32),
+                    position_ids=self._tensor(position_ids, ms.int32),
+                    prefix_lm_mask=self._tensor(prefix_lm_mask, ms.float32))
+
+    def logits(self, input_ids, attention_mask=None, position_ids=None, prefix_lm_mask=None):
+        """Logits [B,T,V] float32 numpy (unrestricted); masks 2-D [B,T] padding or 3-D [B,T,T] may-attend."""
+        self.network.set_train(False)
+        inputs = self._inputs(input_ids, attention_mask, position_ids, prefix_lm_mask)
+        out = self.network(inputs["input_ids"], None, inputs["position_ids"], inputs["attention_mask"], None,
+                           inputs["prefix_lm_mask"])
+        return out.asnumpy().astype(np.float32)
+
+    def loss(self, input_ids, labels, attention_mask=None, position_ids=None, docstr_mask=None, prefix_lm_mask=None):
+        """Mean modality-restricted CE over targets (labels unshifted, −100 ignored) as a Python float."""
+        import mindspore as ms
+        self.network.set_train(False)
+        inputs = self._inputs(input_ids, attention_mask, position_ids, prefix_lm_mask)
+        out = self.network(inputs["input_ids"], self._tensor(labels, ms.int32), inputs["position_ids"],
+                           inputs["attention_mask"], self._tensor(docstr_mask, ms.int32), inputs["prefix_lm_mask"])
+        return float(out.asnumpy())
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0,
+                 top_p=1.0, top_k=0, eos_token_id=None, pad_token_id=None, seed=None):
+        """Prompt + generated ids [B, T+n] (KV cache; left-padded batches; eos-stopped rows padded)."""
+        from .infer.generate import generate
+        self.network.set_train(False)
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids: expected shape [batch, length], got {ids.shape}")
+        return np.asarray(generate(
+            self.network, ids, attention_mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            temperature=temperature, top_p=top_p, top_k=top_k,
+            eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id,
+            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id, seed=seed))
+
+    # ---------------------------------------------------------------------------------------------- saving
+    def weights(self):
+        """{HF key: float32 numpy array} of the network's parameters (buffers left out)."""
+        return {p.name: p.asnumpy().astype(np.float32) for p in self.network.get_parameters()
+                if not hf.is_ignored_buffer(p.name)}
+
+    def save_pretrained(self, directory, layout="hf", write_bin=False, overwrite=False):
+        """Write the model to `directory` in the HF layout (default) or this project's MindSpore layout."""
+        config = self.config.replace(param_init_type="float32")
+        if layout == "hf":
+            hf.write_hf(directory, config, self.weights(), self.separation_map, self._tokenizer, write_bin, overwrite)
+        elif layout == "mindspore":
+            hf.write_mindspore(directory, config, self.weights(), self.separation_map, self._tokenizer, overwrite)
+        else:
+            raise ValueError(f"layout: expected 'hf' or 'mindspore', got {layout!r}")
+        return directory
+
+
+def from_pretrained(path, device_target="CPU", **config_overrides):
+    """Load a checkpoint directory of either layout; keyword arguments override config fields (e.g. compute_dtype)."""
+    path = os.fspath(path)
+    ckpt = hf.read_checkpoint(path)  # every check happens here, before anything is built
+    config = ckpt.config.replace(**config_overrides) if config_overrides else ckpt.config
+    tokenizer = None
+    if ckpt.tokenizer_dir is not None:
+        from .tokenizer import PanguTokenizer
+        tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
+        if tokenizer.vocab_size != config.vocab_size:
+            raise hf.CheckpointError(f"{path}: tokenizer vocabulary has {tokenizer.vocab_size} ids but the model "
+                                     f"has {config.vocab_size} embedding rows")
+    _set_context(device_target)
+    from .model.pangu import PanguCodeCLMForCausalLM
+    network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)
+    load_weights_into(network, ckpt.weights, path)
+    network.set_separation_map(ckpt.separation_map)
+    network.set_train(False)
+    logger.info("loaded %s checkpoint from %s on %s (separation %s)", ckpt.layout, path, device_target,
+                config.separation)
+    return PanguCodeCLM(config, network, ckpt.separation_map, tokenizer, path)
