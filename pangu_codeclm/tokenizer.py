@@ -1,0 +1,446 @@
+"""PanGu SentencePiece tokenizer with the 16 special tokens and modality (embedding) separation.
+
+Ids equal the reference (HF `PanguAlphaTokenizer`, transformers 4.19, as used to build the released data):
+- the SentencePiece pieces keep their ids; the 16 specials are added after them, except those already pieces
+  (`<NEW_LINE> <INDENT> <DEDENT>` keep 3/4/5 in the released model), so `<eod>`=32000 … `<mask>`=32012;
+- text is first split on every special and added token (leftmost-longest match, anywhere in the text), the whitespace
+  next to each such token is stripped, and each remaining chunk is encoded by SentencePiece on its own;
+- separation (none / partial / full) appends `[_DUP_]t` twins exactly as ../shared/DESIGN.md describes; those and any
+  new `t` are added tokens too, so they also split the text.
+
+Decoding maps code-side ids back to their text-side twins (`[_DUP_]t` decodes as `t`), decodes each run of pieces with
+SentencePiece, and joins the runs and the standalone tokens (specials, markers, added tokens) with one space. For
+text in canonical form (NFKC, single spaces, one space around each marker) `decode(encode(x)) == x`; whitespace next to
+an added token is lost by the encoder itself (as in the reference), so `s.rindex(x)` decodes as `s. rindex (x)` with
+partial separation.
+"""
+import json
+import logging
+import os
+import re
+
+from pangu_codeclm.io_utils import atomic_write_bytes, atomic_write_json, load_int_map_pickle, save_int_map_pickle
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("<eod>", "<eot>", "<pad>", "<java>", "<python>", "<go>", "<php>", "<javascript>", "<ruby>", "<en>",
+                  "<cn>", "<comments>", "<NEW_LINE>", "<INDENT>", "<DEDENT>", "<mask>")
+MARKERS = ("<NEW_LINE>", "<INDENT>", "<DEDENT>")
+# bos/eos/unk/pad/mask of the reference tokenizer: also "special", hence never separated
+BASE_SPECIAL_TOKENS = ("<s>", "</s>", "<unk>", "<pad>", "<mask>")
+DUP_PREFIX = "[_DUP_]"
+SPIECE_UNDERLINE = "\u2581"
+SEPARATIONS = ("none", "partial", "full")
+MODEL_MAX_LENGTH = 1024
+
+VOCAB_FILE = "vocab.model"
+ADDED_TOKENS_FILE = "added_tokens.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SEPARATION_MAP_FILE = "replicated_tokens_map.pkl"
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file or argument is wrong; the message names the file or value and what was expected."""
+
+
+def default_partial_tokens():
+    """Partial-separation token list derived from this Python: keywords, soft keywords, operators and punctuation,
+    public builtin names, and public methods of str/list/dict/set (sorted, unique)."""
+    import builtins
+    import keyword
+    import token
+
+    names = set(keyword.kwlist) | set(getattr(keyword, "softkwlist", ()))
+    names |= set(token.EXACT_TOKEN_TYPES)
+    names |= {name for name in dir(builtins) if not name.startswith("_")}
+    for kind in (str, list, dict, set):
+        names |= {name for name in dir(kind) if not name.startswith("_")}
+    return sorted(names)
+
+
+def read_token_file(path):
+    """Read a separation token list: one token per line, blank lines skipped; whitespace inside a token is an error."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"separation token file not found: {path}")
+    tokens = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            tok = line.rstrip("\r\n")
+            if not tok:
+                continue
+            if any(ch.isspace() for ch in tok):
+                raise TokenizerError(f"{path}:{lineno}: token {tok!r} contains whitespace; expected one token per line")
+            tokens.append(tok)
+    if not tokens:
+        raise TokenizerError(f"{path}: no tokens; expected one token per line")
+    return tokens
+
+
+def build_separation(vocab, candidates, special_tokens):
+    """Plan the separated vocabulary.
+
+    `vocab` maps every token to its id (ids 0..len-1). Candidates are iterated sorted and unique; specials are skipped;
+    a token already in `vocab` gets one new id for `[_DUP_]t` (map old → new); an unknown token gets two, `t` then
+    `[_DUP_]t` (map first → second). Returns (new tokens in id order, map).
+    """
+    next_id = len(vocab)
+    new_tokens, mapping = [], {}
+    for tok in sorted(set(candidates)):
+        if tok in special_tokens:
+            continue
+        if tok in vocab:
+            new_tokens.append(DUP_PREFIX + tok)
+            mapping[vocab[tok]] = next_id
+            next_id += 1
+        else:
+            new_tokens += [tok, DUP_PREFIX + tok]
+            mapping[next_id] = next_id + 1
+            next_id += 2
+    return new_tokens, mapping
+
+
+def _trie_regex(tokens):
+    """A compiled regex (one capturing group) matching any of `tokens`, leftmost-longest, built as a character trie."""
+    root = {}
+    for tok in tokens:
+        node = root
+        for ch in tok:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def pattern(node):  # iterative depth would exceed no practical limit: tokens are short
+        alts = [re.escape(ch) + pattern(child) for ch, child in sorted(node.items()) if ch != ""]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return "(?:" + body + ")?" if "" in node else body
+
+    return re.compile("(" + pattern(root) + ")")
+
+
+def _load_sentencepiece(path):
+    import sentencepiece as spm
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"SentencePiece model not found: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(data)
+    except Exception as exc:  # sentencepiece raises RuntimeError/OSError on a corrupt proto
+        raise TokenizerError(f"{path}: not a valid SentencePiece model ({type(exc).__name__}: {exc})") from None
+    if len(sp) == 0:
+        raise TokenizerError(f"{path}: SentencePiece model has no pieces")
+    return sp, data
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise TokenizerError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise TokenizerError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+class PanguTokenizer:
+    """PanGu tokenizer: `encode` (text side), `encode_code` (code side), `decode`, separation map, save/load."""
+
+    def __init__(self, sp, sp_bytes, added_tokens, separation_map, separation, source=""):
+        """Low-level constructor; use `from_vocab` or `from_pretrained`. `added_tokens` are in id order from len(sp)."""
+        if separation not in SEPARATIONS:
+            raise TokenizerError(f"unknown separation {separation!r}; expected one of {', '.join(SEPARATIONS)}")
+        self._sp = sp
+        self._sp_bytes = sp_bytes
+        self._n_pieces = len(sp)
+        self._added = list(added_tokens)
+        self._added_ids = {tok: self._n_pieces + i for i, tok in enumerate(self._added)}
+        self._separation = separation
+        self._map = {int(k): int(v) for k, v in separation_map.items()}
+        self._inverse = {v: k for k, v in self._map.items()}
+        self.source = source
+        missing = [tok for tok in SPECIAL_TOKENS if self._lookup(tok) is None]
+        if missing:
+            raise TokenizerError(f"{source or 'tokenizer'}: special tokens {missing} have no id")
+        # every special and every added token is matched in the text before SentencePiece sees it
+        self._no_split = set(SPECIAL_TOKENS) | set(self._added)
+        self._split_re = _trie_regex(sorted(self._no_split))
+        self._standalone_ids = {self.token_to_id(tok) for tok in self._no_split}
+        self._skip_ids = {self.token_to_id(t) for t in SPECIAL_TOKENS if t not in MARKERS}
+        self._skip_ids |= {i for i in (sp.bos_id(), sp.eos_id()) if i >= 0}
+
+    # ---- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_vocab(cls, vocab_model, separation="none", separate_tokens_file=None):
+        """Build from a SentencePiece model: add the specials, then apply `separation` ("none", "partial", "full").
+
+        Partial separation uses `separate_tokens_file` (one token per line) or, without it, `default_partial_tokens()`.
+        """
+        if separation not in SEPARATIONS:
+            raise TokenizerError(f"unknown separation {separation!r}; expected one of {', '.join(SEPARATIONS)}")
+        if separate_tokens_file is not None and separation != "partial":
+            raise TokenizerError(f"separate_tokens_file is only used with separation='partial', not {separation!r}")
+        sp, data = _load_sentencepiece(vocab_model)
+        unk = sp.unk_id()
+        vocab = {sp.id_to_piece(i): i for i in range(len(sp))}
+        added = []
+        for tok in SPECIAL_TOKENS:  # as `add_special_tokens`: only tokens that are not pieces get new ids
+            if tok not in vocab and tok not in added:
+                added.append(tok)
+        for i, tok in enumerate(added):
+            vocab[tok] = len(sp) + i
+        candidates = []
+        if separation == "partial":
+            base = read_token_file(separate_tokens_file) if separate_tokens_file else default_partial_tokens()
+            for tok in base:
+                candidates += [tok, SPIECE_UNDERLINE + tok]
+        elif separation == "full":
+            candidates = list(vocab)
+        specials = set(SPECIAL_TOKENS) | set(BASE_SPECIAL_TOKENS) | {sp.id_to_piece(unk)}
+        new_tokens, mapping = build_separation(vocab, candidates, specials)
+        tok = cls(sp, data, added + new_tokens, mapping, separation, source=os.fspath(vocab_model))
+        logger.info("tokenizer: %d pieces from %s, %d specials added, separation %s (%s): %d mapped tokens, vocab %d",
+                    len(sp), vocab_model, len(added), separation,
+                    separate_tokens_file or ("derived from Python" if separation == "partial" else "-"),
+                    len(mapping), tok.vocab_size)
+        return tok
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        """Read a tokenizer saved by `save_pretrained` (the released checkpoints' layout)."""
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"tokenizer directory not found: {directory}")
+        paths = {name: os.path.join(directory, name) for name in
+                 (VOCAB_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, SEPARATION_MAP_FILE)}
+        for name in (VOCAB_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
+            if not os.path.isfile(paths[name]):
+                raise FileNotFoundError(f"{paths[name]}: missing; a tokenizer directory needs {VOCAB_FILE}, "
+                                        f"{ADDED_TOKENS_FILE}, {SPECIAL_TOKENS_MAP_FILE}, {TOKENIZER_CONFIG_FILE} "
+                                        f"(and {SEPARATION_MAP_FILE} when separated)")
+        sp, data = _load_sentencepiece(paths[VOCAB_FILE])
+        added = _read_added_tokens(paths[ADDED_TOKENS_FILE], len(sp))
+        _check_special_tokens_map(paths[SPECIAL_TOKENS_MAP_FILE])
+        config = _read_json(paths[TOKENIZER_CONFIG_FILE])
+        if not isinstance(config, dict):
+            raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: expected a JSON object")
+        derived = _map_from_added(sp, added)
+        if os.path.isfile(paths[SEPARATION_MAP_FILE]):
+            mapping = load_int_map_pickle(paths[SEPARATION_MAP_FILE])
+            if mapping != derived:
+                bad = sorted(set(mapping.items()) ^ set(derived.items()))[:3]
+                raise TokenizerError(f"{paths[SEPARATION_MAP_FILE]}: disagrees with {paths[ADDED_TOKENS_FILE]} "
+                                     f"({len(mapping)} vs {len(derived)} entries; first differences {bad})")
+        elif derived:
+            raise FileNotFoundError(f"{paths[SEPARATION_MAP_FILE]}: missing; {ADDED_TOKENS_FILE} has "
+                                    f"{len(derived)} [_DUP_] tokens, so the separation map is required")
+        else:
+            mapping = {}
+        separation = config.get("separation") or _infer_separation(sp, added, mapping)
+        if separation not in SEPARATIONS:
+            raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: key 'separation' is {separation!r}; "
+                                 f"expected one of {', '.join(SEPARATIONS)}")
+        tok = cls(sp, data, added, mapping, separation, source=directory)
+        logger.info("tokenizer: loaded from %s (vocab %d, separation %s, %d mapped tokens)",
+                    directory, tok.vocab_size, separation, len(mapping))
+        return tok
+
+    def save_pretrained(self, directory):
+        """Write vocab.model, added_tokens.json, special_tokens_map.json, tokenizer_config.json and
+        replicated_tokens_map.pkl (a plain dict of ints) into `directory`, each file atomically."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        atomic_write_bytes(os.path.join(directory, VOCAB_FILE), self._sp_bytes)
+        save_int_map_pickle(os.path.join(directory, SEPARATION_MAP_FILE), self._map)
+        atomic_write_json(os.path.join(directory, ADDED_TOKENS_FILE), dict(self._added_ids))
+        specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                    "mask_token": "<mask>", "additional_special_tokens": list(SPECIAL_TOKENS)}
+        atomic_write_json(os.path.join(directory, SPECIAL_TOKENS_MAP_FILE), specials)
+        config = dict(specials, tokenizer_class="PanguAlphaTokenizer", model_max_length=MODEL_MAX_LENGTH,
+                      padding_side="left", do_lower_case=False, remove_space=False, keep_accents=False,
+                      separation=self._separation)
+        atomic_write_json(os.path.join(directory, TOKENIZER_CONFIG_FILE), config)
+        logger.info("tokenizer: saved to %s (vocab %d, separation %s)", directory, self.vocab_size, self._separation)
+        return directory
+
+    # ---- vocabulary ---------------------------------------------------------------------------------------------
+    def _lookup(self, tok):
+        if tok in self._added_ids:
+            return self._added_ids[tok]
+        i = self._sp.piece_to_id(tok)
+        if i == self._sp.unk_id() and tok != self._sp.id_to_piece(i):
+            return None
+        return i
+
+    def token_to_id(self, tok):
+        """Id of a piece, special or added token; KeyError for a string that is none of them."""
+        i = self._lookup(tok)
+        if i is None:
+            raise KeyError(f"token {tok!r} is not in the vocabulary")
+        return i
+
+    def id_to_token(self, i):
+        """Piece or added-token string of an id (code-side ids give their `[_DUP_]` name)."""
+        i = self._check_id(i)
+        return self._sp.id_to_piece(i) if i < self._n_pieces else self._added[i - self._n_pieces]
+
+    def _check_id(self, i):
+        j = int(i)
+        if not 0 <= j < self.vocab_size:
+            raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
+        return j
+
+    @property
+    def vocab_size(self):
+        """Embedding rows: pieces + added specials + separation tokens."""
+        return self._n_pieces + len(self._added)
+
+    def __len__(self):
+        return self.vocab_size
+
+    @property
+    def separation(self):
+        return self._separation
+
+    @property
+    def separation_map(self):
+        """Copy of the map text-side id → code-side id (empty without separation)."""
+        return dict(self._map)
+
+    @property
+    def special_tokens(self):
+        return SPECIAL_TOKENS
+
+    eod_id = property(lambda self: self.token_to_id("<eod>"))
+    eot_id = property(lambda self: self.token_to_id("<eot>"))
+    pad_id = property(lambda self: self.token_to_id("<pad>"))
+    python_id = property(lambda self: self.token_to_id("<python>"))
+    comments_id = property(lambda self: self.token_to_id("<comments>"))
+    mask_id = property(lambda self: self.token_to_id("<mask>"))
+    newline_id = property(lambda self: self.token_to_id("<NEW_LINE>"))
+    indent_id = property(lambda self: self.token_to_id("<INDENT>"))
+    dedent_id = property(lambda self: self.token_to_id("<DEDENT>"))
+
+    # ---- encode / decode ----------------------------------------------------------------------------------------
+    def encode(self, text):
+        """Text-side ids of `text` (no bos/eos added)."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        parts = self._split_re.split(text)  # text, token, text, token, ..., text
+        last = len(parts) - 1
+        chunks = []
+        for i in range(0, len(parts), 2):
+            chunk = parts[i]
+            if i > 0:
+                chunk = chunk.lstrip()
+            if i < last:
+                chunk = chunk.rstrip()
+            chunks.append(chunk)
+        encoded = self._sp.encode([c for c in chunks if c]) if any(chunks) else []
+        ids, k = [], 0
+        for i, chunk in enumerate(chunks):
+            if chunk:
+                ids += encoded[k]
+                k += 1
+            if 2 * i + 1 <= last:
+                ids.append(self.token_to_id(parts[2 * i + 1]))
+        return ids
+
+    def encode_code(self, code):
+        """Code-side ids: `encode(code)` with each id sent through the separation map."""
+        mapping = self._map
+        return [mapping.get(i, i) for i in self.encode(code)] if mapping else self.encode(code)
+
+    def to_text_side(self, ids):
+        """Map code-side ids back to their text-side twins."""
+        inverse = self._inverse
+        return [inverse.get(int(i), int(i)) for i in ids]
+
+    def decode(self, ids, skip_special_tokens=False):
+        """Text of `ids` (text- or code-side). Runs of pieces are decoded by SentencePiece; specials, markers and
+        added tokens stand alone; the parts are joined by single spaces. `skip_special_tokens` drops the specials
+        except the three code markers."""
+        parts, run = [], []
+
+        def flush():
+            if run:
+                text = self._sp.decode(run)
+                if text:
+                    parts.append(text)
+                run.clear()
+
+        for raw in ids:
+            i = self._check_id(raw)
+            i = self._inverse.get(i, i)
+            if skip_special_tokens and i in self._skip_ids:
+                continue
+            if i in self._standalone_ids:
+                flush()
+                text = self.id_to_token(i).replace(SPIECE_UNDERLINE, " ").strip()
+                if text:
+                    parts.append(text)
+            else:
+                run.append(i)
+        flush()
+        return " ".join(parts)
+
+    def __repr__(self):
+        return (f"PanguTokenizer(vocab_size={self.vocab_size}, separation={self._separation!r}, "
+                f"mapped={len(self._map)}, source={self.source!r})")
+
+
+def _read_added_tokens(path, n_pieces):
+    obj = _read_json(path)
+    if not isinstance(obj, dict):
+        raise TokenizerError(f"{path}: expected a JSON object token -> id, found {type(obj).__name__}")
+    for tok, i in obj.items():
+        if type(i) is not int:
+            raise TokenizerError(f"{path}: token {tok!r} has id {i!r}; expected an int")
+    by_id = sorted(obj.items(), key=lambda kv: kv[1])
+    for k, (tok, i) in enumerate(by_id):
+        if i != n_pieces + k:
+            raise TokenizerError(f"{path}: token {tok!r} has id {i}; expected ids {n_pieces}.."
+                                 f"{n_pieces + len(obj) - 1} without gaps (the model has {n_pieces} pieces)")
+    return [tok for tok, _ in by_id]
+
+
+def _check_special_tokens_map(path):
+    obj = _read_json(path)
+    extra = obj.get("additional_special_tokens") if isinstance(obj, dict) else None
+    if not isinstance(extra, list):
+        raise TokenizerError(f"{path}: expected a JSON object with a list 'additional_special_tokens'")
+    missing = [tok for tok in SPECIAL_TOKENS if tok not in extra]
+    if missing:
+        raise TokenizerError(f"{path}: 'additional_special_tokens' lacks {missing}")
+
+
+def _map_from_added(sp, added):
+    """The separation map implied by the added tokens: id(t) → id([_DUP_]t)."""
+    ids = {tok: len(sp) + i for i, tok in enumerate(added)}
+    mapping = {}
+    for tok, new in ids.items():
+        if not tok.startswith(DUP_PREFIX):
+            continue
+        base = tok[len(DUP_PREFIX):]
+        if base in ids:
+            mapping[ids[base]] = new
+        else:
+            old = sp.piece_to_id(base)
+            if old != sp.unk_id() or base == sp.id_to_piece(old):
+                mapping[old] = new
+    return mapping
+
+
+def _infer_separation(sp, added, mapping):
+    """'full' when every ordinary token has a code-side twin, 'partial' when some do, 'none' when none do."""
+    if not mapping:
+        return "none"
+    specials = set(SPECIAL_TOKENS) | set(BASE_SPECIAL_TOKENS)
+    base = [sp.id_to_piece(i) for i in range(len(sp))] + [t for t in added if not t.startswith(DUP_PREFIX)]
+    ordinary = sum(1 for tok in base if tok not in specials)
+    return "full" if len(mapping) >= ordinary else "partial"
