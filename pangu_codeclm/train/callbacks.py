@@ -1,0 +1,195 @@
+"""Training callbacks: metrics (log, CSV, PNG loss curve, tqdm ETA bar) and checkpoint save/restore."""
+import csv
+import io
+import logging
+import math
+import os
+import time
+
+import numpy as np
+from mindspore.train.callback import Callback
+
+from ..io_utils import atomic_path, atomic_write_text
+from . import checkpoint as ckpt_lib
+
+logger = logging.getLogger(__name__)
+FIELDS = ("step", "loss", "code_loss", "lr", "grad_norm", "overflow", "loss_scale", "tokens_per_s", "elapsed_s")
+
+
+def _scalar(value):
+    if value is None:
+        return float("nan")
+    if hasattr(value, "asnumpy"):
+        value = value.asnumpy()
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
+def read_metrics(path):
+    """Rows of a metrics CSV as dicts of floats (step as int)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class TrainMonitor(Callback):
+    """Per-step loss, code-token loss, lr, grad norm, overflow, loss scale and tokens/s.
+
+    Logs every `log_steps`, writes `metrics.csv` (one row per step, kept across resumes up to the resume step) and
+    refreshes `loss_curve.png` every `plot_steps` and at the end; shows a tqdm bar with the ETA. Only `write` ranks
+    touch the output files.
+    """
+
+    def __init__(self, output_dir, total_steps, tokens_per_step, start_step=0, log_steps=1, plot_steps=50,
+                 code_loss_is_loss=True, write=True, show_bar=True):
+        super().__init__()
+        self.output_dir = os.fspath(output_dir)
+        self.total_steps = int(total_steps)
+        self.tokens_per_step = int(tokens_per_step)
+        self.start_step = int(start_step)
+        self.log_steps = max(1, int(log_steps))
+        self.plot_steps = max(1, int(plot_steps))
+        self.code_loss_is_loss = code_loss_is_loss
+        self.write = write
+        self.show_bar = show_bar
+        self.csv_path = os.path.join(self.output_dir, "metrics.csv")
+        self.png_path = os.path.join(self.output_dir, "loss_curve.png")
+        self.rows = []
+        self._bar = None
+        self._last = None
+        self._t0 = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_train_begin(self, run_context):
+        if self.write:
+            os.makedirs(self.output_dir, exist_ok=True)
+            kept = []
+            if self.start_step > 0 and os.path.exists(self.csv_path):
+                kept = [r for r in read_metrics(self.csv_path) if r["step"] <= self.start_step]
+            self.rows = kept
+            self._rewrite_csv()
+        if self.show_bar:
+            from tqdm import tqdm
+            self._bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", unit="step",
+                             dynamic_ncols=True)
+        self._t0 = self._last = time.perf_counter()
+
+    def on_train_step_end(self, run_context):
+        params = run_context.original_args()
+        outputs = params.net_outputs
+        if not isinstance(outputs, (tuple, list)):
+            outputs = (outputs,)
+        now = time.perf_counter()
+        step = self.start_step + int(params.cur_step_num)
+        loss = _scalar(outputs[0])
+        row = {
+            "step": step,
+            "loss": loss,
+            "code_loss": loss if self.code_loss_is_loss else (_scalar(outputs[5]) if len(outputs) > 5 else math.nan),
+            "overflow": float(bool(_scalar(outputs[1]))) if len(outputs) > 1 else 0.0,
+            "loss_scale": _scalar(outputs[2]) if len(outputs) > 2 else 1.0,
+            "lr": _scalar(outputs[3]) if len(outputs) > 3 else math.nan,
+            "grad_norm": _scalar(outputs[4]) if len(outputs) > 4 else math.nan,
+            "tokens_per_s": self.tokens_per_step / max(now - self._last, 1e-9),
+            "elapsed_s": now - self._t0,
+        }
+        self._last = now
+        self.rows.append(row)
+        if self.write:
+            self._append_csv(row)
+            if step % self.plot_steps == 0:
+                self.plot()
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
+            self._bar.update(1)
+        if step % self.log_steps == 0 or step == self.total_steps:
+            logger.info("step %d/%d loss %.6f code_loss %.6f lr %.3e grad_norm %.4f overflow %d loss_scale %g "
+                        "tokens/s %.0f", step, self.total_steps, loss, row["code_loss"], row["lr"], row["grad_norm"],
+                        int(row["overflow"]), row["loss_scale"], row["tokens_per_s"])
+        if not math.isfinite(loss) and not row["overflow"]:
+            logger.warning("step %d: loss is %s", step, loss)
+
+    def on_train_end(self, run_context):
+        if self._bar is not None:
+            self._bar.close()
+        if self.write:
+            self.plot()
+
+    # ------------------------------------------------------------------ files
+    def _rewrite_csv(self):
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _fmt(row[k]) for k in FIELDS})
+        atomic_write_text(self.csv_path, buf.getvalue())
+
+    def _append_csv(self, row):
+        with open(self.csv_path, "a", encoding="utf-8", newline="") as f:
+            f.write(",".join(_fmt(row[k]) for k in FIELDS) + "\n")
+
+    def plot(self):
+        """Redraw the loss curve PNG (atomically) from the rows so far."""
+        if not self.rows:
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        steps = [r["step"] for r in self.rows]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(steps, [r["loss"] for r in self.rows], label="loss")
+        if not self.code_loss_is_loss:
+            ax.plot(steps, [r["code_loss"] for r in self.rows], label="code-token loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        with atomic_path(self.png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+def _fmt(value):
+    return str(int(value)) if isinstance(value, int) else repr(float(value))
+
+
+class CheckpointCallback(Callback):
+    """Restore a resume checkpoint at train begin; save every `save_steps` (and at the last step), keeping `keep`.
+
+    The data position stored is the number of global rows consumed (step × global batch).
+    """
+
+    def __init__(self, directory, total_steps, save_steps, keep=3, start_step=0, resume_info=None,
+                 global_batch_size=1, save=True, hang_after_step=None):
+        super().__init__()
+        self.directory = directory
+        self.total_steps = int(total_steps)
+        self.save_steps = int(save_steps)
+        self.keep = int(keep)
+        self.start_step = int(start_step)
+        self.resume_info = resume_info
+        self.global_batch_size = int(global_batch_size)
+        self.save = save
+        self.hang_after_step = hang_after_step
+
+    def on_train_begin(self, run_context):
+        if self.resume_info is None:
+            return
+        params = run_context.original_args()
+        ckpt_lib.load_into(params.train_network, self.resume_info)
+        ckpt_lib.restore_rng_state(self.resume_info["rng"])
+        logger.info("restored weights, optimizer state and RNG from %s (step %d, data position %d)",
+                    self.resume_info["ckpt_path"], self.resume_info["step"], self.resume_info["data_position"])
+
+    def on_train_step_end(self, run_context):
+        params = run_context.original_args()
+        step = self.start_step + int(params.cur_step_num)
+        if self.save and (step % self.save_steps == 0 or step == self.total_steps):
+            path = ckpt_lib.save_checkpoint(
+                params.train_network, self.directory, step, keep=self.keep,
+                extra={"data_position": step * self.global_batch_size, "total_steps": self.total_steps})
+            logger.info("saved checkpoint %s", path)
+        if self.hang_after_step is not None and step == self.hang_after_step:
+            # Fault-injection hook for the resume test: wait here to be killed with SIGKILL.
+            logger.warning("PANGU_CODECLM_HANG_AFTER_STEP=%d reached: waiting to be killed", step)
+            while True:
+                time.sleep(1)

@@ -1,0 +1,121 @@
+"""Run configuration and execution context: load the yaml, derive mindformers' parallel settings from the model
+config's `parallel` section (the one source of truth), validate it, and initialise MindSpore (+ communication)."""
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+DEVICE_TARGETS = ("CPU", "Ascend", "GPU")
+# Keys of the `pangu` section of a run yaml (our own settings; mindformers ignores the section).
+RUN_DEFAULTS = {
+    "train_steps": 100,        # global optimizer steps of the whole run (the LR schedule spans them)
+    "save_steps": 50,          # checkpoint every N steps (and at the last step)
+    "keep_checkpoints": 3,     # keep the newest K checkpoints
+    "log_steps": 1,
+    "plot_steps": 20,          # redraw loss_curve.png every N steps
+    "pretrained": "",          # checkpoint to start from (HF or MindSpore layout), empty = random init
+    "separation_map": "",      # replicated_tokens_map.pkl for partial/full separation
+    "show_bar": True,
+}
+
+
+def load_run_config(path, device_target=None, output_dir=None, overrides=None):
+    """Read a run yaml into a MindFormerConfig, apply CLI overrides and check the keys we rely on."""
+    from mindformers.tools.register import MindFormerConfig
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    cfg = MindFormerConfig(path)
+    for key in ("model", "runner_config", "train_dataset", "optimizer", "lr_schedule", "runner_wrapper"):
+        if not cfg.get(key):
+            raise ValueError(f"{path}: missing section '{key}'")
+    if not cfg.model.get("model_config") or not cfg.model.get("arch"):
+        raise ValueError(f"{path}: section 'model' needs 'model_config' and 'arch'")
+    pangu = dict(RUN_DEFAULTS)
+    unknown = sorted(set(cfg.get("pangu") or {}) - set(RUN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key 'pangu.{unknown[0]}'; expected one of {sorted(RUN_DEFAULTS)}")
+    pangu.update(cfg.get("pangu") or {})
+    cfg.pangu = MindFormerConfig(**pangu)
+    if device_target:
+        if device_target not in DEVICE_TARGETS:
+            raise ValueError(f"--device_target: expected one of {DEVICE_TARGETS}, got {device_target!r}")
+        cfg.context.device_target = device_target
+    if output_dir:
+        cfg.output_dir = os.path.abspath(output_dir)
+    for key, value in (overrides or {}).items():
+        _set_dotted(cfg, key, value)
+    cfg.config_path = os.path.abspath(path)
+    return cfg
+
+
+def _set_dotted(cfg, dotted, value):
+    node = cfg
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            raise ValueError(f"override {dotted}: no section '{part}'")
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def model_config_from(cfg):
+    """The validated PanguCodeCLMConfig described by `model.model_config`."""
+    from ..config import PanguCodeCLMConfig
+    values = {k: v for k, v in dict(cfg.model.model_config).items() if k != "type"}
+    values["parallel"] = dict(values.get("parallel") or {})
+    return PanguCodeCLMConfig(**values)
+
+
+def device_count():
+    """Number of training processes of this launch (msrun / rank table env), 1 when standalone."""
+    for key in ("MS_WORKER_NUM", "RANK_SIZE", "DEVICE_NUM"):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    return 1
+
+
+def apply_parallel(cfg, model_config, device_num):
+    """Fill mindformers' parallel sections from `model_config.parallel`; on Ascend check the layout first.
+
+    CPU and single-device runs use plain data parallel (semi-auto parallel is refused on CPU); Ascend multi-device runs
+    use semi-auto parallel with dp x mp x pp = device number, optimizer sharding and recompute from the config.
+    """
+    from mindformers.tools.register import MindFormerConfig
+    p = model_config.parallel
+    target = cfg.context.get("device_target", "Ascend")
+    cfg.use_parallel = device_num > 1
+    cfg.parallel = MindFormerConfig(**dict(cfg.get("parallel") or {}))
+    cfg.parallel.setdefault("gradients_mean", True)
+    if target == "Ascend" and device_num > 1:
+        model_config.validate_parallel(device_num)
+        cfg.parallel.update(parallel_mode=1, full_batch=True,
+                            enable_parallel_optimizer=bool(p["optimizer_shard"]))
+        cfg.parallel_config = MindFormerConfig(
+            data_parallel=p["data_parallel"], model_parallel=p["model_parallel"], pipeline_stage=p["pipeline_stage"],
+            micro_batch_num=p["micro_batch_num"], vocab_emb_dp=p["vocab_emb_dp"],
+            gradient_aggregation_group=p["gradient_aggregation_group"])
+    else:
+        if p["model_parallel"] > 1 or p["pipeline_stage"] > 1:
+            logger.warning("parallel: model_parallel=%d, pipeline_stage=%d need Ascend semi-auto parallel; %s with "
+                           "%d device(s) runs data parallel only", p["model_parallel"], p["pipeline_stage"], target,
+                           device_num)
+        cfg.parallel.update(parallel_mode=0, full_batch=False, enable_parallel_optimizer=False)
+        cfg.parallel_config = MindFormerConfig(
+            data_parallel=device_num, model_parallel=1, pipeline_stage=1, micro_batch_num=1, vocab_emb_dp=True,
+            gradient_aggregation_group=p["gradient_aggregation_group"])
+    cfg.recompute_config = MindFormerConfig(**dict(cfg.get("recompute_config") or {}))
+    cfg.recompute_config["recompute"] = bool(p["recompute"])
+    return cfg
+
+
+def build_run_context(cfg):
+    """Initialise MindSpore through mindformers' `build_context` (GRAPH mode; communication when use_parallel)."""
+    from mindformers import build_context
+    ctx_cfg = {"context": dict(cfg.context), "parallel": dict(cfg.parallel),
+               "parallel_config": dict(cfg.parallel_config), "use_parallel": cfg.use_parallel}
+    if cfg.context.get("mode") in (0, "GRAPH_MODE"):
+        ctx_cfg["context"]["mode"] = "GRAPH_MODE"
+    build_context(ctx_cfg)
+    from mindformers.tools.utils import get_real_group_size, get_real_rank
+    return get_real_rank(), get_real_group_size()

@@ -1,0 +1,113 @@
+"""One training run through the mindformers Trainer: config → context → resume point → network → dataset → Trainer.
+
+`run_training(...)` is what `train.py` and `pangu-codeclm train` call.
+"""
+import logging
+import os
+
+from . import checkpoint as ckpt_lib
+from .callbacks import CheckpointCallback, TrainMonitor
+from .context import apply_parallel, build_run_context, device_count, load_run_config, model_config_from
+
+logger = logging.getLogger(__name__)
+
+
+def _build_network(cfg, model_config, resume):
+    from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
+    arch = cfg.model.arch.type
+    cls = MindFormerRegister.get_cls(MindFormerModuleType.MODELS, arch)
+    separation_map = None
+    if cfg.pangu.separation_map:
+        from ..io_utils import load_int_map_pickle
+        separation_map = load_int_map_pickle(cfg.pangu.separation_map)
+        logger.info("separation map: %d entries from %s", len(separation_map), cfg.pangu.separation_map)
+    network = cls(model_config, separation_map=separation_map)
+    if cfg.pangu.pretrained and not resume:
+        _load_pretrained(network, cfg.pangu.pretrained)
+    return network
+
+
+def _load_pretrained(network, path):
+    import mindspore as ms
+    path = os.fspath(path)
+    if os.path.isdir(path) or path.endswith(".safetensors"):
+        from ..api import from_pretrained  # HF or MindSpore layout directory
+        source = from_pretrained(path).network
+        params = {p.name: p for p in source.get_parameters()}
+    else:
+        params = ms.load_checkpoint(path)
+    not_loaded, _ = ms.load_param_into_net(network, params, strict_load=False)
+    if not_loaded:
+        raise ValueError(f"{path}: pretrained checkpoint lacks parameters {not_loaded[:5]}")
+    logger.info("loaded pretrained weights from %s (%d tensors)", path, len(params))
+
+
+def global_batch_size(cfg, rank_size):
+    """Rows per optimizer step over all ranks."""
+    rc = cfg.runner_config
+    data_parallel = cfg.parallel_config["data_parallel"]
+    micro = cfg.parallel_config["micro_batch_num"] if cfg.parallel_config["pipeline_stage"] > 1 else 1
+    return int(rc.batch_size) * data_parallel * micro * int(rc.get("gradient_accumulation_steps") or 1)
+
+
+def run_training(config_path, device_target=None, resume=False, output_dir=None, overrides=None,
+                 extra_modules=(), callbacks=()):
+    """Train as the yaml says; returns {'output_dir', 'start_step', 'final_step', 'metrics', 'last_checkpoint'}."""
+    from .register import register_all
+    register_all(extra_modules)
+    cfg = load_run_config(config_path, device_target, output_dir, overrides)
+    model_config = model_config_from(cfg)
+    apply_parallel(cfg, model_config, device_count())
+    rank_id, rank_size = build_run_context(cfg)
+    import mindspore as ms
+    from mindformers import Trainer
+    from mindformers.tools.register import MindFormerConfig
+
+    out = os.path.abspath(cfg.output_dir)
+    cfg.output_dir = out
+    steps = int(cfg.pangu.train_steps)
+    ckpt_dir = ckpt_lib.rank_dir(out, rank_id)
+    resume_info = ckpt_lib.find_resume_checkpoint(ckpt_dir) if resume else None
+    if resume and resume_info is None:
+        logger.warning("--resume: no intact checkpoint in %s; starting from step 0", ckpt_dir)
+    start_step = resume_info["step"] if resume_info else 0
+    if resume_info and resume_info.get("total_steps", steps) != steps:
+        raise ValueError(f"{resume_info['ckpt_path']}: saved by a run of {resume_info['total_steps']} steps, but "
+                         f"pangu.train_steps is {steps}; the LR schedule would differ")
+    if start_step >= steps:
+        logger.info("checkpoint at step %d already reaches pangu.train_steps=%d: nothing to do", start_step, steps)
+        return {"output_dir": out, "start_step": start_step, "final_step": start_step, "metrics": [],
+                "last_checkpoint": resume_info["ckpt_path"]}
+
+    ms.set_seed(int(cfg.seed or 0))
+    network = _build_network(cfg, model_config, resume_info is not None)
+    gbs = global_batch_size(cfg, rank_size)
+    cfg.train_dataset.update(steps=steps, start_step=start_step, seq_length=model_config.seq_length)
+    cfg.train_dataset_task = MindFormerConfig(type=cfg.train_dataset.get("type", "PanguCodeCLMDataset"),
+                                              dataset_config=cfg.train_dataset)
+    cfg.lr_schedule.total_steps = steps
+    cfg.runner_config.epochs = 1
+    cfg.runner_config.sink_mode = False
+    cfg.callbacks = []
+    cfg.model.model_config = MindFormerConfig(type=type(model_config).__name__, **model_config.to_model_dict())
+    cfg.resume_training = False
+    if not (cfg.get("trainer") or {}).get("type"):
+        cfg.trainer = MindFormerConfig(type="CausalLanguageModelingTrainer", model_name="pangu_codeclm")
+    cfg.load_checkpoint = ""
+
+    writer = rank_id == 0
+    monitor = TrainMonitor(out, steps, gbs * model_config.seq_length, start_step=start_step,
+                           log_steps=cfg.pangu.log_steps, plot_steps=cfg.pangu.plot_steps,
+                           code_loss_is_loss=model_config.objective != "text_code", write=writer,
+                           show_bar=bool(cfg.pangu.show_bar) and writer)
+    hang = os.environ.get("PANGU_CODECLM_HANG_AFTER_STEP")
+    saver = CheckpointCallback(ckpt_dir, steps, cfg.pangu.save_steps, keep=cfg.pangu.keep_checkpoints,
+                               start_step=start_step, resume_info=resume_info, global_batch_size=gbs,
+                               hang_after_step=int(hang) if hang else None)
+    logger.info("training %s: steps %d..%d, global batch %d x %d tokens, rank %d/%d, output %s",
+                cfg.config_path, start_step, steps, gbs, model_config.seq_length, rank_id, rank_size, out)
+    trainer = Trainer(args=cfg, task="general", model=network, callbacks=[monitor, saver, *callbacks])
+    trainer.train()
+    last = ckpt_lib.list_checkpoints(ckpt_dir)
+    return {"output_dir": out, "start_step": start_step, "final_step": steps, "metrics": monitor.rows,
+            "last_checkpoint": last[0][1][:-5] + ".ckpt" if last else None, "network": network}

@@ -1,0 +1,63 @@
+"""The train-one-step cell used by the Trainer (mindformers WRAPPER `PanguTrainOneStepCell`).
+
+Forward + backward with loss scaling, gradient all-reduce (data parallel), an overflow check built from `IsFinite`
+(the stock one calls NPU float-status ops, which do not exist on CPU), dynamic loss-scale update, global-norm clipping
+and the optimizer step, skipped on overflow. Returns (loss, overflow, loss_scale, learning_rate, global_norm).
+"""
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.ops import composite as C
+from mindspore.ops import functional as F
+from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
+from mindformers.wrapper.wrapper import MFTrainOneStepCell
+
+_unscale = C.MultitypeFuncGraph("_unscale")
+
+
+@_unscale.register("Tensor", "Tensor")
+def _unscale_grad(scale, grad):
+    return grad * F.cast(ops.reciprocal(scale), F.dtype(grad))
+
+
+_nonfinite = C.MultitypeFuncGraph("_nonfinite")
+
+
+@_nonfinite.register("Tensor")
+def _count_nonfinite(grad):
+    return ops.logical_not(ops.IsFinite()(grad)).astype(ms.float32).sum()
+
+
+@MindFormerRegister.register(MindFormerModuleType.WRAPPER)
+class PanguTrainOneStepCell(MFTrainOneStepCell):
+    """CPU-safe `MFTrainOneStepCell`: same outputs, overflow detected with IsFinite on the reduced gradients.
+
+    `scale_sense` is a number/Tensor (static scale; 1.0 for fp32) or a `DynamicLossScaleUpdateCell` (fp16 on Ascend).
+    """
+
+    def __init__(self, network, optimizer, use_clip_grad=True, max_grad_norm=1.0, scale_sense=1.0, **kwargs):
+        super().__init__(network, optimizer, use_clip_grad=use_clip_grad, max_grad_norm=max_grad_norm,
+                         scale_sense=scale_sense, **kwargs)
+        self.hyper_map = C.HyperMap()
+        self.zero = ms.Tensor(0.0, ms.float32)
+
+    def construct(self, *inputs):
+        scaling_sens = self.scale_sense
+        loss = self.network(*inputs)
+        sens = F.ones_like(loss) * F.cast(scaling_sens, F.dtype(loss))
+        grads = self.grad(self.network, self.weights)(*inputs, sens)
+        grads = self.hyper_map(F.partial(_unscale, F.cast(scaling_sens, ms.float32)), grads)
+        grads = self.grad_reducer(grads)
+        bad = self.hyper_map(_nonfinite, grads)
+        cond = ops.AddN()(bad) > self.zero
+        overflow = cond
+        if self.loss_scaling_manager is not None:
+            overflow = self.loss_scaling_manager(self.scale_sense, cond)
+        global_norm = self.zero
+        if self.use_clip_grad:
+            grads, global_norm = self.clip_grad_norm(grads)
+        learning_rate = self.learning_rate
+        if self.optimizer.dynamic_lr:
+            learning_rate = self.learning_rate(self.optimizer.global_step).reshape(())
+        if not overflow:
+            loss = F.depend(loss, self.optimizer(grads))
+        return loss, overflow, scaling_sens, learning_rate, global_norm
