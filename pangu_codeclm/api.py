@@ -26,15 +26,20 @@ def _set_context(device_target):
                                f"({exc})") from None
 
 
+def _is_rebuilt(name):
+    """Network state rebuilt from the separation map or the config, never read from or written to a checkpoint."""
+    from .model.pangu import NON_HF_PARAMETERS
+    return name in NON_HF_PARAMETERS or hf.is_ignored_buffer(name)
+
+
 def load_weights_into(network, weights, source):
     """Copy numpy `weights` into `network` by name after checking every name and shape (nothing copied on error).
 
-    Network parameters that are rebuilt from the separation map (`code_tokens_mask`, `doc_tokens_mask`, attention
-    buffers) are left alone; every other network parameter must be present in `weights` and vice versa.
+    Network parameters rebuilt from the separation map (the vocabulary masks) are left alone; every other network parameter must be present in `weights` and vice versa.
     """
     import mindspore as ms
     params = {p.name: p for p in network.get_parameters()}
-    trainable = {n: p for n, p in params.items() if not hf.is_ignored_buffer(n)}
+    trainable = {n: p for n, p in params.items() if not _is_rebuilt(n)}
     missing = sorted(set(trainable) - set(weights))
     unexpected = sorted(set(weights) - set(trainable))
     if missing or unexpected:
@@ -125,7 +130,7 @@ class PanguCodeCLM:
     def weights(self):
         """{HF key: float32 numpy array} of the network's parameters (buffers left out)."""
         return {p.name: p.asnumpy().astype(np.float32) for p in self.network.get_parameters()
-                if not hf.is_ignored_buffer(p.name)}
+                if not _is_rebuilt(p.name)}
 
     def save_pretrained(self, directory, layout="hf", write_bin=False, overwrite=False):
         """Write the model to `directory` in the HF layout (default) or this project's MindSpore layout."""

@@ -5,7 +5,7 @@ import torch
 
 from pangu_codeclm.config import PanguCodeCLMConfig
 from pangu_codeclm.convert.hf import expected_shapes, random_weights
-from pangu_codeclm.convert.torch_model import TorchPanguCodeCLM, state_dict_from_numpy
+from pangu_codeclm.convert.torch_model import TorchPanguCodeCLM, padded_position_ids, state_dict_from_numpy
 
 PAD, EOS = 62, 63
 # Tiny separation maps over a 64-id vocabulary (ids 0, 1, 62, 63 stay shared in every map).
@@ -90,7 +90,7 @@ def test_packed_rows_equal_separate_samples():
     assert (causal[5:] - alone_b).abs().max() > 1e-3
 
 
-def test_left_padding_matches_unpadded_and_default_positions():
+def test_left_padding_matches_unpadded_with_padded_positions():
     config, mapping, weights = tiny_case("none")
     model = torch_model(config, mapping, weights)
     seq = torch.tensor([[5, 9, 14, 3]])
@@ -98,8 +98,8 @@ def test_left_padding_matches_unpadded_and_default_positions():
     mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
     with torch.no_grad():
         ref = model(seq)[0]
-        out = model(padded, mask)[0]  # positions default to cumsum(mask) - 1
-        wrong = model(padded, mask, torch.arange(6)[None])[0]
+        out = model(padded, mask, padded_position_ids(mask))[0]
+        wrong = model(padded, mask)[0]  # default positions 0..T-1 ignore the padding
     assert torch.allclose(out[2:], ref, atol=1e-5)
     assert (wrong[2:] - ref).abs().max() > 1e-3
 
@@ -164,7 +164,8 @@ def test_greedy_pads_after_eos_and_stays_on_the_code_side(separation):
     grown_mask = np.concatenate([mask, np.ones((2, out.shape[1] - 4), np.int64)], 1)
     for step in range(4, out.shape[1]):
         with torch.no_grad():
-            logits = model(torch.tensor(out[:, :step]), torch.tensor(grown_mask[:, :step]))[:, -1]
+            step_mask = torch.tensor(grown_mask[:, :step])
+            logits = model(torch.tensor(out[:, :step]), step_mask, padded_position_ids(step_mask))[:, -1]
         if mapping:
             logits[:, list(mapping)] = float("-inf")
         for row in range(2):

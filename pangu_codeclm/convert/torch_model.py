@@ -101,12 +101,10 @@ class Backbone(nn.Module):
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
 
 
-def default_position_ids(attention_mask, batch, length):
-    """Position ids: cumsum(mask)−1 with padding set to 1 for a 2-D padding mask, else 0..T−1."""
-    if attention_mask is not None and attention_mask.dim() == 2:
-        mask = attention_mask.long()
-        return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    return torch.arange(length).unsqueeze(0).expand(batch, length)
+def padded_position_ids(attention_mask):
+    """Position ids of a left-padded batch: cumsum(mask)−1, padding set to 1 (as the reference generation)."""
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
 def attention_inputs(attention_mask, prefix_lm_mask, batch, length):
@@ -160,10 +158,11 @@ class TorchPanguCodeCLM(nn.Module):
         self.doc_tokens_mask.copy_(torch.from_numpy(text))
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, prefix_lm_mask=None):
-        """Logits [B,T,V] (fp32 for fp32 weights, unrestricted)."""
+        """Logits [B,T,V] (fp32 for fp32 weights, unrestricted). Positions default to 0..T−1 (pass
+        `padded_position_ids(mask)` for left-padded rows)."""
         batch, length = input_ids.shape
-        if position_ids is None:
-            position_ids = default_position_ids(attention_mask, batch, length)
+        if position_ids is None:  # the reference's forward: 0..T-1 whatever the mask
+            position_ids = torch.arange(length).unsqueeze(0).expand(batch, length)
         allowed, adder = attention_inputs(attention_mask, prefix_lm_mask, batch, length)
         tr = self.transformer
         h = tr.wte(input_ids) + tr.wpe(position_ids)
@@ -201,7 +200,7 @@ class TorchPanguCodeCLM(nn.Module):
                 else torch.as_tensor(np.asarray(attention_mask), dtype=torch.long))
         done = torch.zeros(ids.shape[0], dtype=torch.bool)
         for _ in range(max_new_tokens):
-            logits = self.forward(ids, mask)[:, -1].float()
+            logits = self.forward(ids, mask, padded_position_ids(mask))[:, -1].float()
             if self.separation_map:
                 logits = logits.masked_fill(~self.code_tokens_mask.bool(), float("-inf"))
             nxt = torch.where(done, torch.full_like(done, pad, dtype=torch.long), logits.argmax(-1))
