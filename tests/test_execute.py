@@ -1,0 +1,206 @@
+"""The sandboxed executor: every hostile sample fails, is contained, and leaves the evaluator and the host intact."""
+import os
+import socket
+import stat
+import tempfile
+import time
+
+import pytest
+
+from pangu_codeclm.evaluation.execute import Executor, ExecutorError, run_programs
+
+TIMEOUT = 1.0
+SANITY = "def check(f):\n    assert f(2) == 4\ncheck(lambda x: x * 2)\n"
+
+
+def _sandbox_processes(executor, wait=2.0):
+    """Live (non-zombie) pids still owned by the executor's private uids, after up to `wait` s for the kernel to
+    finish delivering the kills (empty when the executor has no private uid)."""
+    base = executor.info.get("sandbox_uid")
+    if base is None:
+        return []
+    uids = {str(base + slot) for slot in range(executor.workers)}
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if fields.get("Uid", "").split()[:1] and fields["Uid"].split()[0] in uids \
+                    and not fields.get("State", "").strip().startswith("Z"):
+                found.append(int(pid))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("exec_root"))
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_root):
+    with Executor(workers=2, timeout=TIMEOUT, tmp_root=tmp_root, limits={"processes": 8}) as ex:
+        yield ex
+
+
+def _run_one(executor, program, timeout=None):
+    result, sanity = executor.run([program, SANITY], timeout=timeout)
+    assert sanity["passed"], f"the evaluator broke after a hostile sample: {sanity}"
+    assert not _sandbox_processes(executor), "a sandboxed process outlived its job"
+    assert not os.listdir(executor.config["tmp_root"]), "a temp work dir was left behind"
+    return result
+
+
+def test_plain_pass_and_fail(executor):
+    ok, bad, crash = executor.run([SANITY, "assert 1 + 1 == 3", "raise ValueError('boom')"])
+    assert ok["status"] == "passed" and ok["passed"] is True
+    assert bad["status"] == "failed" and "AssertionError" in bad["detail"]
+    assert crash["status"] == "failed" and "ValueError: boom" in crash["detail"]
+
+
+def test_output_is_captured_and_stdin_is_closed(executor):
+    printed, reads = executor.run(["print('hello')\nimport sys\nprint('oops', file=sys.stderr)", "input()"])
+    assert printed["passed"] and printed["stdout"] == "hello\n" and printed["stderr"] == "oops\n"
+    assert reads["status"] == "failed" and "EOFError" in reads["detail"]
+
+
+def test_fresh_cwd_is_removed(executor, tmp_root):
+    result = _run_one(executor, "import os\nopen('f.txt', 'w').write('x')\nprint(os.getcwd())")
+    cwd = result["stdout"].strip()
+    assert result["passed"] and os.path.dirname(cwd) == tmp_root and not os.path.exists(cwd)
+
+
+def test_fork_bomb_is_contained(executor):
+    if executor.info.get("sandbox_uid") is None:
+        pytest.skip("the process limit needs a private uid (run as root)")
+    result = _run_one(executor, "import os\nwhile True:\n    os.fork()\n")
+    assert not result["passed"] and result["status"] in ("failed", "timed_out", "killed")
+    swallowing = _run_one(executor, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    assert swallowing["status"] == "timed_out"
+
+
+def test_rmtree_of_a_decoy_outside_the_work_dir_fails():
+    decoy = tempfile.mkdtemp(prefix="decoy_")
+    try:
+        os.chmod(decoy, 0o777)  # writable by anyone: only the sandbox stands between the program and the decoy
+        with open(os.path.join(decoy, "keep.txt"), "w") as f:
+            f.write("precious")
+        os.chmod(os.path.join(decoy, "keep.txt"), 0o666)
+        program = f"import shutil, os\nshutil.rmtree({decoy!r})\nassert not os.path.exists({decoy!r})\n"
+        result = run_programs([program], timeout=TIMEOUT)[0]
+        assert not result["passed"] and "PermissionError" in result["detail"]
+        unlink = run_programs([f"import os\nos.remove({os.path.join(decoy, 'keep.txt')!r})"], timeout=TIMEOUT)[0]
+        assert not unlink["passed"]
+        with open(os.path.join(decoy, "keep.txt")) as f:
+            assert f.read() == "precious"
+    finally:
+        import shutil
+        shutil.rmtree(decoy)
+
+
+def test_infinite_loop_times_out(executor):
+    start = time.monotonic()
+    result = _run_one(executor, "while True:\n    pass\n")
+    assert result["status"] == "timed_out"
+    assert time.monotonic() - start < TIMEOUT + 5
+
+
+def test_huge_allocation_fails(executor):
+    result = _run_one(executor, "x = bytearray(50 * 2**30)\n")
+    assert not result["passed"] and result["status"] in ("failed", "killed")
+
+
+def test_socket_connect_to_localhost_fails(executor, tmp_root):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    program = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\ns.sendall(b'hi')\n"
+    try:
+        guarded = _run_one(executor, program)
+        # without the audit hook the network namespace alone must stop it
+        with Executor(workers=1, timeout=TIMEOUT, guard=False, tmp_root=tmp_root) as bare:
+            unguarded = bare.run([program])[0]
+            isolated = bare.info["network"] == "isolated"
+        with pytest.raises(socket.timeout):
+            server.accept()
+    finally:
+        server.close()
+    assert not guarded["passed"] and "network" in guarded["detail"]
+    if isolated:
+        assert not unguarded["passed"] and unguarded["status"] == "failed"
+
+
+def test_killing_the_parent_fails_and_the_server_survives(executor, tmp_root):
+    result = _run_one(executor, "import os\nos.kill(os.getppid(), 9)\n")
+    assert not result["passed"]
+    with Executor(workers=1, timeout=TIMEOUT, guard=False, tmp_root=tmp_root) as bare:
+        unguarded, sanity = bare.run(["import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.2)\n", SANITY])
+    assert not unguarded["passed"] and sanity["passed"]
+
+
+def test_printing_a_gigabyte_is_cut_off(executor):
+    start = time.monotonic()
+    result = _run_one(executor, "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n"
+                                "    sys.stdout.write(chunk)\n")
+    assert result["status"] == "output_limit"
+    assert len(result["stdout"]) <= executor.limits["output_bytes"]
+    assert time.monotonic() - start < TIMEOUT + 5
+
+
+@pytest.mark.parametrize("exit_call", ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "exit()", "quit()",
+                                       "raise SystemExit"])
+def test_exit_before_the_asserts_is_a_failure(executor, exit_call):
+    program = f"def f(x):\n    return 0\n{exit_call}\nassert f(2) == 4\n"
+    result = executor.run([program])[0]
+    assert not result["passed"] and result["status"] in ("failed", "exited_early")
+
+
+def test_exit_inside_check_is_a_failure(executor):
+    program = "def f(x):\n    return 0\ndef check(candidate):\n    exit()\n    assert candidate(2) == 4\ncheck(f)\n"
+    result = executor.run([program])[0]
+    assert not result["passed"] and "SystemExit" in result["detail"]
+
+
+def test_signal_handler_replacement_does_not_escape_the_timeout(executor):
+    program = ("import signal\nfor s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU, "
+               "signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    result = _run_one(executor, program)
+    assert result["status"] == "timed_out"
+
+
+def test_ten_gigabyte_file_is_stopped(executor):
+    program = "with open('big.bin', 'wb') as f:\n    for _ in range(10240):\n        f.write(b'\\0' * (1 << 20))\n"
+    result = _run_one(executor, program)
+    assert not result["passed"] and result["status"] in ("killed", "failed")
+
+
+def test_thread_outliving_the_program_fails(executor):
+    program = ("import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+               "assert True\n")
+    result = _run_one(executor, program)
+    assert result["status"] == "thread_left" and not result["passed"]
+
+
+def test_results_do_not_depend_on_worker_count(tmp_root):
+    programs = [SANITY, "assert False", "import os\nos._exit(0)", "x = 1\n", "print(sum(range(10)))",
+                "import numpy as np\nassert np.arange(4).sum() == 6", "1/0"]
+    one = run_programs(programs, workers=1, timeout=TIMEOUT, tmp_root=tmp_root)
+    three = run_programs(programs, workers=3, timeout=TIMEOUT, tmp_root=tmp_root)
+    key = [(r["status"], r["detail"], r["stdout"]) for r in one]
+    assert key == [(r["status"], r["detail"], r["stdout"]) for r in three]
+    assert [r["passed"] for r in one] == [True, False, False, True, True, True, False]
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="workers"):
+        Executor(workers=0)
+    with pytest.raises(ValueError, match="unknown limit"):
+        Executor(limits={"memory": 1})
+    assert issubclass(ExecutorError, RuntimeError)
