@@ -8,7 +8,8 @@ logger = logging.getLogger(__name__)
 DEVICE_TARGETS = ("CPU", "Ascend", "GPU")
 # Keys of the `pangu` section of a run yaml (our own settings; mindformers ignores the section).
 RUN_DEFAULTS = {
-    "train_steps": 100,        # global optimizer steps of the whole run (the LR schedule spans them)
+    "train_steps": 100,        # global optimizer steps of the whole run (the LR schedule spans them); -1: from epochs
+    "epochs": 1,               # used when train_steps is -1: steps = rows * epochs // global batch
     "save_steps": 50,          # checkpoint every N steps (and at the last step)
     "keep_checkpoints": 3,     # keep the newest K checkpoints
     "log_steps": 1,

@@ -6,6 +6,7 @@ import logging
 import os
 
 from . import checkpoint as ckpt_lib
+from .pretrained import load_pretrained
 from .callbacks import CheckpointCallback, TrainMonitor
 from .context import apply_parallel, build_run_context, device_count, load_run_config, model_config_from
 
@@ -23,23 +24,8 @@ def _build_network(cfg, model_config, resume):
         logger.info("separation map: %d entries from %s", len(separation_map), cfg.pangu.separation_map)
     network = cls(model_config, separation_map=separation_map)
     if cfg.pangu.pretrained and not resume:
-        _load_pretrained(network, cfg.pangu.pretrained)
+        load_pretrained(network, cfg.pangu.pretrained, separation_map, model_config.pad_token_id)
     return network
-
-
-def _load_pretrained(network, path):
-    import mindspore as ms
-    path = os.fspath(path)
-    if os.path.isdir(path) or path.endswith(".safetensors"):
-        from ..api import from_pretrained  # HF or MindSpore layout directory
-        source = from_pretrained(path).network
-        params = {p.name: p for p in source.get_parameters()}
-    else:
-        params = ms.load_checkpoint(path)
-    not_loaded, _ = ms.load_param_into_net(network, params, strict_load=False)
-    if not_loaded:
-        raise ValueError(f"{path}: pretrained checkpoint lacks parameters {not_loaded[:5]}")
-    logger.info("loaded pretrained weights from %s (%d tensors)", path, len(params))
 
 
 def global_batch_size(cfg, rank_size):
@@ -48,6 +34,21 @@ def global_batch_size(cfg, rank_size):
     data_parallel = cfg.parallel_config["data_parallel"]
     micro = cfg.parallel_config["micro_batch_num"] if cfg.parallel_config["pipeline_stage"] > 1 else 1
     return int(rc.batch_size) * data_parallel * micro * int(rc.get("gradient_accumulation_steps") or 1)
+
+
+def resolve_train_steps(cfg, gbs):
+    """pangu.train_steps, or rows x pangu.epochs // global batch when it is -1."""
+    steps = int(cfg.pangu.train_steps)
+    if steps == -1:
+        from ..data.mindrecord import dataset_info
+        rows = int(dataset_info(cfg.train_dataset.dataset_files)["rows"])
+        steps = rows * int(cfg.pangu.epochs) // gbs
+        logger.info("pangu.train_steps = %d rows x %s epochs // global batch %d = %d", rows, cfg.pangu.epochs, gbs,
+                    steps)
+    if steps <= 0:
+        raise ValueError(f"{cfg.config_path}: pangu.train_steps must be positive (or -1 with enough rows), "
+                         f"got {steps}")
+    return steps
 
 
 def run_training(config_path, device_target=None, resume=False, output_dir=None, overrides=None,
@@ -65,7 +66,8 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
 
     out = os.path.abspath(cfg.output_dir)
     cfg.output_dir = out
-    steps = int(cfg.pangu.train_steps)
+    gbs = global_batch_size(cfg, rank_size)
+    steps = resolve_train_steps(cfg, gbs)
     ckpt_dir = ckpt_lib.rank_dir(out, rank_id)
     resume_info = ckpt_lib.find_resume_checkpoint(ckpt_dir) if resume else None
     if resume and resume_info is None:
@@ -81,7 +83,6 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
 
     ms.set_seed(int(cfg.seed or 0))
     network = _build_network(cfg, model_config, resume_info is not None)
-    gbs = global_batch_size(cfg, rank_size)
     cfg.train_dataset.update(steps=steps, start_step=start_step, seq_length=model_config.seq_length)
     cfg.train_dataset_task = MindFormerConfig(type=cfg.train_dataset.get("type", "PanguCodeCLMDataset"),
                                               dataset_config=cfg.train_dataset)
@@ -91,6 +92,7 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     cfg.callbacks = []
     cfg.model.model_config = MindFormerConfig(type=type(model_config).__name__, **model_config.to_model_dict())
     cfg.resume_training = False
+    cfg.runner_wrapper.log_code_loss = model_config.objective == "text_code"
     if not (cfg.get("trainer") or {}).get("type"):
         cfg.trainer = MindFormerConfig(type="CausalLanguageModelingTrainer", model_name="pangu_codeclm")
     cfg.load_checkpoint = ""

@@ -2,7 +2,9 @@
 
 Forward + backward with loss scaling, gradient all-reduce (data parallel), an overflow check built from `IsFinite`
 (the stock one calls NPU float-status ops, which do not exist on CPU), dynamic loss-scale update, global-norm clipping
-and the optimizer step, skipped on overflow. Returns (loss, overflow, loss_scale, learning_rate, global_norm).
+and the optimizer step, skipped on overflow. Returns (loss, overflow, loss_scale, learning_rate, global_norm) and,
+with `log_code_loss` (Text-Code CLM, where the loss also covers docstring tokens), the code-token loss as a sixth output
+(one extra forward pass with docstring targets masked out).
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -34,9 +36,11 @@ class PanguTrainOneStepCell(MFTrainOneStepCell):
     `scale_sense` is a number/Tensor (static scale; 1.0 for fp32) or a `DynamicLossScaleUpdateCell` (fp16 on Ascend).
     """
 
-    def __init__(self, network, optimizer, use_clip_grad=True, max_grad_norm=1.0, scale_sense=1.0, **kwargs):
+    def __init__(self, network, optimizer, use_clip_grad=True, max_grad_norm=1.0, scale_sense=1.0,
+                 log_code_loss=False, **kwargs):
         super().__init__(network, optimizer, use_clip_grad=use_clip_grad, max_grad_norm=max_grad_norm,
                          scale_sense=scale_sense, **kwargs)
+        self.log_code_loss = bool(log_code_loss)
         self.hyper_map = C.HyperMap()
         self.zero = ms.Tensor(0.0, ms.float32)
 
@@ -58,6 +62,15 @@ class PanguTrainOneStepCell(MFTrainOneStepCell):
         learning_rate = self.learning_rate
         if self.optimizer.dynamic_lr:
             learning_rate = self.learning_rate(self.optimizer.global_step).reshape(())
+        if self.log_code_loss:
+            code_loss = self._code_loss(*inputs)
         if not overflow:
             loss = F.depend(loss, self.optimizer(grads))
+        if self.log_code_loss:
+            return loss, overflow, scaling_sens, learning_rate, global_norm, code_loss
         return loss, overflow, scaling_sens, learning_rate, global_norm
+
+    def _code_loss(self, input_ids, labels, position_ids, attention_mask, docstr_mask):
+        """Loss over code targets only (docstring positions set to -100), without gradients."""
+        code_labels = ops.select(docstr_mask > 0, ops.full_like(labels, -100), labels)
+        return ops.stop_gradient(self.network(input_ids, code_labels, position_ids, attention_mask, docstr_mask))

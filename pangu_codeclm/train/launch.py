@@ -1,0 +1,50 @@
+"""`pangu-codeclm train` / `python train.py`: mindformers-style flags over `session.run_training`."""
+import argparse
+import logging
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", required=True, help="run yaml, e.g. configs/pangu_codeclm_tiny_cpu.yaml")
+    parser.add_argument("--device_target", choices=("CPU", "Ascend", "GPU"), default=None,
+                        help="override context.device_target")
+    parser.add_argument("--run_mode", choices=("train",), default="train", help="only 'train' (evaluation: eval.py)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest intact checkpoint in OUTPUT_DIR/checkpoint/rank_<r>")
+    parser.add_argument("--output_dir", default=None, help="override output_dir (checkpoints, metrics.csv, PNG)")
+    parser.add_argument("--train_dataset_dir", default=None, help="override train_dataset.dataset_files")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a yaml key (dotted path, YAML value), e.g. --set pangu.train_steps=20")
+    return parser
+
+
+def parse_overrides(items):
+    """['a.b=1', ...] → {'a.b': 1, ...} with YAML-typed values."""
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(args):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .session import run_training
+    overrides = parse_overrides(args.overrides)
+    if args.train_dataset_dir:
+        overrides["train_dataset.dataset_files"] = args.train_dataset_dir
+    result = run_training(args.config, device_target=args.device_target, resume=args.resume,
+                          output_dir=args.output_dir, overrides=overrides)
+    rows = result["metrics"]
+    if rows:
+        logging.getLogger(__name__).info("finished at step %d, last loss %.6f; metrics in %s/metrics.csv",
+                                         result["final_step"], rows[-1]["loss"], result["output_dir"])
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="train.py", description="train pangu-CodeCLM through the mindformers Trainer")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
