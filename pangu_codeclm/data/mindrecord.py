@@ -37,10 +37,12 @@ def _row_dict(row):
     return {name: np.ascontiguousarray(getattr(row, name), dtype=np.int32) for name in STORED}
 
 
-def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=False, progress=None):
+def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=False, progress=None,
+                  late_meta=None):
     """Write PackedRows to MindRecord shards under `out_dir` (atomically) with `meta.json`; return the meta dict.
 
-    `meta` is merged into the written meta.json together with `rows`, `num_shards`, `seq_length` and `files`.
+    `meta` is merged into the written meta.json together with `rows`, `num_shards`, `seq_length` and `files`;
+    `late_meta()` (optional) is called once every row is consumed and its dict merged too (counts of a generator).
     `progress` is an optional callable(n_rows_written_now) for a progress bar.
     """
     from mindspore.mindrecord import FileWriter
@@ -77,6 +79,7 @@ def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=
         writer.commit()
         files = sorted(f for f in os.listdir(tmp) if f.startswith(FILE_STEM) and not f.endswith(".db"))
         full_meta = dict(meta or {})
+        full_meta.update(late_meta() if late_meta else {})
         full_meta.update({"rows": n_rows, "num_shards": num_shards, "seq_length": seq_length, "files": files,
                           "columns": list(COLUMNS), "stored_columns": list(STORED)})
         atomic_write_json(os.path.join(tmp, META_NAME), full_meta)

