@@ -156,6 +156,12 @@ def from_pretrained(path, device_target="CPU", **config_overrides):
         if tokenizer.vocab_size != config.vocab_size:
             raise hf.CheckpointError(f"{path}: tokenizer vocabulary has {tokenizer.vocab_size} ids but the model "
                                      f"has {config.vocab_size} embedding rows")
+        # Special ids come from the tokenizer (a GPT-2 style config.json may carry GPT-2's own eos id).
+        ids = {"eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
+        if any(getattr(config, key) != value for key, value in ids.items()):
+            logger.warning("%s: using the tokenizer's eos/pad ids %s instead of the config's %s", path, ids,
+                           {key: getattr(config, key) for key in ids})
+            config = config.replace(**ids)
     _set_context(device_target)
     from .model.pangu import PanguCodeCLMForCausalLM
     network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)

@@ -158,3 +158,25 @@ def test_config_override_that_changes_shapes_is_refused(tmp_path):
     with pytest.raises(hf.CheckpointError, match=r"network and checkpoint disagree: missing in the checkpoint "
                                                  r"\['transformer\.h\.2\."):
         pangu_codeclm.from_pretrained(tmp_path / "d", num_layers=3)
+
+
+def test_tokenizer_travels_with_the_checkpoint_and_generate_cli_prints_python(pangu_vocab_model, python_tokens_file,
+                                                                              tmp_path, capsys):
+    from pangu_codeclm.cli import main as cli_main
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial", separate_tokens_file=python_tokens_file)
+    config, _, _ = tiny_case("partial")
+    # A GPT-2 style config.json may carry foreign special ids: the tokenizer's win.
+    config = config.replace(vocab_size=tok.vocab_size, eos_token_id=50256, pad_token_id=50256)
+    hf.write_hf(tmp_path / "hf", config, hf.random_weights(config, seed=7, std=0.3), tok.separation_map, tok)
+    assert cli_main(["convert", "--to", "mindspore", str(tmp_path / "hf"), str(tmp_path / "ms")]) == 0
+    model = pangu_codeclm.from_pretrained(tmp_path / "ms")
+    assert model.tokenizer.encode_code("def f(x): return x") == tok.encode_code("def f(x): return x")
+    assert (model.config.eos_token_id, model.config.pad_token_id) == (tok.eot_id, tok.pad_id)
+    assert model.separation_map == tok.separation_map and len(model.separation_map) == 348  # released partial
+    capsys.readouterr()
+    assert cli_main(["generate", "--model", str(tmp_path / "ms"), "--prompt", "Add two numbers.",
+                     "--signature", "def add(a, b):", "--max-new-tokens", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("def add(a, b):\n")
+    assert "<NEW_LINE>" not in printed and "<INDENT>" not in printed
