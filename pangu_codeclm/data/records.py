@@ -90,9 +90,9 @@ def iter_records(path, skip_bad=False, stats=None):
     also with `stats["read"]`).
     """
     path = os.fspath(path)
+    kind = file_kind(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"record file not found: {path}")
-    kind = file_kind(path)
     if kind == "parquet":
         rows = _iter_parquet_rows(path)
     else:
