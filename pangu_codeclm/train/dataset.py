@@ -27,13 +27,22 @@ def sample_order(num_rows, num_samples, seed, shuffle=True):
 
 def rank_indices(num_rows, steps, batch_size, rank_id=0, rank_size=1, start_step=0, seed=1234, shuffle=True):
     """Row indices rank `rank_id` reads for global steps [start_step, steps) with per-rank `batch_size`."""
+    return [i for chunk in rank_epoch_chunks(num_rows, steps, batch_size, rank_id, rank_size, start_step, seed,
+                                             shuffle) for i in chunk]
+
+
+def rank_epoch_chunks(num_rows, steps, batch_size, rank_id=0, rank_size=1, start_step=0, seed=1234, shuffle=True):
+    """`rank_indices` split at epoch boundaries (each chunk holds distinct rows, as MindRecord's sampler needs)."""
     if not 0 <= rank_id < rank_size:
         raise ValueError(f"rank_id {rank_id} is outside [0, {rank_size})")
     if not 0 <= start_step <= steps:
         raise ValueError(f"start_step {start_step} is outside [0, {steps}]")
     global_batch = batch_size * rank_size
     stream = sample_order(num_rows, steps * global_batch, seed, shuffle)
-    return stream[start_step * global_batch + rank_id::rank_size]
+    chunks = {}
+    for pos in range(start_step * global_batch + rank_id, steps * global_batch, rank_size):
+        chunks.setdefault(pos // num_rows, []).append(stream[pos])
+    return [chunks[e] for e in sorted(chunks)]
 
 
 def count_rows(files):
@@ -49,8 +58,13 @@ def build_dataset(dataset_files, batch_size, steps, seq_length=None, rank_id=0, 
     num_rows = count_rows(files)
     if num_rows == 0:
         raise ValueError(f"train_dataset.dataset_files: {files[0]} holds no rows")
-    indices = rank_indices(num_rows, steps, batch_size, rank_id, rank_size, start_step, seed, shuffle)
-    data = ds.MindDataset(files, columns_list=list(mindrecord.STORED), sampler=ds.SubsetSampler(indices))
+    chunks = rank_epoch_chunks(num_rows, steps, batch_size, rank_id, rank_size, start_step, seed, shuffle)
+    if not chunks:
+        raise ValueError(f"no batches left: start_step {start_step} of {steps}")
+    data = None
+    for chunk in chunks:
+        part = ds.MindDataset(files, columns_list=list(mindrecord.STORED), sampler=ds.SubsetSampler(chunk))
+        data = part if data is None else data + part
     if seq_length is not None:
         found = data.output_shapes()[0][-1]
         if found != seq_length:
