@@ -47,6 +47,10 @@ def test_hf_round_trip_and_ms_hf_ms_is_bit_exact(separation, tmp_path):
     assert set(load_file(str(tmp_path / "hf" / "model.safetensors"))) == set(hf.expected_shapes(config))
     assert os.path.isfile(tmp_path / "hf" / "replicated_tokens_map.pkl") == bool(mapping)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    # The MindSpore layout's checkpoint is a real MindSpore checkpoint.
+    import mindspore as ms
+    params = ms.load_checkpoint(str(tmp_path / "ms2" / "model.safetensors"), format="safetensors")
+    assert np.array_equal(params["transformer.wte.weight"].asnumpy(), weights["transformer.wte.weight"])
 
 
 def test_released_buffers_are_ignored_and_fp16_bin_is_cast(tmp_path):
@@ -172,3 +176,25 @@ def test_writes_are_atomic_and_refuse_to_clobber(tmp_path, capsys):
     hf.write_hf(tmp_path / "out", config, changed, overwrite=True)
     assert np.array_equal(hf.read_checkpoint(tmp_path / "out").weights["transformer.ln_f.bias"], np.ones(32))
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_training_checkpoint_file_converts_with_a_config(tmp_path):
+    import mindspore as ms
+    config, mapping, weights = tiny_case("partial")
+    hf.write_mindspore(tmp_path / "base", config, weights, mapping)
+    entries = [{"name": "global_step", "data": ms.Tensor(np.array([7], np.int32))}]
+    for name, value in weights.items():
+        entries.append({"name": "network." + name, "data": ms.Tensor(value)})  # a wrapper prefix
+        entries.append({"name": "adam_m.network." + name, "data": ms.Tensor(np.zeros_like(value))})
+    ms.save_checkpoint(entries, str(tmp_path / "step_00000007.ckpt"))
+    src = str(tmp_path / "step_00000007.ckpt")
+    assert cli_main(["convert", "--to", "hf", src, str(tmp_path / "nocfg")]) == 1
+    assert cli_main(["convert", "--to", "hf", src, str(tmp_path / "out"), "--config", str(tmp_path / "base")]) == 0
+    back = hf.read_checkpoint(tmp_path / "out")
+    assert_same_weights(back.weights, weights)
+    assert back.separation_map == mapping
+    with pytest.raises(CheckpointError, match="separation 'partial' needs the separation map"):
+        hf.read_training_checkpoint(src, config)
+    smaller = config.replace(num_layers=3)
+    with pytest.raises(CheckpointError, match=r"missing parameter 'transformer\.h\.2\.ln_1\.weight'"):
+        hf.read_training_checkpoint(src, smaller, tmp_path / "base")

@@ -251,6 +251,69 @@ def read_checkpoint(path):
     return read_hf(path) if detect_layout(path) == "hf" else read_mindspore(path)
 
 
+def read_config(path):
+    """A config from a checkpoint directory (either layout), an HF config.json or a pangu_codeclm.json."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        layout = detect_layout(path)
+        path = os.path.join(path, HF_CONFIG if layout == "hf" else MS_CONFIG)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: config file not found")
+    if os.path.basename(path) == MS_CONFIG:
+        with open(path, encoding="utf-8") as f:
+            try:
+                meta = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        try:
+            return PanguCodeCLMConfig(**meta["config"])
+        except (TypeError, KeyError, ConfigError) as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    return PanguCodeCLMConfig.from_hf_json(path)
+
+
+_OPTIMIZER_STATE = re.compile(r"(^|\.)(adam_m|adam_v|moment1|moment2|moments|accum|accu_grads|exp_avg|exp_avg_sq|"
+                              r"accumulation)(\.|$)")
+
+
+def _training_param(names, key, source):
+    if key in names:
+        return key
+    found = [n for n in names if n.endswith("." + key) and not _OPTIMIZER_STATE.search(n[:-len(key)])]
+    if len(found) > 1:
+        raise CheckpointError(f"{source}: parameter '{key}' is ambiguous: {found[:4]}")
+    return found[0] if found else None
+
+
+def read_training_checkpoint(path, config, aux_dir=None):
+    """Weights of a MindSpore training checkpoint (`.ckpt`/`.safetensors` of the train cell: optimizer moments, step
+    counters and loss scale are skipped; wrapper prefixes are resolved) with `config`; the map and tokenizer come
+    from `aux_dir` (a tokenizer/checkpoint directory) when given."""
+    import mindspore as ms
+    path = os.fspath(path)
+    fmt = "safetensors" if path.endswith(".safetensors") else "ckpt"
+    try:
+        params = ms.load_checkpoint(path, format=fmt)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        raise CheckpointError(f"{path}: cannot read MindSpore checkpoint ({type(exc).__name__}: {exc})") from None
+    raw = {}
+    for key, shape in expected_shapes(config).items():
+        name = _training_param(params, key, path)
+        if name is None:
+            raise CheckpointError(f"{path}: missing parameter '{key}' (expected shape {shape})")
+        tensor = params[name]
+        if tensor.dtype == ms.bfloat16:
+            tensor = tensor.astype(ms.float32)
+        raw[key] = tensor.asnumpy()
+    weights = check_weights(raw, config, path)
+    mapping = read_separation_map(aux_dir, config) if aux_dir else {}
+    if not aux_dir and config.separation != "none":
+        raise CheckpointError(f"{path}: separation '{config.separation}' needs the separation map: pass the tokenizer "
+                              f"directory holding {MAP_FILE}")
+    logger.info("read training checkpoint %s (%d parameters of %d entries)", path, len(weights), len(params))
+    return Checkpoint(config, weights, mapping, _tokenizer_dir(aux_dir) if aux_dir else None, "training", path)
+
+
 # ---------------------------------------------------------------------------------------------------- writing
 @contextlib.contextmanager
 def atomic_directory(path, overwrite=False):
@@ -319,17 +382,30 @@ def write_mindspore(directory, config, weights, separation_map=None, tokenizer=N
     logger.info("wrote MindSpore checkpoint to %s (%d parameters)", directory, len(weights))
 
 
-def convert(src, dst, to, write_bin=False, overwrite=False):
-    """Convert a checkpoint directory of either layout to `to` ('hf' or 'mindspore')."""
-    ckpt = read_checkpoint(src)
+def convert(src, dst, to, write_bin=False, overwrite=False, config=None, aux_dir=None):
+    """Convert `src` to layout `to` ('hf' or 'mindspore') in `dst`.
+
+    `src` is a checkpoint directory (either layout), or a MindSpore training checkpoint file, which needs `config`
+    (see `read_config`) and, for separated models or to carry the tokenizer, `aux_dir` (defaults to `config` when
+    that is a directory).
+    """
+    if to not in ("hf", "mindspore"):
+        raise ValueError(f"unknown layout {to!r}; expected 'hf' or 'mindspore'")
+    if os.path.isfile(os.fspath(src)):
+        if config is None:
+            raise CheckpointError(f"{src}: a training checkpoint file needs a config (--config: a checkpoint "
+                                  f"directory, config.json or {MS_CONFIG})")
+        if aux_dir is None and os.path.isdir(os.fspath(config)):
+            aux_dir = config
+        ckpt = read_training_checkpoint(src, read_config(config), aux_dir)
+    else:
+        ckpt = read_checkpoint(src)
     tokenizer = None
     if ckpt.tokenizer_dir is not None:
         from ..tokenizer import PanguTokenizer
         tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
     if to == "hf":
         write_hf(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, write_bin, overwrite)
-    elif to == "mindspore":
-        write_mindspore(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, overwrite)
     else:
-        raise ValueError(f"unknown layout {to!r}; expected 'hf' or 'mindspore'")
+        write_mindspore(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, overwrite)
     return ckpt
