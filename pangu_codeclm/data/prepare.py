@@ -86,6 +86,8 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     check_objective(objective)
     if seq_length < 4:
         raise ValueError(f"--seq-length must be at least 4 (<comments> <python> code <eot>), got {seq_length}")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:  # fail before the work, not after
+        raise FileExistsError(f"{os.path.abspath(out)} exists and is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
     tok = PanguTokenizer.from_pretrained(tokenizer_dir)  # fail early, in the main process, on a bad directory
     logger.info("tokenizer from %s: separation=%s, vocab_size=%d", tokenizer_dir, tok.separation, tok.vocab_size)
