@@ -1,0 +1,253 @@
+"""Incremental decoding for PanguCodeCLMForCausalLM: a prefill graph and a one-token decode graph with a KV cache.
+
+Prompts are re-packed right-aligned (left padding) into a bucketed length, the cache length is bucketed too, so each
+graph compiles once per (batch, bucket) shape; the masked slots never change a result. The cache holds num_layers + 1
+K/V tensors (the ordinary blocks and the top query layer). Sampling (temperature, top-k, top-p) runs in numpy on the
+fp32 logits with `np.random.default_rng(seed)`. Separated models generate only code-side ids.
+"""
+import logging
+import weakref
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+_DECODERS = weakref.WeakKeyDictionary()
+
+
+def round_up(n, multiple):
+    return -(-int(n) // int(multiple)) * int(multiple)
+
+
+def left_pad_positions(mask):
+    """Position ids of a left-padded batch: cumsum(mask) - 1 on real tokens, 1 on padding (DESIGN.md)."""
+    mask = np.asarray(mask)
+    pos = np.cumsum(mask, axis=-1) - 1
+    return np.where(mask > 0, pos, 1).astype(np.int32)
+
+
+def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
+    """Next ids [B] from fp32 logits [B,V]: greedy argmax or a sample after temperature, top-k and top-p filtering."""
+    z = np.asarray(logits, dtype=np.float64).copy()
+    if allowed is not None:
+        z[:, ~allowed] = -np.inf
+    if not do_sample:
+        return z.argmax(-1)
+    z = z / temperature
+    if 0 < top_k < z.shape[-1]:
+        kth = np.sort(z, axis=-1)[:, -top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    probs = np.exp(z - z.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    if top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_probs = np.take_along_axis(probs, order, -1)
+        before = np.cumsum(sorted_probs, -1) - sorted_probs  # mass of the strictly more likely tokens
+        drop_sorted = before >= top_p                        # keep the smallest set reaching top_p (>= 1 token)
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, -1)
+        probs = np.where(drop, 0.0, probs)
+        probs /= probs.sum(-1, keepdims=True)
+    rng = rng if rng is not None else np.random.default_rng()
+    u = rng.random(probs.shape[0])[:, None]
+    return np.minimum((np.cumsum(probs, -1) < u).sum(-1), probs.shape[-1] - 1)
+
+
+class IncrementalDecoder:
+    """The compiled prefill and decode graphs of one network (use `decoder_for(network)`)."""
+
+    def __init__(self, network):
+        import mindspore as ms
+        from mindspore import nn
+
+        class Prefill(nn.Cell):
+            def __init__(self, net):
+                super().__init__(auto_prefix=False)
+                self.net = net
+
+            def construct(self, input_ids, position_ids, attention_mask):
+                return self.net.prefill(input_ids, position_ids, attention_mask)
+
+        class Decode(nn.Cell):
+            def __init__(self, net):
+                super().__init__(auto_prefix=False)
+                self.net = net
+
+            def construct(self, input_ids, position_ids, valid, onehot, k_cache, v_cache):
+                return self.net.decode(input_ids, position_ids, valid, onehot, k_cache, v_cache)
+
+        self.ms = ms
+        self.network = network
+        self.prefill_cell = Prefill(network)
+        self.decode_cell = Decode(network)
+        self.prefill_cell.set_train(False)
+        self.decode_cell.set_train(False)
+
+    def prefill(self, ids, positions, mask):
+        t = self.ms.Tensor
+        return self.prefill_cell(t(ids, self.ms.int32), t(positions, self.ms.int32), t(mask, self.ms.float32))
+
+    def decode(self, ids, positions, valid, onehot, k_cache, v_cache):
+        t = self.ms.Tensor
+        return self.decode_cell(t(ids, self.ms.int32), t(positions, self.ms.int32), t(valid, self.ms.float32),
+                                t(onehot, self.ms.float32), k_cache, v_cache)
+
+    def full_logits(self, ids, positions, mask):
+        """Last-position logits [B,V] by recomputing the whole (left-padded) sequence."""
+        t = self.ms.Tensor
+        logits = self.network(t(ids, self.ms.int32), position_ids=t(positions, self.ms.int32),
+                              attention_mask=t(mask, self.ms.float32))
+        return logits[:, -1].asnumpy()
+
+
+def decoder_for(network):
+    """The network's IncrementalDecoder, created once so each graph compiles once per shape."""
+    decoder = _DECODERS.get(network)
+    if decoder is None:
+        decoder = IncrementalDecoder(network)
+        _DECODERS[network] = decoder
+    return decoder
+
+
+def _check_args(ids, mask, max_new_tokens, do_sample, temperature, top_p, top_k):
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"input_ids: expected a non-empty [batch, length] array, got shape {ids.shape}")
+    if mask.shape != ids.shape:
+        raise ValueError(f"attention_mask: expected shape {ids.shape} like input_ids, got {mask.shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ValueError("attention_mask: expected only 0/1 values")
+    empty = np.flatnonzero(mask.sum(-1) == 0)
+    if empty.size:
+        raise ValueError(f"attention_mask: row {int(empty[0])} has no real token")
+    if int(max_new_tokens) < 0:
+        raise ValueError(f"max_new_tokens: expected >= 0, got {max_new_tokens}")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"temperature: expected > 0 when sampling, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected a value in (0, 1], got {top_p}")
+    if int(top_k) < 0:
+        raise ValueError(f"top_k: expected >= 0, got {top_k}")
+
+
+def _right_align(ids, mask, length, pad_id):
+    """Re-pack each row's real tokens right-aligned into [B, length] (left padding); returns (ids, mask)."""
+    out = np.full((ids.shape[0], length), pad_id, dtype=np.int32)
+    out_mask = np.zeros((ids.shape[0], length), dtype=np.float32)
+    for b in range(ids.shape[0]):
+        real = ids[b][mask[b] > 0]
+        out[b, length - real.size:] = real
+        out_mask[b, length - real.size:] = 1.0
+    return out, out_mask
+
+
+def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0,
+             top_k=0, eos_token_id=None, pad_token_id=None, seed=None, allowed_vocab_mask=None, use_cache=True,
+             prompt_bucket=64, cache_bucket=128, return_scores=False, progress=False):
+    """Continue each prompt row; returns int numpy [B, T + n] (the prompt as given + n generated ids).
+
+    `attention_mask` [B,T] marks real prompt tokens (padding anywhere is allowed; left padding is usual). A row that
+    produced `eos_token_id` gets `pad_token_id` afterwards; generation stops when every row is done, after
+    `max_new_tokens`, or when a prompt plus its continuation reaches the model's max positions. Separated models (and
+    `allowed_vocab_mask`, bool [V]) restrict the ids that may be produced. `use_cache=False` recomputes the whole
+    sequence per token (the baseline). With `return_scores`, also returns the per-step fp32 logits [n][B,V].
+    """
+    ids = np.asarray(input_ids)
+    if ids.ndim == 1:
+        ids = ids[None]
+    mask = np.ones(ids.shape, np.int64) if attention_mask is None else np.asarray(attention_mask)
+    if mask.ndim == 1:
+        mask = mask[None]
+    _check_args(ids, mask, max_new_tokens, do_sample, temperature, top_p, top_k)
+    ids = ids.astype(np.int64)
+    vocab = network.vocab_size
+    if ids[mask > 0].min() < 0 or ids[mask > 0].max() >= vocab:
+        raise ValueError(f"input_ids: ids must lie in [0, {vocab})")
+    pad_id = network.config.pad_token_id if pad_token_id is None else int(pad_token_id)
+    allowed = None
+    if network.separation_map:
+        allowed = network.code_vocabulary() > 0
+    if allowed_vocab_mask is not None:
+        extra = np.asarray(allowed_vocab_mask).astype(bool)
+        if extra.shape != (vocab,):
+            raise ValueError(f"allowed_vocab_mask: expected shape ({vocab},), got {extra.shape}")
+        allowed = extra if allowed is None else allowed & extra
+    if allowed is not None and not allowed.any():
+        raise ValueError("no vocabulary id is allowed for generation")
+
+    batch = ids.shape[0]
+    max_pos = network.max_positions
+    longest = int(mask.sum(-1).max())
+    if longest >= max_pos:
+        raise ValueError(f"input_ids: a prompt has {longest} tokens; the model allows at most {max_pos - 1} "
+                         f"before generating")
+    steps = min(int(max_new_tokens), max_pos - longest)
+    prompt_len = min(round_up(longest, prompt_bucket), max_pos)
+    cache_len = round_up(prompt_len + steps, cache_bucket)
+    prompt, prompt_mask = _right_align(ids, mask, prompt_len, 0)
+    decoder = decoder_for(network)
+    was_training = network.training
+    network.set_train(False)
+    rng = np.random.default_rng(seed)
+    generated = np.full((batch, steps), pad_id, dtype=np.int64)
+    done = np.zeros(batch, dtype=bool)
+    scores = []
+    last_pos = left_pad_positions(prompt_mask)[:, -1].astype(np.int64)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, desc="generate", unit="tok")
+    try:
+        if steps > 0 and use_cache:
+            logits, k_cache, v_cache = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask)
+            k_cache, v_cache = _grow_cache(decoder.ms, k_cache, v_cache, cache_len)
+            valid = np.zeros((batch, cache_len), np.float32)
+            valid[:, :prompt_len] = prompt_mask
+            logits = logits.asnumpy()
+        for i in range(steps):
+            if not use_cache:
+                logits = _recompute_last(decoder, prompt, prompt_mask, generated[:, :i], cache_len)
+            if return_scores:
+                scores.append(logits.copy())
+            token = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
+            token = np.where(done, pad_id, token)
+            generated[:, i] = token
+            if eos_token_id is not None:
+                done |= token == eos_token_id
+            if bar is not None:
+                bar.update(1)
+            if done.all() or i == steps - 1:
+                generated = generated[:, :i + 1]
+                break
+            if use_cache:
+                slot = prompt_len + i
+                valid[:, slot] = 1.0
+                onehot = np.zeros(cache_len, np.float32)
+                onehot[slot] = 1.0
+                last_pos = last_pos + 1
+                logits, k_cache, v_cache = decoder.decode(token[:, None], last_pos[:, None], valid, onehot,
+                                                          k_cache, v_cache)
+                logits = logits.asnumpy()
+    finally:
+        if bar is not None:
+            bar.close()
+        network.set_train(was_training)
+    out = np.concatenate([ids, generated], axis=1)
+    return (out, scores) if return_scores else out
+
+
+def _grow_cache(ms, k_cache, v_cache, length):
+    """Zero-extend the prefill K/V [L+1,B,H,P,D] to the cache length."""
+    k = k_cache.asnumpy()
+    extra = length - k.shape[3]
+    pad = np.zeros(k.shape[:3] + (extra,) + k.shape[4:], k.dtype)
+    return (ms.Tensor(np.concatenate([k, pad], axis=3)), ms.Tensor(np.concatenate([v_cache.asnumpy(), pad], axis=3)))
+
+
+def _recompute_last(decoder, prompt, prompt_mask, generated, length):
+    """Baseline: last-position logits of prompt + generated, left-padded to a fixed length (one compiled shape)."""
+    seq = np.concatenate([prompt, generated.astype(np.int32)], axis=1)
+    seq_mask = np.concatenate([prompt_mask, np.ones(generated.shape, np.float32)], axis=1)
+    ids = np.zeros((seq.shape[0], length), np.int32)
+    mask = np.zeros((seq.shape[0], length), np.float32)
+    ids[:, length - seq.shape[1]:] = seq
+    mask[:, length - seq.shape[1]:] = seq_mask
+    return decoder.full_logits(ids, left_pad_positions(mask), mask)

@@ -1,0 +1,167 @@
+"""KV-cache generation: per-step logits equal full recomputation, bucket independence, eos padding, sampling."""
+import numpy as np
+import pytest
+
+from pangu_codeclm.infer.generate import generate, left_pad_positions, select_tokens
+
+V, MAX_POS, PAD, BUCKETS = 90, 48, 0, dict(prompt_bucket=8, cache_bucket=16)
+
+
+@pytest.fixture(scope="module")
+def net(ms_cpu):
+    import mindspore as ms
+    from pangu_codeclm.config import PanguCodeCLMConfig
+    from pangu_codeclm.model import NON_HF_PARAMETERS, PanguCodeCLMForCausalLM
+    cfg = PanguCodeCLMConfig(vocab_size=V, hidden_size=32, num_heads=4, ffn_hidden_size=64, num_layers=2,
+                             max_position_embeddings=MAX_POS, seq_length=32, pad_token_id=PAD)
+    network = PanguCodeCLMForCausalLM(cfg)
+    rng = np.random.default_rng(0)
+    for name, param in network.parameters_and_names():  # small biases keep greedy outputs varied
+        if name not in NON_HF_PARAMETERS:
+            value = rng.normal(0, 0.1, param.shape)
+            if name.endswith("bias"):
+                value *= 0.1
+            elif ".ln_" in name:
+                value = 1 + 0.1 * value
+            param.set_data(ms.Tensor(value.astype(np.float32)))
+    yield network
+    network.set_separation_map({})
+
+
+def prompts():
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, V, (3, 9))
+    mask = np.ones((3, 9), np.int64)
+    mask[1, :4] = 0
+    mask[2, :2] = 0
+    ids[mask == 0] = PAD
+    return ids, mask
+
+
+def full_recompute_logits(network, out, mask):
+    """Logits of every position of prompt + generation, from one plain forward pass."""
+    import mindspore as ms
+    full_mask = np.concatenate([mask, np.ones((mask.shape[0], out.shape[1] - mask.shape[1]))], 1).astype(np.float32)
+    logits = network(ms.Tensor(out.astype(np.int32)), position_ids=ms.Tensor(left_pad_positions(full_mask)),
+                     attention_mask=ms.Tensor(full_mask))
+    return logits.asnumpy()
+
+
+@pytest.mark.parametrize("separated", [False, True], ids=["no-map", "partial-style-map"])
+def test_cached_step_logits_equal_full_recomputation(net, separated):
+    ids, mask = prompts()
+    net.set_separation_map({})
+    steps = 7
+    free = generate(net, ids, mask, max_new_tokens=steps, **BUCKETS)
+    if separated:
+        # make text-only every id the unrestricted model chose, so the restriction must change the output
+        chosen = sorted(set(free[:, ids.shape[1]:].ravel().tolist()))
+        code_twins = [i for i in range(V - 1, 0, -1) if i not in chosen][:len(chosen)]
+        net.set_separation_map(dict(zip(chosen, code_twins)))
+    out, scores = generate(net, ids, mask, max_new_tokens=steps, return_scores=True, **BUCKETS)
+    net.set_separation_map({})
+    assert out.shape == (3, ids.shape[1] + steps)
+    np.testing.assert_array_equal(out[:, :ids.shape[1]], ids)
+    reference = full_recompute_logits(net, out, mask)
+    for i, step_logits in enumerate(scores):
+        np.testing.assert_allclose(step_logits, reference[:, ids.shape[1] - 1 + i], atol=1e-4, rtol=0)
+    generated = out[:, ids.shape[1]:]
+    if separated:
+        assert not np.isin(generated, chosen).any()
+        assert not np.array_equal(generated, free[:, ids.shape[1]:])
+    else:
+        np.testing.assert_array_equal(generated, free[:, ids.shape[1]:])
+        np.testing.assert_array_equal(generated, np.stack([s.argmax(-1) for s in scores], 1))
+
+
+def test_no_cache_baseline_gives_the_same_steps(net):
+    ids, mask = prompts()
+    a, sa = generate(net, ids, mask, max_new_tokens=5, return_scores=True, **BUCKETS)
+    b, sb = generate(net, ids, mask, max_new_tokens=5, return_scores=True, use_cache=False, **BUCKETS)
+    np.testing.assert_array_equal(a, b)
+    for x, y in zip(sa, sb):
+        np.testing.assert_allclose(x, y, atol=1e-4, rtol=0)
+
+
+def test_greedy_does_not_depend_on_buckets_or_extra_left_padding(net):
+    ids, mask = prompts()
+    base = generate(net, ids, mask, max_new_tokens=6, **BUCKETS)
+    other = generate(net, ids, mask, max_new_tokens=6, prompt_bucket=16, cache_bucket=32)
+    np.testing.assert_array_equal(base, other)
+    extra = np.concatenate([np.full((3, 5), 7), ids], 1)
+    extra_mask = np.concatenate([np.zeros((3, 5), np.int64), mask], 1)
+    padded = generate(net, extra, extra_mask, max_new_tokens=6, **BUCKETS)
+    np.testing.assert_array_equal(padded[:, 5:], base)
+
+
+def test_eos_rows_get_padding_and_generation_stops_when_all_done(net):
+    ids, mask = prompts()
+    free = generate(net, ids, mask, max_new_tokens=8, **BUCKETS)[:, ids.shape[1]:]
+    eos = int(free[0, -1])
+    stop0 = int(np.flatnonzero(free[0] == eos)[0])
+    out = generate(net, ids, mask, max_new_tokens=8, eos_token_id=eos, pad_token_id=PAD, **BUCKETS)
+    gen = out[:, ids.shape[1]:]
+    for row in range(3):
+        hits = np.flatnonzero(free[row] == eos)
+        if hits.size:
+            stop = hits[0]
+            np.testing.assert_array_equal(gen[row, :stop + 1], free[row, :stop + 1])
+            assert (gen[row, stop + 1:] == PAD).all()
+        else:
+            np.testing.assert_array_equal(gen[row], free[row, :gen.shape[1]])
+    # all rows finish: the output stops at the last row's eos
+    ends = [np.flatnonzero(free[r] == eos) for r in range(3)]
+    if all(e.size for e in ends):
+        assert gen.shape[1] == max(e[0] for e in ends) + 1
+    assert (gen[0, stop0 + 1:] == PAD).all() and gen.shape[1] > stop0 + 1  # other rows went on
+    single = generate(net, ids[:1], mask[:1], max_new_tokens=8, eos_token_id=eos, **BUCKETS)
+    assert single.shape[1] == ids.shape[1] + stop0 + 1 and single[0, -1] == eos
+
+
+def test_stops_at_max_positions(net):
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, V, (1, MAX_POS - 3))
+    out = generate(net, ids, max_new_tokens=10, **BUCKETS)
+    assert out.shape == (1, MAX_POS)
+    with pytest.raises(ValueError, match="at most"):
+        generate(net, rng.integers(1, V, (1, MAX_POS)), max_new_tokens=1)
+
+
+def test_seeded_sampling(net):
+    ids, mask = prompts()
+    kw = dict(max_new_tokens=6, do_sample=True, temperature=1.5, top_p=0.9, top_k=20, **BUCKETS)
+    a = generate(net, ids, mask, seed=3, **kw)
+    b = generate(net, ids, mask, seed=3, **kw)
+    c = generate(net, ids, mask, seed=4, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    greedy = generate(net, ids, mask, max_new_tokens=6, **BUCKETS)
+    np.testing.assert_array_equal(generate(net, ids, mask, max_new_tokens=6, do_sample=True, top_k=1, seed=9,
+                                           **BUCKETS), greedy)
+
+
+def test_select_tokens_filters():
+    rng = np.random.default_rng(0)
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 4000))
+    draws = select_tokens(logits, rng, do_sample=True)
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 4000, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    assert set(select_tokens(logits, rng, do_sample=True, top_k=2)) == {0, 1}
+    assert set(select_tokens(logits, rng, do_sample=True, top_p=0.75)) == {0, 1}  # 0.5 < 0.75 <= 0.8
+    assert set(select_tokens(logits, rng, do_sample=True, top_p=0.5)) == {0}
+    allowed = np.array([False, True, True, True])
+    assert set(select_tokens(logits, rng, do_sample=True, allowed=allowed, top_k=1)) == {1}
+    assert (select_tokens(logits[:2], allowed=allowed) == 1).all()
+    cold = select_tokens(logits, rng, do_sample=True, temperature=0.05)
+    assert (cold == 0).mean() > 0.99
+
+
+def test_bad_arguments_name_the_argument(net):
+    ids, mask = prompts()
+    with pytest.raises(ValueError, match="attention_mask"):
+        generate(net, ids, mask[:, :-1])
+    with pytest.raises(ValueError, match="row 0 has no real token"):
+        generate(net, ids, np.zeros_like(mask))
+    with pytest.raises(ValueError, match="top_p"):
+        generate(net, ids, mask, do_sample=True, top_p=0.0)
+    with pytest.raises(ValueError, match="input_ids"):
+        generate(net, np.full((1, 3), V + 5))
