@@ -4,9 +4,12 @@ For each FunctionDef/AsyncFunctionDef (decorators included) in the stdlib's .py 
 source → source_to_markers → markers_to_source → ast.parse; success when `ast.dump` of the first parsed statement
 equals `ast.dump` of the original node. Printed beside it: the same marker text decoded the way the reference's
 generation script post-processes output (split on <NEW_LINE>, one level per line containing <INDENT>, minus one per
-<DEDENT>, markers in strings not protected). Target: ≥ 99.5%.
+<DEDENT>, markers in strings not protected). Target: ≥ 99.5%. With a SentencePiece model (default: the released
+PanGu vocab under ../shared/data/pangu) a third line sends the marker text through the tokenizer as well
+(`decode(encode_code(markers))`, partial separation with ../shared's python_tokens.txt), which shows what the model's view of the code loses (whitespace inside strings,
+characters outside the vocabulary).
 
-    python benchmarks/codefmt_roundtrip.py [--root DIR] [--jobs 2] [--max-files N]
+    python benchmarks/codefmt_roundtrip.py [--root DIR] [--jobs 2] [--max-files N] [--vocab PATH | --vocab '']
 """
 import argparse
 import ast
@@ -23,6 +26,16 @@ from tqdm import tqdm
 from pangu_codeclm.codefmt import CodeFormatError, markers_to_source, source_to_markers
 
 TARGET = 0.995
+DEFAULT_VOCAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "pangu",
+                             "vocab.model")
+_TOKENIZER = None
+
+
+def _init_worker(vocab, tokens_file):
+    global _TOKENIZER
+    if vocab:
+        from pangu_codeclm.tokenizer import PanguTokenizer
+        _TOKENIZER = PanguTokenizer.from_vocab(vocab, "partial", tokens_file or None)
 
 
 def reference_style_decode(text, indent="    "):
@@ -48,7 +61,8 @@ def _check(decoded, want):
 
 
 def check_file(path):
-    """[(where, our failure or None, baseline failure or None)] for every function in one file; [] if unparsable."""
+    """[(where, ours, baseline, through-tokenizer)] failures (None = ok) for every function in one file; None if
+    the file is not Python 3."""
     try:
         with open(path, encoding="utf-8") as f:
             src = f.read()
@@ -67,9 +81,13 @@ def check_file(path):
         try:
             markers = source_to_markers(segment)
         except CodeFormatError as exc:
-            results.append((where, f"tokenize error: {exc}", "tokenize error"))
+            results.append((where, f"tokenize error: {exc}", "tokenize error", "tokenize error"))
             continue
-        results.append((where, _check(markers_to_source(markers), want), _check(reference_style_decode(markers), want)))
+        via = None
+        if _TOKENIZER is not None:
+            via = _check(markers_to_source(_TOKENIZER.decode(_TOKENIZER.encode_code(markers))), want)
+        results.append((where, _check(markers_to_source(markers), want), _check(reference_style_decode(markers), want),
+                        via))
     return results
 
 
@@ -87,21 +105,26 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--max-files", type=int, default=0, help="only the first N files (0: all)")
     parser.add_argument("--examples", type=int, default=3, help="failures to show per category")
+    parser.add_argument("--vocab", default=DEFAULT_VOCAB if os.path.exists(DEFAULT_VOCAB) else "",
+                        help="SentencePiece model for the through-tokenizer line (partial separation); '' to skip")
+    shared_list = os.path.join(os.path.dirname(DEFAULT_VOCAB), "python_tokens.txt")
+    parser.add_argument("--tokens-file", default=shared_list if os.path.exists(shared_list) else "",
+                        help="partial separation token list ('' = derived from Python)")
     args = parser.parse_args(argv)
 
     files = list(stdlib_files(args.root))
     if args.max_files:
         files = files[:args.max_files]
     t0 = time.perf_counter()
-    ours, base = collections.Counter(), collections.Counter()
+    ours, base, via = collections.Counter(), collections.Counter(), collections.Counter()
     examples = collections.defaultdict(list)
     total, unparsable = 0, 0
-    with multiprocessing.Pool(args.jobs) as pool:
+    with multiprocessing.Pool(args.jobs, initializer=_init_worker, initargs=(args.vocab, args.tokens_file)) as pool:
         for res in tqdm(pool.imap(check_file, files, chunksize=8), total=len(files), unit="file", desc="round trip"):
             if res is None:
                 unparsable += 1
                 continue
-            for where, fail, base_fail in res:
+            for where, fail, base_fail, via_fail in res:
                 total += 1
                 if fail:
                     category = fail.split(" (")[0] if fail.startswith("parse") else fail.split(":")[0]
@@ -110,6 +133,8 @@ def main(argv=None):
                         examples[category].append(f"{where}: {fail}")
                 if base_fail:
                     base["parse error" if base_fail.startswith("parse") else base_fail] += 1
+                if via_fail:
+                    via["parse error" if via_fail.startswith("parse") else via_fail] += 1
     elapsed = time.perf_counter() - t0
     ok, base_ok = total - sum(ours.values()), total - sum(base.values())
     print(f"root: {args.root}; {len(files)} files ({unparsable} not Python 3 / unreadable, skipped); "
@@ -117,6 +142,10 @@ def main(argv=None):
     print(f"{'decoder':<34}{'ast-equal':>12}{'rate':>10}")
     print(f"{'codefmt (ours)':<34}{ok:>12}{ok / max(total, 1):>10.4%}")
     print(f"{'reference-style post-processing':<34}{base_ok:>12}{base_ok / max(total, 1):>10.4%}")
+    if args.vocab:
+        via_ok = total - sum(via.values())
+        print(f"{'ours through the tokenizer':<34}{via_ok:>12}{via_ok / max(total, 1):>10.4%}   "
+              f"({os.path.normpath(args.vocab)}, partial: {args.tokens_file or 'derived from Python'})")
     print(f"target: ≥ {TARGET:.1%} -> {'met' if ok >= TARGET * total else 'NOT met'}")
     if ours:
         print("our failures by category:")
@@ -126,6 +155,8 @@ def main(argv=None):
                 print(f"          e.g. {example}")
     if base:
         print("baseline failures by category: " + ", ".join(f"{c} {n}" for c, n in base.most_common()))
+    if via:
+        print("through-tokenizer failures by category: " + ", ".join(f"{c} {n}" for c, n in via.most_common()))
     return 0 if ok >= TARGET * total else 1
 
 

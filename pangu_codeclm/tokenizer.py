@@ -9,10 +9,10 @@ Ids equal the reference (HF `PanguAlphaTokenizer`, transformers 4.19, as used to
   new `t` are added tokens too, so they also split the text.
 
 Decoding maps code-side ids back to their text-side twins (`[_DUP_]t` decodes as `t`), decodes each run of pieces with
-SentencePiece, and joins the runs and the standalone tokens (specials, markers, added tokens) with one space. For
-text in canonical form (NFKC, single spaces, one space around each marker) `decode(encode(x)) == x`; whitespace next to
-an added token is lost by the encoder itself (as in the reference), so `s.rindex(x)` decodes as `s. rindex (x)` with
-partial separation.
+SentencePiece, and puts one space around each special and marker. For text in canonical form (NFKC, single spaces, one
+space around each marker) without added tokens, `decode(encode(x)) == x`. Whitespace next to an added token is dropped
+by the encoder itself (as in the reference), so decode restores it by rule: `s.rindex(x)`, `nonlocal x`, `x -= 1` come
+back as written, but `__aiter__` (with `aiter` an added token) comes back as `__ aiter __`.
 """
 import json
 import logging
@@ -171,6 +171,7 @@ class PanguTokenizer:
         self._no_split = set(SPECIAL_TOKENS) | set(self._added)
         self._split_re = _trie_regex(sorted(self._no_split))
         self._standalone_ids = {self.token_to_id(tok) for tok in self._no_split}
+        self._specials = frozenset(SPECIAL_TOKENS)
         self._skip_ids = {self.token_to_id(t) for t in SPECIAL_TOKENS if t not in MARKERS}
         self._skip_ids |= {i for i in (sp.bos_id(), sp.eos_id()) if i >= 0}
 
@@ -362,16 +363,20 @@ class PanguTokenizer:
         return [inverse.get(int(i), int(i)) for i in ids]
 
     def decode(self, ids, skip_special_tokens=False):
-        """Text of `ids` (text- or code-side). Runs of pieces are decoded by SentencePiece; specials, markers and
-        added tokens stand alone; the parts are joined by single spaces. `skip_special_tokens` drops the specials
-        except the three code markers."""
-        parts, run = [], []
+        """Text of `ids` (text- or code-side ids alike).
+
+        Runs of pieces are decoded by SentencePiece; specials and markers stand alone, one space on each side. An
+        added word-like token (e.g. `rindex`, partial separation) gets a space only next to another word character
+        (`s.rindex(x)`, `nonlocal x`), an added operator (e.g. `-=`) one space on each side: the encoder dropped
+        that whitespace, as the reference does. `skip_special_tokens` drops the specials except the three markers.
+        """
+        parts, run = [], []  # parts: (text, kind) with kind "run", "special" or "added"
 
         def flush():
             if run:
                 text = self._sp.decode(run)
                 if text:
-                    parts.append(text)
+                    parts.append((text, "run"))
                 run.clear()
 
         for raw in ids:
@@ -383,15 +388,34 @@ class PanguTokenizer:
                 flush()
                 text = self.id_to_token(i).replace(SPIECE_UNDERLINE, " ").strip()
                 if text:
-                    parts.append(text)
+                    parts.append((text, "special" if text in self._specials else "added"))
             else:
                 run.append(i)
         flush()
-        return " ".join(parts)
+        out = []
+        for k, (text, kind) in enumerate(parts):
+            if k:
+                prev, prev_kind = parts[k - 1]
+                if "special" in (kind, prev_kind) or _needs_space(prev, prev_kind, text, kind):
+                    out.append(" ")
+            out.append(text)
+        return "".join(out)
 
     def __repr__(self):
         return (f"PanguTokenizer(vocab_size={self.vocab_size}, separation={self._separation!r}, "
                 f"mapped={len(self._map)}, source={self.source!r})")
+
+
+def _is_word_char(ch):
+    return ch.isalnum() or ch == "_"
+
+
+def _needs_space(left, left_kind, right, right_kind):
+    """Space between two decoded parts, at least one of them an added token (see `PanguTokenizer.decode`)."""
+    for text, kind in ((left, left_kind), (right, right_kind)):
+        if kind == "added" and not all(_is_word_char(ch) for ch in text):
+            return True  # an operator-like added token: spaced
+    return _is_word_char(left[-1]) and _is_word_char(right[0])
 
 
 def _read_added_tokens(path, n_pieces):
