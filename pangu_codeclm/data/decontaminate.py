@@ -13,6 +13,7 @@ over the candidate's grams.
 import ast
 import logging
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -88,7 +89,9 @@ def iter_functions(tree):
 def strip_docstrings(source):
     """`source` with every docstring statement removed (via the AST; falls back to the text when it does not parse)."""
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return source
     lines = source.splitlines(keepends=True)
@@ -125,7 +128,9 @@ class Decontaminator:
         for i, p in enumerate(problems):
             code = p["code"].replace("\r\n", "\n")
             try:
-                tree = ast.parse(code)
+                with warnings.catch_warnings():  # benchmark code has invalid escapes (DeprecationWarning)
+                    warnings.simplefilter("ignore")
+                    tree = ast.parse(code)
             except (SyntaxError, ValueError):
                 tree = None
             if tree is not None:
@@ -209,7 +214,9 @@ def load_benchmarks(mbpp_path=None, humaneval=True, mbpp=True):
             logger.warning("MBPP not used for decontamination: %s", exc)
             used["mbpp"] = {"problems": 0, "path": None, "note": "not found; pass --mbpp-path"}
         else:
-            mb = bench.load_mbpp(path, split="all")
+            with warnings.catch_warnings():  # MBPP reference code has invalid escapes (DeprecationWarning)
+                warnings.simplefilter("ignore")
+                mb = bench.load_mbpp(path, split="all")
             problems += mb
             used["mbpp"] = {"problems": len(mb), "path": path}
     return problems, used
