@@ -96,7 +96,9 @@ class PanguCodeCLM:
                     prefix_lm_mask=self._tensor(prefix_lm_mask, ms.float32))
 
     def logits(self, input_ids, attention_mask=None, position_ids=None, prefix_lm_mask=None):
-        """Logits [B,T,V] float32 numpy (unrestricted); masks 2-D [B,T] padding or 3-D [B,T,T] may-attend."""
+        """Logits [B,T,V] float32 numpy (unrestricted); masks 2-D [B,T] padding or 3-D [B,T,T] may-attend,
+        `prefix_lm_mask` [B,T,T] ORed into it. Positions default to 0..T−1 as in the reference's forward; left-padded
+        rows need cumsum(mask)−1 (padding 1), which `generate` computes itself."""
         self.network.set_train(False)
         inputs = self._inputs(input_ids, attention_mask, position_ids, prefix_lm_mask)
         out = self.network(inputs["input_ids"], None, inputs["position_ids"], inputs["attention_mask"], None,
@@ -129,7 +131,8 @@ class PanguCodeCLM:
     # ---------------------------------------------------------------------------------------------- saving
     def weights(self):
         """{HF key: float32 numpy array} of the network's parameters (buffers left out)."""
-        return {p.name: p.asnumpy().astype(np.float32) for p in self.network.get_parameters()
+        import mindspore as ms
+        return {p.name: p.astype(ms.float32).asnumpy() for p in self.network.get_parameters()
                 if not _is_rebuilt(p.name)}
 
     def save_pretrained(self, directory, layout="hf", write_bin=False, overwrite=False):
