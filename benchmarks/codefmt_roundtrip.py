@@ -145,7 +145,7 @@ def main(argv=None):
     if args.vocab:
         via_ok = total - sum(via.values())
         print(f"{'ours through the tokenizer':<34}{via_ok:>12}{via_ok / max(total, 1):>10.4%}   "
-              f"({os.path.normpath(args.vocab)}, partial: {args.tokens_file or 'derived from Python'})")
+              f"({os.path.normpath(args.vocab)}, partial: {os.path.normpath(args.tokens_file) if args.tokens_file else 'derived from Python'})")
     print(f"target: ≥ {TARGET:.1%} -> {'met' if ok >= TARGET * total else 'NOT met'}")
     if ours:
         print("our failures by category:")
