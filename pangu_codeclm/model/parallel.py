@@ -25,7 +25,7 @@ class Strategies:
         self.mask = (dp, 1, 1, 1)
         self.rows = (dp, 1)            # [B, T] ids, labels, masks
         self.vocab = (dp, 1, mp) if not self.vocab_emb_dp else (dp, 1, 1)
-        self.vocab_vector = (1, 1, mp) if not self.vocab_emb_dp else (1, 1, 1)
+        self.vocab_vector = (mp,) if not self.vocab_emb_dp else (1,)  # [V] masks
 
     @classmethod
     def from_config(cls, config):
