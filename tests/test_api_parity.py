@@ -175,8 +175,22 @@ def test_tokenizer_travels_with_the_checkpoint_and_generate_cli_prints_python(pa
     assert (model.config.eos_token_id, model.config.pad_token_id) == (tok.eot_id, tok.pad_id)
     assert model.separation_map == tok.separation_map and len(model.separation_map) == 348  # released partial
     capsys.readouterr()
-    assert cli_main(["generate", "--model", str(tmp_path / "ms"), "--prompt", "Add two numbers.",
-                     "--signature", "def add(a, b):", "--max-new-tokens", "5"]) == 0
+    argv = ["generate", "--model", str(tmp_path / "ms"), "--prompt", "Add two numbers.", "--signature",
+            "def add(a, b):", "--max-new-tokens", "5"]
+    assert cli_main(argv) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("def add(a, b):\n")
+    assert printed.startswith("def add(a, b):")
     assert "<NEW_LINE>" not in printed and "<INDENT>" not in printed
+    sampled = argv + ["--temperature", "0.9", "--top-k", "5", "--seed", "3"]
+    assert cli_main(sampled) == 0 and cli_main(sampled) == 0
+    first, second = capsys.readouterr().out.split("def add(a, b):")[1:]
+    assert first == second  # seeded sampling is reproducible
+    # Decoding: markers become Python, everything after <eot> is dropped.
+    from pangu_codeclm.infer.cli import completion_source
+    body = tok.encode_code("<NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>") + [tok.eot_id, 7, 8]
+    assert completion_source(tok, "def add(a, b):", body) == "def add(a, b):\n    return a + b\n"
+    assert cli_main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x"]) == 1
+    assert "not a checkpoint directory" in capsys.readouterr().err
+    os.remove(tmp_path / "ms" / "vocab.model")
+    assert cli_main(argv) == 1
+    assert "has no vocab.model" in capsys.readouterr().err

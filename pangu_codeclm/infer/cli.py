@@ -15,28 +15,15 @@ def add_arguments(parser):
     parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend (default CPU)")
 
 
-def prompt_ids(tokenizer, text, signature=""):
-    """`<comments>` + enc(text) + `<python>` + code-side ids of the signature (with the body's indent when it ends
-    in ':'). Returns (prompt ids, signature ids)."""
-    from ..codefmt import source_to_markers
-    code_ids = []
-    if signature.strip():
-        code_ids = tokenizer.encode_code(source_to_markers(signature.rstrip() + "\n"))
-        if signature.rstrip().endswith(":") and (not code_ids or code_ids[-1] != tokenizer.indent_id):
-            code_ids = code_ids + [tokenizer.indent_id]
-    ids = [tokenizer.comments_id] + tokenizer.encode(text) + [tokenizer.python_id] + code_ids
-    return ids, code_ids
-
-
-def completion_source(tokenizer, code_ids, generated):
-    """Python source of signature + generated ids, cut at the first `<eot>` / `<pad>`."""
+def completion_source(tokenizer, signature, generated):
+    """Python source of the signature + the generated ids, cut at the first `<eot>` / `<pad>`."""
     from ..codefmt import markers_to_source
     body = []
     for token in generated:
-        if token in (tokenizer.eot_id, tokenizer.pad_id):
+        if int(token) in (tokenizer.eot_id, tokenizer.pad_id):
             break
         body.append(int(token))
-    return markers_to_source(tokenizer.decode(list(code_ids) + body))
+    return markers_to_source((signature + " " + tokenizer.decode(body)).strip())
 
 
 def run(args):
@@ -47,6 +34,7 @@ def run(args):
 
     from ..api import from_pretrained
     from ..convert.hf import CheckpointError
+    from ..evaluation.prompts import prompt_ids
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.max_new_tokens <= 0:
@@ -58,7 +46,8 @@ def run(args):
     except (CheckpointError, AttributeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    ids, code_ids = prompt_ids(tokenizer, args.prompt, args.signature)
+    signature = args.signature.strip()
+    ids = prompt_ids(tokenizer, {"text": args.prompt, "code_prefix": signature})  # the evaluation's prompt format
     room = model.config.max_position_embeddings - len(ids)
     if room <= 0:
         print(f"error: the prompt has {len(ids)} tokens; the model takes at most "
@@ -69,5 +58,5 @@ def run(args):
                          max_new_tokens=min(args.max_new_tokens, room), do_sample=sample,
                          temperature=args.temperature if sample else 1.0, top_p=args.top_p, top_k=args.top_k,
                          eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id, seed=args.seed)
-    print(completion_source(tokenizer, code_ids, out[0, len(ids):].tolist()))
+    print(completion_source(tokenizer, signature, out[0, len(ids):].tolist()))
     return 0
