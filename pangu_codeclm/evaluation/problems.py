@@ -13,6 +13,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import warnings
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,15 @@ def _require(path, lineno, record, keys):
         raise ValueError(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; expected {', '.join(keys)}")
 
 
+def parse_source(source):
+    """`ast.parse` without the DeprecationWarnings some MBPP references raise (invalid escapes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+        return ast.parse(source)
+
+
 def _last_function(source, where):
-    tree = ast.parse(source)
+    tree = parse_source(source)
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     if not defs:
         raise ValueError(f"{where}: no top-level function definition found")
@@ -130,12 +138,12 @@ def tested_function(code, tests, where="MBPP problem"):
     """Name of the function defined in `code` that the test asserts call (first one called)."""
     defined = []
     try:
-        defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        defined = [n.name for n in parse_source(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     except SyntaxError as exc:
         raise ValueError(f"{where}: reference code does not parse ({exc.msg}, line {exc.lineno})") from None
     for test in tests:
         try:
-            tree = ast.parse(test)
+            tree = parse_source(test)
         except SyntaxError:
             continue
         calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)),
@@ -150,7 +158,7 @@ def tested_function(code, tests, where="MBPP problem"):
 
 def first_function(code):
     """Name of the first `def` in the reference code (what the paper's harness tests)."""
-    for node in ast.parse(code).body:
+    for node in parse_source(code).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return node.name
     raise ValueError("no function definition in the reference code")

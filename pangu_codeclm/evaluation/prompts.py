@@ -12,7 +12,7 @@ first i lines of the reference body in marker format). The model's continuation 
 """
 import ast
 
-from . import metrics
+from . import metrics, problems
 
 MODES = ("paper", "corrected")
 IMPORT_HELPER = ("import math", "import re", "import sys", "import copy", "import datetime", "import itertools",
@@ -27,7 +27,7 @@ def _check_mode(mode):
 
 
 def _functions(source):
-    return [n for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return [n for n in problems.parse_source(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def header_of(source, node):

