@@ -198,3 +198,15 @@ def test_training_checkpoint_file_converts_with_a_config(tmp_path):
     smaller = config.replace(num_layers=3)
     with pytest.raises(CheckpointError, match=r"missing parameter 'transformer\.h\.2\.ln_1\.weight'"):
         hf.read_training_checkpoint(src, smaller, tmp_path / "base")
+
+
+def test_writer_refuses_a_tokenizer_that_disagrees_with_the_model(pangu_vocab_model, tmp_path):
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model)
+    config, mapping, weights = tiny_case("partial")
+    with pytest.raises(CheckpointError, match=r"tokenizer's separation map \(0 entries\) differs .* \(4 entries\)"):
+        hf.write_hf(tmp_path / "a", config, weights, mapping, tok)
+    config, _, weights = tiny_case("none")
+    with pytest.raises(CheckpointError, match="tokenizer has 32013 ids but the model has 64 embedding rows"):
+        hf.write_mindspore(tmp_path / "b", config, weights, {}, tok)
+    assert os.listdir(tmp_path) == []

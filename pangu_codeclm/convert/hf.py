@@ -345,7 +345,19 @@ def _write_common(directory, separation_map, tokenizer):
         tokenizer.save_pretrained(directory)
 
 
-def _checked_for_writing(config, weights):
+def _checked_for_writing(config, weights, separation_map, tokenizer):
+    """fp32 weights after the shape checks; the tokenizer must agree with the map and the vocabulary size."""
+    if tokenizer is not None:
+        if dict(tokenizer.separation_map) != dict(separation_map or {}):
+            raise CheckpointError(f"the tokenizer's separation map ({len(tokenizer.separation_map)} entries) differs "
+                                  f"from the model's ({len(separation_map or {})} entries)")
+        if tokenizer.vocab_size != config.vocab_size:
+            raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} ids but the model has "
+                                  f"{config.vocab_size} embedding rows")
+    try:
+        modality_vocab_masks(separation_map or {}, config.vocab_size)
+    except ValueError as exc:
+        raise CheckpointError(f"separation map to write: {exc}") from None
     weights = {k: np.asarray(v) for k, v in weights.items()}
     return check_weights(weights, config.replace(param_init_type="float32"), "weights to write")
 
@@ -353,7 +365,7 @@ def _checked_for_writing(config, weights):
 def write_hf(directory, config, weights, separation_map=None, tokenizer=None, write_bin=False, overwrite=False):
     """Write the HF layout (config.json, model.safetensors fp32, optional pytorch_model.bin, tokenizer, map)."""
     from safetensors.numpy import save_file
-    weights = _checked_for_writing(config, weights)
+    weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
         config.save_hf_json(os.path.join(tmp, HF_CONFIG))
         save_file(weights, os.path.join(tmp, SAFETENSORS), metadata={"format": "pt"})
@@ -372,7 +384,7 @@ def write_hf(directory, config, weights, separation_map=None, tokenizer=None, wr
 def write_mindspore(directory, config, weights, separation_map=None, tokenizer=None, overwrite=False):
     """Write this project's MindSpore layout (MindSpore safetensors checkpoint + pangu_codeclm.json)."""
     import mindspore as ms
-    weights = _checked_for_writing(config, weights)
+    weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
         atomic_write_json(os.path.join(tmp, MS_CONFIG), {"format": MS_FORMAT, "version": 1,
                                                          "config": config.to_model_dict()})
