@@ -81,6 +81,8 @@ def test_bin_export_loads_in_torch_strictly(tmp_path):
     state = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
     TorchPanguCodeCLM(config).load_state_dict(state, strict=True)
     assert torch.equal(state["transformer.wpe.weight"], torch.from_numpy(weights["transformer.wpe.weight"]))
+    loaded = TorchPanguCodeCLM.from_pretrained(tmp_path / "out")
+    assert torch.equal(loaded.top_query_embedding.weight, torch.from_numpy(weights["top_query_embedding.weight"]))
 
 
 def test_bin_without_torch_names_the_extra(tmp_path, monkeypatch):

@@ -150,6 +150,15 @@ class TorchPanguCodeCLM(nn.Module):
             else:
                 nn.init.normal_(param, std=std)
 
+    @classmethod
+    def from_pretrained(cls, directory):
+        """Load a checkpoint directory of either layout (checked by `convert.hf`; released buffers dropped)."""
+        from .hf import read_checkpoint
+        ckpt = read_checkpoint(directory)
+        model = cls(ckpt.config, ckpt.separation_map)
+        model.load_state_dict(state_dict_from_numpy(ckpt.weights), strict=True)
+        return model.eval()
+
     def set_separation_map(self, separation_map):
         """Set code/text output vocabularies from the map; an empty map restricts nothing."""
         self.separation_map = dict(separation_map)
