@@ -1,4 +1,4 @@
-"""Public API: `from_pretrained(path)` → `PanguCodeCLM` (config, tokenizer, MindSpore network, logits/loss/generate/save).
+"""Public API: `from_pretrained(path)` → `PanguCodeCLM` (config, tokenizer, network, logits/loss/generate/save).
 
 `path` is an HF directory (the released `huawei-noah/pangu-CodeCLM-*` layout) or this project's MindSpore layout; see
 `pangu_codeclm.convert.hf` for both. Every file is read and checked before any network is built, so a bad checkpoint
@@ -35,7 +35,8 @@ def _is_rebuilt(name):
 def load_weights_into(network, weights, source):
     """Copy numpy `weights` into `network` by name after checking every name and shape (nothing copied on error).
 
-    Network parameters rebuilt from the separation map (the vocabulary masks) are left alone; every other network parameter must be present in `weights` and vice versa.
+    Network parameters rebuilt from the separation map (the vocabulary masks) are left alone; every other network
+    parameter must be present in `weights` and vice versa.
     """
     import mindspore as ms
     params = {p.name: p for p in network.get_parameters()}
@@ -91,6 +92,13 @@ class PanguCodeCLM:
         if ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(f"input_ids: length {ids.shape[1]} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
+        b, t = ids.shape
+        for name, value, shapes in (("attention_mask", attention_mask, ((b, t), (b, t, t))),
+                                    ("position_ids", position_ids, ((b, t),)),
+                                    ("prefix_lm_mask", prefix_lm_mask, ((b, t, t),))):
+            if value is not None and np.shape(value) not in shapes:
+                raise ValueError(f"{name}: expected shape {' or '.join(map(str, shapes))} for input_ids {ids.shape}, "
+                                 f"got {np.shape(value)}")
         return dict(input_ids=self._tensor(ids, ms.int32), attention_mask=self._tensor(attention_mask, ms.float32),
                     position_ids=self._tensor(position_ids, ms.int32),
                     prefix_lm_mask=self._tensor(prefix_lm_mask, ms.float32))
@@ -110,6 +118,10 @@ class PanguCodeCLM:
         import mindspore as ms
         self.network.set_train(False)
         inputs = self._inputs(input_ids, attention_mask, position_ids, prefix_lm_mask)
+        shape = np.shape(input_ids)
+        for name, value in (("labels", labels), ("docstr_mask", docstr_mask)):
+            if value is not None and np.shape(value) != shape:
+                raise ValueError(f"{name}: expected shape {shape} like input_ids, got {np.shape(value)}")
         out = self.network(inputs["input_ids"], self._tensor(labels, ms.int32), inputs["position_ids"],
                            inputs["attention_mask"], self._tensor(docstr_mask, ms.int32), inputs["prefix_lm_mask"])
         return float(out.asnumpy())

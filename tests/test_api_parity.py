@@ -92,6 +92,10 @@ def test_loss_matches_numpy_restricted_ce(loaded, separation):
     loss = model.loss(ids, labels, may, pos, doc)
     expected = numpy_restricted_ce(model.logits(ids, may, pos), labels, doc, mapping)
     assert abs(loss - expected) <= 1e-5 * abs(expected)
+    with pytest.raises(ValueError, match=r"attention_mask: expected shape \(2, 12\) or \(2, 12, 12\)"):
+        model.loss(ids, labels, may[:, :5])
+    with pytest.raises(ValueError, match=r"docstr_mask: expected shape \(2, 12\)"):
+        model.loss(ids, labels, may, pos, doc[:1])
     with torch.no_grad():
         ref = reference.loss(torch.tensor(ids), torch.tensor(labels), torch.tensor(may), torch.tensor(pos),
                              torch.tensor(doc)).item()
