@@ -163,6 +163,9 @@ class PanguTokenizer:
         self._separation = separation
         self._map = {int(k): int(v) for k, v in separation_map.items()}
         self._inverse = {v: k for k, v in self._map.items()}
+        self._code_table = list(range(self._n_pieces + len(self._added)))  # id -> code-side id
+        for old, new in self._map.items():
+            self._code_table[old] = new
         self.source = source
         missing = [tok for tok in SPECIAL_TOKENS if self._lookup(tok) is None]
         if missing:
@@ -170,7 +173,8 @@ class PanguTokenizer:
         # every special and every added token is matched in the text before SentencePiece sees it
         self._no_split = set(SPECIAL_TOKENS) | set(self._added)
         self._split_re = _trie_regex(sorted(self._no_split))
-        self._standalone_ids = {self.token_to_id(tok) for tok in self._no_split}
+        self._no_split_ids = {tok: self.token_to_id(tok) for tok in self._no_split}
+        self._standalone_ids = set(self._no_split_ids.values())
         self._specials = frozenset(SPECIAL_TOKENS)
         self._skip_ids = {self.token_to_id(t) for t in SPECIAL_TOKENS if t not in MARKERS}
         self._skip_ids |= {i for i in (sp.bos_id(), sp.eos_id()) if i >= 0}
@@ -333,29 +337,22 @@ class PanguTokenizer:
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         parts = self._split_re.split(text)  # text, token, text, token, ..., text
-        last = len(parts) - 1
-        chunks = []
-        for i in range(0, len(parts), 2):
-            chunk = parts[i]
-            if i > 0:
-                chunk = chunk.lstrip()
-            if i < last:
-                chunk = chunk.rstrip()
-            chunks.append(chunk)
-        encoded = self._sp.encode([c for c in chunks if c]) if any(chunks) else []
-        ids, k = [], 0
-        for i, chunk in enumerate(chunks):
-            if chunk:
-                ids += encoded[k]
-                k += 1
-            if 2 * i + 1 <= last:
-                ids.append(self.token_to_id(parts[2 * i + 1]))
+        if len(parts) == 1:
+            return self._sp.encode(text)
+        chunks = [chunk.strip() for chunk in parts[0::2]]  # whitespace next to a token is dropped ...
+        chunks[0], chunks[-1] = parts[0].rstrip(), parts[-1].lstrip()  # ... but not at the ends of the text
+        encoded = self._sp.encode(chunks, num_threads=1)  # "" encodes to []
+        ids = encoded[0]
+        no_split = self._no_split_ids
+        for tok, chunk_ids in zip(parts[1::2], encoded[1:]):
+            ids.append(no_split[tok])
+            ids += chunk_ids
         return ids
 
     def encode_code(self, code):
         """Code-side ids: `encode(code)` with each id sent through the separation map."""
-        mapping = self._map
-        return [mapping.get(i, i) for i in self.encode(code)] if mapping else self.encode(code)
+        ids = self.encode(code)
+        return list(map(self._code_table.__getitem__, ids)) if self._map else ids
 
     def to_text_side(self, ids):
         """Map code-side ids back to their text-side twins."""
