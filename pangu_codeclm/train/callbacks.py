@@ -34,12 +34,12 @@ class TrainMonitor(Callback):
     """Per-step loss, code-token loss, lr, grad norm, overflow, loss scale and tokens/s.
 
     Logs every `log_steps`, writes `metrics.csv` (one row per step, kept across resumes up to the resume step) and
-    refreshes `loss_curve.png` every `plot_steps` and at the end; shows a tqdm bar with the ETA. Only `write` ranks
-    touch the output files.
+    refreshes `loss_curve.png` every `plot_steps` and at the end; shows a tqdm bar with the ETA. In data-parallel runs
+    each rank logs its own shard's loss: rank 0 writes `metrics.csv` and the PNG, rank r > 0 `metrics_rank<r>.csv`.
     """
 
     def __init__(self, output_dir, total_steps, tokens_per_step, start_step=0, log_steps=1, plot_steps=50,
-                 code_loss_is_loss=True, write=True, show_bar=True):
+                 code_loss_is_loss=True, rank_id=0, show_bar=True):
         super().__init__()
         self.output_dir = os.fspath(output_dir)
         self.total_steps = int(total_steps)
@@ -48,9 +48,9 @@ class TrainMonitor(Callback):
         self.log_steps = max(1, int(log_steps))
         self.plot_steps = max(1, int(plot_steps))
         self.code_loss_is_loss = code_loss_is_loss
-        self.write = write
+        self.plot_enabled = rank_id == 0
         self.show_bar = show_bar
-        self.csv_path = os.path.join(self.output_dir, "metrics.csv")
+        self.csv_path = os.path.join(self.output_dir, "metrics.csv" if rank_id == 0 else f"metrics_rank{rank_id}.csv")
         self.png_path = os.path.join(self.output_dir, "loss_curve.png")
         self.rows = []
         self._bar = None
@@ -59,13 +59,12 @@ class TrainMonitor(Callback):
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, run_context):
-        if self.write:
-            os.makedirs(self.output_dir, exist_ok=True)
-            kept = []
-            if self.start_step > 0 and os.path.exists(self.csv_path):
-                kept = [r for r in read_metrics(self.csv_path) if r["step"] <= self.start_step]
-            self.rows = kept
-            self._rewrite_csv()
+        os.makedirs(self.output_dir, exist_ok=True)
+        kept = []
+        if self.start_step > 0 and os.path.exists(self.csv_path):
+            kept = [r for r in read_metrics(self.csv_path) if r["step"] <= self.start_step]
+        self.rows = kept
+        self._rewrite_csv()
         if self.show_bar:
             from tqdm import tqdm
             self._bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", unit="step",
@@ -93,10 +92,9 @@ class TrainMonitor(Callback):
         }
         self._last = now
         self.rows.append(row)
-        if self.write:
-            self._append_csv(row)
-            if step % self.plot_steps == 0:
-                self.plot()
+        self._append_csv(row)
+        if step % self.plot_steps == 0:
+            self.plot()
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
             self._bar.update(1)
@@ -110,8 +108,7 @@ class TrainMonitor(Callback):
     def on_train_end(self, run_context):
         if self._bar is not None:
             self._bar.close()
-        if self.write:
-            self.plot()
+        self.plot()
 
     # ------------------------------------------------------------------ files
     def _rewrite_csv(self):
@@ -128,7 +125,7 @@ class TrainMonitor(Callback):
 
     def plot(self):
         """Redraw the loss curve PNG (atomically) from the rows so far."""
-        if not self.rows:
+        if not self.rows or not self.plot_enabled:
             return
         import matplotlib
         matplotlib.use("Agg")

@@ -87,10 +87,10 @@ def apply_parallel(cfg, model_config, device_num):
     target = cfg.context.get("device_target", "Ascend")
     cfg.use_parallel = device_num > 1
     cfg.parallel = MindFormerConfig(**dict(cfg.get("parallel") or {}))
-    cfg.parallel.setdefault("gradients_mean", True)
     if target == "Ascend" and device_num > 1:
         model_config.validate_parallel(device_num)
-        cfg.parallel.update(parallel_mode=1, full_batch=True,
+        # semi-auto parallel computes the loss over the whole global batch: no extra gradient averaging
+        cfg.parallel.update(parallel_mode=1, full_batch=True, gradients_mean=False,
                             enable_parallel_optimizer=bool(p["optimizer_shard"]))
         cfg.parallel_config = MindFormerConfig(
             data_parallel=p["data_parallel"], model_parallel=p["model_parallel"], pipeline_stage=p["pipeline_stage"],
@@ -101,7 +101,8 @@ def apply_parallel(cfg, model_config, device_num):
             logger.warning("parallel: model_parallel=%d, pipeline_stage=%d need Ascend semi-auto parallel; %s with "
                            "%d device(s) runs data parallel only", p["model_parallel"], p["pipeline_stage"], target,
                            device_num)
-        cfg.parallel.update(parallel_mode=0, full_batch=False, enable_parallel_optimizer=False)
+        # data parallel: each rank's loss is its shard's mean, so the all-reduce averages the gradients
+        cfg.parallel.update(parallel_mode=0, full_batch=False, gradients_mean=True, enable_parallel_optimizer=False)
         cfg.parallel_config = MindFormerConfig(
             data_parallel=device_num, model_parallel=1, pipeline_stage=1, micro_batch_num=1, vocab_emb_dp=True,
             gradient_aggregation_group=p["gradient_aggregation_group"])

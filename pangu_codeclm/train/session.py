@@ -97,11 +97,10 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
         cfg.trainer = MindFormerConfig(type="CausalLanguageModelingTrainer", model_name="pangu_codeclm")
     cfg.load_checkpoint = ""
 
-    writer = rank_id == 0
     monitor = TrainMonitor(out, steps, gbs * model_config.seq_length, start_step=start_step,
                            log_steps=cfg.pangu.log_steps, plot_steps=cfg.pangu.plot_steps,
-                           code_loss_is_loss=model_config.objective != "text_code", write=writer,
-                           show_bar=bool(cfg.pangu.show_bar) and writer)
+                           code_loss_is_loss=model_config.objective != "text_code", rank_id=rank_id,
+                           show_bar=bool(cfg.pangu.show_bar) and rank_id == 0)
     hang = os.environ.get("PANGU_CODECLM_HANG_AFTER_STEP")
     saver = CheckpointCallback(ckpt_dir, steps, cfg.pangu.save_steps, keep=cfg.pangu.keep_checkpoints,
                                start_step=start_step, resume_info=resume_info, global_batch_size=gbs,
