@@ -184,3 +184,14 @@ def test_greedy_pads_after_eos_and_stays_on_the_code_side(separation):
     cut = row1.index(eos) + 1 if eos in row1 else len(row1)
     assert stopped[1, 4:4 + cut].tolist() == row1[:cut]
     assert stopped.shape[1] == (4 + cut if eos in row1 else out.shape[1])
+
+
+def test_dropout_only_in_train_mode():
+    config, mapping, weights = tiny_case("none")
+    model = torch_model(config, mapping, weights)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(model(ids), model(ids))
+        model.train()
+        torch.manual_seed(0)
+        assert (model(ids) - model(ids)).abs().max() > 1e-3

@@ -9,7 +9,7 @@ buffers derived from the separation map (the saved ones are ignored on import an
 model's saved masks are all zeros and must not be applied). So `state_dict()` holds exactly the parameters above and
 `load_state_dict(strict=True)` accepts exactly what `pangu_codeclm.convert.hf` exports.
 
-Semantics follow the reference: exact GELU, scores/√d, masked scores *set to* −1e4 (not −inf); a 2-D padding mask
+Dropout (the config's rates) acts in `train()` mode only. Semantics follow the reference: exact GELU, scores/√d, masked scores *set to* −1e4 (not −inf); a 2-D padding mask
 adds (1−m)·(−1e4) after the causal fill; a 3-D mask is the may-attend matrix used as given; a prefix-LM mask ([B,T,T]
 may-attend block, or [B] index of the last prefix position) is ORed into the may-attend matrix.
 """
@@ -38,21 +38,24 @@ class Conv1D(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, hidden, ffn):
+    def __init__(self, hidden, ffn, dropout=0.0):
         super().__init__()
         self.c_fc = Conv1D(hidden, ffn)
         self.c_proj = Conv1D(ffn, hidden)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="none"))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="none")))
 
 
 class Attention(nn.Module):
     """Self-attention (`c_attn` [E,3E]) or, with `query_proj=True`, the top layer's (`q_attn` [E,E] + `c_attn` [E,2E])."""
 
-    def __init__(self, hidden, heads, query_proj=False):
+    def __init__(self, hidden, heads, query_proj=False, attention_dropout=0.0, hidden_dropout=0.0):
         super().__init__()
         self.heads, self.head_dim = heads, hidden // heads
+        self.attn_dropout = nn.Dropout(attention_dropout)
+        self.resid_dropout = nn.Dropout(hidden_dropout)
         if query_proj:
             self.q_attn = Conv1D(hidden, hidden)
         self.c_attn = Conv1D(hidden, (2 if query_proj else 3) * hidden)
@@ -73,9 +76,9 @@ class Attention(nn.Module):
         scores = torch.where(allowed, scores, torch.tensor(MASKED_SCORE, dtype=scores.dtype))
         if adder is not None:
             scores = scores + adder
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        out = torch.matmul(self.attn_dropout(torch.softmax(scores, dim=-1)), v)
         b, _, t, _ = out.shape
-        return self.c_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(b, t, -1)))
 
 
 class Block(nn.Module):
@@ -83,9 +86,9 @@ class Block(nn.Module):
         super().__init__()
         e = config.hidden_size
         self.ln_1 = nn.LayerNorm(e, eps=config.layernorm_epsilon)
-        self.attn = Attention(e, config.num_heads, query_proj=top)
+        self.attn = Attention(e, config.num_heads, top, config.attention_dropout, config.hidden_dropout)
         self.ln_2 = nn.LayerNorm(e, eps=config.layernorm_epsilon)
-        self.mlp = MLP(e, config.ffn_hidden_size)
+        self.mlp = MLP(e, config.ffn_hidden_size, config.hidden_dropout)
 
     def forward(self, x, allowed, adder, query=None):
         x = x + self.attn(self.ln_1(x), allowed, adder, query)
@@ -99,6 +102,7 @@ class Backbone(nn.Module):
         self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.h = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.drop = nn.Dropout(config.embedding_dropout)
 
 
 def padded_position_ids(attention_mask):
@@ -174,7 +178,7 @@ class TorchPanguCodeCLM(nn.Module):
             position_ids = torch.arange(length).unsqueeze(0).expand(batch, length)
         allowed, adder = attention_inputs(attention_mask, prefix_lm_mask, batch, length)
         tr = self.transformer
-        h = tr.wte(input_ids) + tr.wpe(position_ids)
+        h = tr.drop(tr.wte(input_ids) + tr.wpe(position_ids))
         for block in tr.h:
             h = block(h, allowed, adder)
         h = tr.ln_f(h)
