@@ -65,7 +65,7 @@ def source_to_markers(src):
     toks = _tokens(src)
     lines = io.StringIO(src).readlines()
     out, cur = [], []
-    depth, base_indent, fstring = 0, False, 0
+    depth, base_indent, fstring, code_seen = 0, False, 0, False
     for k, tok in enumerate(toks):
         kind = tok.type
         if fstring:  # inside a (3.12+) f-string: everything up to its end is taken verbatim
@@ -82,10 +82,10 @@ def source_to_markers(src):
         if kind == tokenize.NEWLINE:
             if cur:
                 out += [_render(cur), NEW_LINE]
-                cur = []
+                cur, code_seen = [], True
         elif kind == tokenize.INDENT:
             depth += 1
-            if depth == 1 and not out:  # the snippet itself is indented (e.g. a method): drop that level
+            if depth == 1 and not code_seen:  # the snippet itself is indented (e.g. a method): drop that level
                 base_indent = True
             else:
                 out.append(INDENT)

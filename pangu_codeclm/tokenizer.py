@@ -435,7 +435,9 @@ def _check_special_tokens_map(path):
     extra = obj.get("additional_special_tokens") if isinstance(obj, dict) else None
     if not isinstance(extra, list):
         raise TokenizerError(f"{path}: expected a JSON object with a list 'additional_special_tokens'")
-    missing = [tok for tok in SPECIAL_TOKENS if tok not in extra]
+    # transformers writes a token as a string, or (newer versions) as {"content": token, "lstrip": ..., ...}
+    names = {item.get("content") if isinstance(item, dict) else item for item in extra}
+    missing = [tok for tok in SPECIAL_TOKENS if tok not in names]
     if missing:
         raise TokenizerError(f"{path}: 'additional_special_tokens' lacks {missing}")
 

@@ -192,6 +192,14 @@ def test_load_infers_separation_without_config_key(toks, tmp_path):
     assert PanguTokenizer.from_pretrained(tmp_path).separation == "partial"
 
 
+def test_load_accepts_added_token_dicts(toks, tmp_path):
+    """Newer transformers write special tokens as {"content": ...} objects."""
+    toks["none"].save_pretrained(tmp_path)
+    entries = [{"content": t, "lstrip": False, "rstrip": False, "normalized": False} for t in SPECIAL_TOKENS]
+    (tmp_path / SPECIAL_TOKENS_MAP_FILE).write_text(json.dumps({"additional_special_tokens": entries}))
+    assert PanguTokenizer.from_pretrained(tmp_path).encode(SPECIALS_TEXT) == REFERENCE["none"][SPECIALS_TEXT][0]
+
+
 @pytest.fixture
 def saved_partial(toks, tmp_path):
     out = tmp_path / "tok"
