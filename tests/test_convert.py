@@ -81,6 +81,10 @@ def test_bin_export_loads_in_torch_strictly(tmp_path):
     state = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
     TorchPanguCodeCLM(config).load_state_dict(state, strict=True)
     assert torch.equal(state["transformer.wpe.weight"], torch.from_numpy(weights["transformer.wpe.weight"]))
+    assert cli_main(["convert", "--to", "hf", "--bin", "--bin-dtype", "float16", str(tmp_path / "out"),
+                     str(tmp_path / "half")]) == 0
+    half = torch.load(tmp_path / "half" / "pytorch_model.bin", weights_only=True)
+    assert half["transformer.wte.weight"].dtype == torch.float16
     loaded = TorchPanguCodeCLM.from_pretrained(tmp_path / "out")
     assert torch.equal(loaded.top_query_embedding.weight, torch.from_numpy(weights["top_query_embedding.weight"]))
 

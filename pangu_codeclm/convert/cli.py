@@ -9,6 +9,8 @@ def add_arguments(parser):
                                     "MindSpore training checkpoint file (.ckpt / .safetensors; needs --config)")
     parser.add_argument("dst", help="directory to create (written to a temp dir, then renamed into place)")
     parser.add_argument("--bin", action="store_true", help="with --to hf, also write pytorch_model.bin (needs torch)")
+    parser.add_argument("--bin-dtype", default="float32", choices=("float32", "float16"),
+                        help="dtype of pytorch_model.bin (the released checkpoints use float16)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--config", default=None,
                         help="for a training checkpoint file: a checkpoint directory, config.json or pangu_codeclm.json")
@@ -29,7 +31,7 @@ def run(args):
         return 2
     try:
         ckpt = convert(args.src, args.dst, args.to, write_bin=args.bin, overwrite=args.overwrite, config=args.config,
-                       aux_dir=args.tokenizer)
+                       aux_dir=args.tokenizer, bin_dtype=args.bin_dtype)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

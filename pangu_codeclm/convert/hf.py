@@ -362,8 +362,12 @@ def _checked_for_writing(config, weights, separation_map, tokenizer):
     return check_weights(weights, config.replace(param_init_type="float32"), "weights to write")
 
 
-def write_hf(directory, config, weights, separation_map=None, tokenizer=None, write_bin=False, overwrite=False):
-    """Write the HF layout (config.json, model.safetensors fp32, optional pytorch_model.bin, tokenizer, map)."""
+def write_hf(directory, config, weights, separation_map=None, tokenizer=None, write_bin=False, overwrite=False,
+             bin_dtype="float32"):
+    """Write the HF layout (config.json, model.safetensors fp32, optional pytorch_model.bin in `bin_dtype` (the
+    releases use float16), tokenizer, map)."""
+    if bin_dtype not in _NP_DTYPES:
+        raise ValueError(f"bin_dtype: expected one of {sorted(_NP_DTYPES)}, got {bin_dtype!r}")
     from safetensors.numpy import save_file
     weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
@@ -375,7 +379,8 @@ def write_hf(directory, config, weights, separation_map=None, tokenizer=None, wr
             except ImportError:
                 raise CheckpointError(f"writing {TORCH_BIN} needs PyTorch; install it with {TORCH_INSTALL_HINT}") \
                     from None
-            torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, os.path.join(tmp, TORCH_BIN))
+            torch.save({k: torch.from_numpy(v.astype(_NP_DTYPES[bin_dtype])) for k, v in weights.items()},
+                       os.path.join(tmp, TORCH_BIN))
         _write_common(tmp, separation_map, tokenizer)
     logger.info("wrote HF checkpoint to %s (%d parameters%s)", directory, len(weights),
                 ", + pytorch_model.bin" if write_bin else "")
@@ -394,7 +399,7 @@ def write_mindspore(directory, config, weights, separation_map=None, tokenizer=N
     logger.info("wrote MindSpore checkpoint to %s (%d parameters)", directory, len(weights))
 
 
-def convert(src, dst, to, write_bin=False, overwrite=False, config=None, aux_dir=None):
+def convert(src, dst, to, write_bin=False, overwrite=False, config=None, aux_dir=None, bin_dtype="float32"):
     """Convert `src` to layout `to` ('hf' or 'mindspore') in `dst`.
 
     `src` is a checkpoint directory (either layout), or a MindSpore training checkpoint file, which needs `config`
@@ -417,7 +422,7 @@ def convert(src, dst, to, write_bin=False, overwrite=False, config=None, aux_dir
         from ..tokenizer import PanguTokenizer
         tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
     if to == "hf":
-        write_hf(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, write_bin, overwrite)
+        write_hf(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, write_bin, overwrite, bin_dtype)
     else:
         write_mindspore(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, overwrite)
     return ckpt
