@@ -47,7 +47,27 @@ def load_run_config(path, device_target=None, output_dir=None, overrides=None):
     for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
     cfg.config_path = os.path.abspath(path)
+    _absolute_paths(cfg)
     return cfg
+
+
+def _absolute_paths(cfg):
+    """Make the yaml's relative data/checkpoint paths absolute against the launch directory.
+
+    Launchers that change directory per device export PANGU_CODECLM_WORKDIR (the directory they were started in).
+    """
+    base = os.environ.get("PANGU_CODECLM_WORKDIR") or os.getcwd()
+
+    def fix(value):
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            return os.path.normpath(os.path.join(base, value))
+        return value
+
+    files = cfg.train_dataset.get("dataset_files")
+    cfg.train_dataset.dataset_files = [fix(f) for f in files] if isinstance(files, list) else fix(files)
+    cfg.pangu.pretrained = fix(cfg.pangu.pretrained)
+    cfg.pangu.separation_map = fix(cfg.pangu.separation_map)
+    cfg.output_dir = fix(cfg.get("output_dir") or "./output")
 
 
 def _set_dotted(cfg, dotted, value):
