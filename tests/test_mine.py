@@ -71,6 +71,7 @@ def _tree(problems):
         "src/pkg/long_line.py": 'def f():\n    """Doc."""\n    return "' + "x" * 1000 + '"\n',
         "src/pkg/wide.py": "".join(f'v{i} = "{"y" * 120}"\n' for i in range(5)),
         "src/pkg/empty.py": "",
+        "src/pkg/plain.py": "def f(x):\n    # no docstring here\n    return x\n",
     }
     he = {p["task_id"]: p for p in problems if p["dataset"] == "humaneval"}
     mb = {p["task_id"]: p for p in problems if p["dataset"] == "mbpp"}
@@ -102,9 +103,10 @@ def test_mine_tree(benchmarks, mbpp_path):
     problems, used = benchmarks
     _tree(problems)
     summary = miner.mine(["src"], "m.jsonl", workers=1, mbpp_path=mbpp_path, progress=False)
-    assert summary["files_found"] == 9  # every .py, nothing else
+    assert summary["files_found"] == 10  # every .py, nothing else
     assert summary["files_skipped"] == {"file >= 1 MB": 1, "line >= 1000 chars": 1, "mean line length >= 100": 1,
-                                        "not Python 3": 1, "cannot decode": 1, "empty": 1}
+                                        "not Python 3": 1, "cannot decode": 1, "empty": 1,
+                                        "no docstring candidate (not parsed)": 1}
     assert summary["files_read"] == 3
     assert summary["decontamination"]["humaneval"]["problems"] == 164
     assert summary["decontamination"]["mbpp"] == {"problems": 974, "path": str(mbpp_path)}

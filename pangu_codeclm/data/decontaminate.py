@@ -25,6 +25,11 @@ MIN_BODY_NODES = 8
 _CODE_TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
 FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
+# statements that hold other statements (only these can contain a def)
+_COMPOUND = tuple(getattr(ast, name) for name in (
+    "FunctionDef", "AsyncFunctionDef", "ClassDef", "If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try",
+    "TryStar", "Match", "match_case", "ExceptHandler") if hasattr(ast, name))
+_BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
 def code_tokens(code):
@@ -81,8 +86,8 @@ def iter_functions(tree):
         node = stack.pop()
         if isinstance(node, FUNCTION_NODES):
             yield node
-        children = [child for name in ("body", "orelse", "finalbody", "handlers", "cases")
-                    for child in getattr(node, name, ()) or () if not isinstance(child, ast.expr)]
+        children = [child for name in _BLOCK_FIELDS for child in getattr(node, name, ()) or ()
+                    if isinstance(child, _COMPOUND)]
         stack.extend(reversed(children))
 
 
@@ -175,9 +180,9 @@ class Decontaminator:
         """
         if function_node is not None:
             stmts = body_statements(function_node)
-            if body_shape(stmts) in self.shapes:
-                key = body_key(stmts)
-                if key is not None and key in self.bodies:
+            if stmts and body_shape(stmts) in self.shapes:  # only indexed (large enough) bodies can match
+                key = "\n".join(ast.dump(s) for s in stmts)
+                if key in self.bodies:
                     return self._hit(self.bodies[key], "body")
         text = normalize_text(docstring)
         if text in self.texts:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import sys
 import sysconfig
 import time
@@ -28,6 +29,10 @@ MAX_FILE_BYTES = 1_000_000
 MAX_MEAN_LINE = 100
 MAX_LINE = 1000
 SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", "node_modules"}
+# A docstring can only follow a line ending in ':' (then blank/comment lines) as an indented plain or r/u string;
+# a file without any such spot cannot give a pair, so it is not parsed (parsing dominates the miner's time).
+_DOCSTRING_SPOT = re.compile(r""":[ \t]*(?:#[^\n]*)?\r?\n(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]+[rRuU]?["']""")
+NO_CANDIDATE = "no docstring candidate (not parsed)"
 
 
 @dataclass
@@ -171,6 +176,8 @@ def mine_file(path, decontaminator=None):
     text, reason = read_source(path)
     if reason:
         return FileResult(path, skipped=reason)
+    if not _DOCSTRING_SPOT.search(text):
+        return FileResult(path, skipped=NO_CANDIDATE)
     return mine_source(text, path, decontaminator)
 
 
