@@ -28,7 +28,8 @@ def _read_all(data):
 
 
 def test_round_trip_sharding_and_determinism(ms_cpu):
-    rows = _rows()
+    rows = _rows()[:41]
+    assert len(rows) % 2 == 1 and len(rows) % 3 != 0  # so sharding must leave rows out to stay disjoint
     meta = write_dataset(rows, "ds", T, num_shards=2, meta={"objective": "prefix_code"})
     assert meta["rows"] == len(rows) and meta["files"] == ["data.mindrecord0", "data.mindrecord1"]
     assert json.load(open("ds/meta.json")) == meta == dataset_info("ds")
@@ -50,15 +51,23 @@ def test_round_trip_sharding_and_determinism(ms_cpu):
                               shuffle=shuffle, drop_remainder=False)
         return [int(t) for b in _read_all(data) for t in b[0][:, 0]]
 
-    s0, s1 = tags(0, 7), tags(1, 7)
-    assert not set(s0) & set(s1) and sorted(s0 + s1) == sorted(by_tag)  # disjoint, and together every row
-    assert abs(len(s0) - len(s1)) <= 1
-    assert tags(0, 7) == s0  # same seed, same order
-    assert tags(0, 8) != s0 or tags(1, 8) != s1  # another seed reorders
+    n = len(rows)
+    for k in (2, 3):
+        parts = [tags(i, 7, num_shards=k) for i in range(k)]
+        assert all(len(p) == n // k for p in parts)  # equal lengths for data-parallel ranks
+        union = {t for p in parts for t in p}
+        assert len(union) == k * (n // k) and union <= set(by_tag)  # disjoint; at most k-1 rows left out
+    assert tags(0, 7) == tags(0, 7)  # same seed, same order
+    assert tags(0, 7) != tags(0, 8)  # another seed reorders
+    assert tags(0, 7, shuffle=False) == sorted(by_tag)[0::2][:n // 2]
     full = _read_all(create_dataset("ds", batch_size=4, drop_remainder=True, seed=1, repeat=2))
-    assert len(full) == 2 * (len(rows) // 4) and full[0][3].shape == (4, T, T)
+    assert len(full) == 2 * (n // 4) and full[0][3].shape == (4, T, T)
+    first, second = [[int(t) for b in full[i * (n // 4):(i + 1) * (n // 4)] for t in b[0][:, 0]] for i in (0, 1)]
+    assert first == second and len(set(first)) == 4 * (n // 4)
     with pytest.raises(ValueError, match=r"shard_id must be in \[0, 2\)"):
         create_dataset("ds", 1, num_shards=2, shard_id=2)
+    with pytest.raises(ValueError, match=r"cannot feed 1000 shards"):
+        create_dataset("ds", 1, num_shards=1000, shard_id=0)
 
 
 def test_write_is_atomic_and_refuses_existing(ms_cpu):

@@ -146,9 +146,13 @@ def test_mine_cli(benchmarks, mbpp_path, capsys):
     assert "pairs kept: 3" in out and "dropped (body is only a docstring): 1" in out
     assert "decontaminated against: humaneval (164 problems" in out and "mbpp (974 problems" in out
     assert json.load(open("s.json"))["pairs_kept"] == len(read_records("o.parquet")) == 3
-    with pytest.raises(FileNotFoundError, match="source not found: missing_dir"):
-        main(["mine", "missing_dir", "--out", "x.jsonl", "--no-decontaminate", "--quiet"])
-    assert not os.path.exists("x.jsonl")
+    assert main(["mine", "missing_dir", "--out", "x.jsonl", "--no-decontaminate", "--quiet"]) == 1
+    assert "error: source not found: missing_dir" in capsys.readouterr().err
+    assert main(["mine", "t", "--out", "x.csv", "--no-decontaminate", "--quiet"]) == 1
+    assert "expected a name ending in .jsonl, .jsonl.gz or .parquet" in capsys.readouterr().err
+    assert main(["mine", "t", "--out", "x.jsonl", "--mbpp-path", "no/mbpp.jsonl", "--quiet"]) == 1
+    assert "MBPP file not found: no/mbpp.jsonl" in capsys.readouterr().err
+    assert not os.path.exists("x.jsonl") and not os.path.exists("x.csv")
 
 
 def test_jaccard_threshold_is_exact():

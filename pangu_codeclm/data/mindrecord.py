@@ -148,28 +148,36 @@ def expand_row(input_ids, labels, docstr_mask, segment_lengths, prefix_lengths):
             attention_mask(segment_lengths, prefix_lengths, t), np.asarray(docstr_mask, np.int32))
 
 
+def shard_indices(num_rows, num_shards=1, shard_id=0, seed=1234, shuffle=True):
+    """Row indices one shard reads: a permutation (`seed`) of all rows dealt round-robin to the shards, each shard
+    keeping `num_rows // num_shards` (so shards are disjoint and equally long; at most num_shards - 1 rows are left
+    out)."""
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
+    per_shard = num_rows // num_shards
+    if per_shard == 0:
+        raise ValueError(f"{num_rows} row(s) cannot feed {num_shards} shards: every shard needs at least one row")
+    order = np.random.RandomState(seed).permutation(num_rows) if shuffle else np.arange(num_rows)
+    return order[shard_id::num_shards][:per_shard].tolist()
+
+
 def create_dataset(path_or_glob, batch_size, num_shards=1, shard_id=0, seed=1234, shuffle=True, drop_remainder=True,
                    repeat=1, num_parallel_workers=1):
     """A MindSpore dataset of batches (input_ids, labels, position_ids, attention_mask, docstr_mask).
 
-    `num_shards`/`shard_id` give each data-parallel rank a disjoint part of the rows. The order is deterministic for a
-    `seed` (it sets mindspore.dataset's global seed). `repeat` > 1 repeats the epoch.
+    Shard `shard_id` of `num_shards` (one per data-parallel rank) reads a disjoint part of the rows
+    (`shard_indices`); the order is a pure function of `seed`; `repeat` epochs repeat that order.
     """
     import mindspore.dataset as ds
 
-    if not 0 <= shard_id < num_shards:
-        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     files = resolve_files(path_or_glob)
-    ds.config.set_seed(int(seed))
-    kwargs = {"num_shards": num_shards, "shard_id": shard_id} if num_shards > 1 else {}
-    data = ds.MindDataset(files, columns_list=list(STORED), shuffle=bool(shuffle), **kwargs)
+    num_rows = ds.MindDataset(files, columns_list=[STORED[0]], shuffle=False).get_dataset_size()
+    indices = shard_indices(num_rows, num_shards, shard_id, int(seed), shuffle)
+    data = ds.MindDataset(files, columns_list=list(STORED), sampler=ds.SubsetSampler(indices))
     data = data.map(operations=expand_row, input_columns=list(STORED), output_columns=list(COLUMNS),
                     num_parallel_workers=num_parallel_workers)
     data = data.project(list(COLUMNS))
     data = data.batch(batch_size, drop_remainder=drop_remainder)
-    if repeat and repeat > 1:
-        data = data.repeat(repeat)
-    return data
-
+    return data.repeat(repeat) if repeat and repeat > 1 else data

@@ -310,8 +310,15 @@ def run(args):
     if args.workers < 1:
         print("error: --workers must be >= 1", file=sys.stderr)
         return 2
-    summary = mine(args.sources, args.out, workers=args.workers, mbpp_path=args.mbpp_path,
-                   limit_files=args.limit_files, decontaminate=not args.no_decontaminate, progress=not args.quiet)
+    from pangu_codeclm.data.records import RecordError
+
+    try:
+        summary = mine(args.sources, args.out, workers=args.workers, mbpp_path=args.mbpp_path,
+                       limit_files=args.limit_files, decontaminate=not args.no_decontaminate,
+                       progress=not args.quiet)
+    except (FileNotFoundError, RecordError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(format_summary(summary))
     if args.summary:
         atomic_write_json(args.summary, summary)
