@@ -161,7 +161,7 @@ def test_pickles_that_run_code_are_refused(tmp_path):
         hf.read_checkpoint(d)
     os.makedirs(tmp_path / "evilbin")
     config.save_hf_json(tmp_path / "evilbin" / "config.json")
-    (tmp_path / "evilbin" / "pytorch_model.bin").write_bytes(pickle.dumps({"x": _RunsCode(str(marker))}))
+    (tmp_path / "evilbin" / "pytorch_model.bin").write_bytes(pickle.dumps({"x": _RunsCode(str(marker))}, protocol=2))
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin: cannot read as a weights-only"):
         hf.read_checkpoint(tmp_path / "evilbin")
     assert not marker.exists()
