@@ -6,8 +6,9 @@ equals `ast.dump` of the original node. Printed beside it: the same marker text 
 generation script post-processes output (split on <NEW_LINE>, one level per line containing <INDENT>, minus one per
 <DEDENT>, markers in strings not protected). Target: ≥ 99.5%. With a SentencePiece model (default: the released
 PanGu vocab under ../shared/data/pangu) a third line sends the marker text through the tokenizer as well
-(`decode(encode_code(markers))`, partial separation with ../shared's python_tokens.txt), which shows what the model's view of the code loses (whitespace inside strings,
-characters outside the vocabulary).
+(`decode(encode_code(markers))`, partial separation with ../shared's python_tokens.txt), which shows what the
+model's view of the code loses (whitespace inside strings, characters outside the vocabulary, identifiers split by an
+added token such as `rindex` in `curindex`).
 
     python benchmarks/codefmt_roundtrip.py [--root DIR] [--jobs 2] [--max-files N] [--vocab PATH | --vocab '']
 """
@@ -144,8 +145,9 @@ def main(argv=None):
     print(f"{'reference-style post-processing':<34}{base_ok:>12}{base_ok / max(total, 1):>10.4%}")
     if args.vocab:
         via_ok = total - sum(via.values())
+        tokens = os.path.normpath(args.tokens_file) if args.tokens_file else "derived from Python"
         print(f"{'ours through the tokenizer':<34}{via_ok:>12}{via_ok / max(total, 1):>10.4%}   "
-              f"({os.path.normpath(args.vocab)}, partial: {os.path.normpath(args.tokens_file) if args.tokens_file else 'derived from Python'})")
+              f"({os.path.normpath(args.vocab)}, partial: {tokens})")
     print(f"target: ≥ {TARGET:.1%} -> {'met' if ok >= TARGET * total else 'NOT met'}")
     if ours:
         print("our failures by category:")

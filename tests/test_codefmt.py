@@ -151,9 +151,10 @@ def test_strings_kept_verbatim():
 
 def test_indented_snippet_and_crlf():
     method = "    @property\n    def m(self):\n        return 1\n"
-    assert source_to_markers(method) == "@property <NEW_LINE> def m(self): <NEW_LINE> <INDENT> return 1 <NEW_LINE> <DEDENT>"
+    body = "def m(self): <NEW_LINE> <INDENT> return 1 <NEW_LINE> <DEDENT>"
+    assert source_to_markers(method) == "@property <NEW_LINE> " + body
     commented = "    # note\n    def m(self):\n        return 1\n"
-    assert source_to_markers(commented) == "# note <NEW_LINE> def m(self): <NEW_LINE> <INDENT> return 1 <NEW_LINE> <DEDENT>"
+    assert source_to_markers(commented) == "# note <NEW_LINE> " + body
     crlf = "def f():\r\n    x = '''a\r\nb'''\r\n    return x\r\n"
     equal, _ = _roundtrip_equal(crlf)
     assert equal
