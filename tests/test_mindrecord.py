@@ -34,6 +34,8 @@ def test_round_trip_sharding_and_determinism(ms_cpu):
     assert meta["rows"] == len(rows) and meta["files"] == ["data.mindrecord0", "data.mindrecord1"]
     assert json.load(open("ds/meta.json")) == meta == dataset_info("ds")
     assert dataset_info("ds/data.mindrecord*") == {"rows": len(rows)}
+    assert dataset_info(["ds/data.mindrecord0", "ds/data.mindrecord1"]) == {"rows": len(rows)}
+    assert resolve_files(["ds"]) == resolve_files("ds") == ["ds/data.mindrecord0", "ds/data.mindrecord1"]
     assert sorted(os.listdir(".")) == ["ds"]  # no temp directory left
 
     by_tag = {int(r.input_ids[0]): r for r in rows}

@@ -107,7 +107,12 @@ def _replace_dir(new, final):
 
 
 def resolve_files(path_or_glob):
-    """Shard files for a dataset directory, a single shard file, or a glob; errors name what was looked for."""
+    """Shard files for a dataset directory, a single shard file, a glob, or a list of any of these; errors name what
+    was looked for."""
+    if isinstance(path_or_glob, (list, tuple)):
+        if not path_or_glob:
+            raise FileNotFoundError("no MindRecord shard files: the list of dataset paths is empty")
+        return [f for p in path_or_glob for f in resolve_files(p)]
     p = os.fspath(path_or_glob)
     if os.path.isdir(p):
         meta_path = os.path.join(p, META_NAME)
@@ -128,9 +133,10 @@ def resolve_files(path_or_glob):
 
 
 def dataset_info(path):
-    """meta.json of a dataset directory (rows, tokens, objective, …); without one, just the row count."""
-    p = os.fspath(path)
-    meta_path = os.path.join(p, META_NAME) if os.path.isdir(p) else None
+    """meta.json of a dataset directory (rows, tokens, objective, …); otherwise (a file, glob or list) the row
+    count."""
+    p = path if isinstance(path, (list, tuple)) else os.fspath(path)
+    meta_path = os.path.join(p, META_NAME) if isinstance(p, str) and os.path.isdir(p) else None
     if meta_path and os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             return json.load(f)
