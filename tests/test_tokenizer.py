@@ -184,12 +184,15 @@ def test_save_and_load(toks, tmp_path):
             assert back.encode(text) == tok.encode(text) and back.encode_code(text) == tok.encode_code(text)
 
 
-def test_load_infers_separation_without_config_key(toks, tmp_path):
-    toks["partial"].save_pretrained(tmp_path)
+@pytest.mark.parametrize("separation", ["none", "partial", "full"])
+def test_load_infers_separation_without_config_key(toks, tmp_path, separation):
+    """A released tokenizer_config.json has no 'separation' key: it is inferred from the map."""
+    toks[separation].save_pretrained(tmp_path)
     config = json.loads((tmp_path / TOKENIZER_CONFIG_FILE).read_text())
     del config["separation"]
     (tmp_path / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config))
-    assert PanguTokenizer.from_pretrained(tmp_path).separation == "partial"
+    back = PanguTokenizer.from_pretrained(tmp_path)
+    assert (back.separation, back.vocab_size) == (separation, SIZES[separation][0])
 
 
 def test_load_accepts_added_token_dicts(toks, tmp_path):
