@@ -178,7 +178,17 @@ def test_default_sources_and_extraction_edge_cases():
         def c():
             """   """
             return 2
+        def d():
+            """Ends with <eot> here."""
+            return 3
+        def e():
+            """Fine."""
+            return "<NEW_LINE>"
+        def f():
+            """Fine <python too>."""
+            return "<INDENT"
         ''')
     res = miner.mine_source(src, "edge.py")
-    assert res.pairs == []
-    assert res.dropped == {"docstring on the def line": 1, "docstring shares a line with code": 1}
+    assert [doc for _, doc, _ in res.pairs] == ["Fine <python too>."]
+    assert res.dropped == {"docstring on the def line": 1, "docstring shares a line with code": 1,
+                           "contains a special-token string": 2}

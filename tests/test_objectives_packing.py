@@ -34,7 +34,8 @@ def test_sample_layout_and_labels_per_objective():
 
 def test_empty_docstring_sample():
     s = build_sample([], [5], "prefix_code", IDS)
-    assert s.input_ids.tolist() == [911, 904, 5, 901] and s.prefix_len == 2 and s.labels.tolist() == [-100, -100, 5, 901]
+    assert s.input_ids.tolist() == [911, 904, 5, 901] and s.prefix_len == 2
+    assert s.labels.tolist() == [-100, -100, 5, 901]
 
 
 def test_corruption_statistics_and_seeding():
@@ -60,8 +61,9 @@ def test_corruption_statistics_and_seeding():
 
 
 def _random_samples(rng, n, objective, max_doc=12, max_code=20):
-    return [build_sample(rng.integers(0, 800, rng.integers(0, max_doc)), rng.integers(0, 800, rng.integers(1, max_code)),
-                         objective, IDS, seed=0, index=i) for i in range(n)]
+    return [build_sample(rng.integers(0, 800, rng.integers(0, max_doc)),
+                         rng.integers(0, 800, rng.integers(1, max_code)), objective, IDS, seed=0, index=i)
+            for i in range(n)]
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -76,7 +78,8 @@ def test_packing_invariants(objective):
     assert stats.packed == len(kept) and stats.rows == len(rows)
     # greedy in order: concatenating the rows' segments gives the kept samples in order, and the next sample
     # never fits in the previous row's leftover space
-    flat = [seg for r in rows for seg in np.split(r.input_ids[:r.segment_lengths.sum()], np.cumsum(r.segment_lengths)[:-1])]
+    flat = [seg for r in rows
+            for seg in np.split(r.input_ids[:r.segment_lengths.sum()], np.cumsum(r.segment_lengths)[:-1])]
     assert [x.tolist() for x in flat] == [s.input_ids.tolist() for s in kept]
     for r, nxt in zip(rows, rows[1:]):
         assert r.segment_lengths.sum() + nxt.segment_lengths[0] > T

@@ -8,8 +8,10 @@ import pytest
 from pangu_codeclm.data.records import RecordError, RecordWriter, iter_records, read_records, write_records
 
 RECORDS = [
-    {"_id": "a1", "docstring": "Add two numbers.", "code": "def add(a, b): <NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>"},
-    {"_id": "b2", "docstring": "Ünïcode — docstring\nwith two lines", "code": "def f(): <NEW_LINE> <INDENT> pass <NEW_LINE> <DEDENT>"},
+    {"_id": "a1", "docstring": "Add two numbers.",
+     "code": "def add(a, b): <NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>"},
+    {"_id": "b2", "docstring": "Ünïcode — docstring\nwith two lines",
+     "code": "def f(): <NEW_LINE> <INDENT> pass <NEW_LINE> <DEDENT>"},
     {"_id": "c3", "docstring": "", "code": "x = '<NEW_LINE>'"},
 ]
 

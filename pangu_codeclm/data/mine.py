@@ -2,10 +2,11 @@
 
 Per file (the dataset card's filters): size < 1 MB, decodes, parses as Python 3, mean line length < 100, no line of
 1000+ characters. Per function/method with a non-empty docstring: the docstring statement is removed from the code
-(functions whose body is only a docstring, or whose docstring shares a line with other code, are skipped), the code
-is converted to marker text with `codefmt.source_to_markers`. Exact duplicates (same normalised code)
-are dropped keeping the first in file order, and pairs matching a HumanEval/MBPP problem are dropped (see
-`decontaminate`). Files are processed in parallel; output order is deterministic.
+(functions whose body is only a docstring, or whose docstring shares a line with other code, are skipped) and the
+code is converted to marker text with `codefmt.source_to_markers`. A pair whose source contains a special-token
+string (`<eot>`, `<NEW_LINE>`, ...) is dropped: the tokenizer would read it as that token. Exact duplicates (same
+normalised code) are dropped keeping the first in file order, and pairs matching a HumanEval/MBPP problem are dropped
+(see `decontaminate`). Files are processed in parallel; output order is deterministic.
 """
 import ast
 import hashlib
@@ -22,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pangu_codeclm.data.decontaminate import code_tokens, docstring_stmt, iter_functions
+from pangu_codeclm.tokenizer import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", "node_modules"}
 # a file without any such spot cannot give a pair, so it is not parsed (parsing dominates the miner's time).
 _DOCSTRING_SPOT = re.compile(r""":[ \t]*(?:#[^\n]*)?\r?\n(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]+[rRuU]?["']""")
 NO_CANDIDATE = "no docstring candidate (not parsed)"
+# text that the tokenizer would read as a special token or a code marker cannot be in a pair's source
+_SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+HAS_SPECIAL = "contains a special-token string"
 
 
 @dataclass
@@ -156,6 +161,9 @@ def mine_source(text, path, decontaminator=None):
                 result.dropped[code] += 1
             continue
         result.functions += 1
+        if _SPECIAL.search(doc) or _SPECIAL.search(code):
+            result.dropped[HAS_SPECIAL] += 1
+            continue
         tokens = code_tokens(code)
         if decontaminator is not None:
             hit = decontaminator.check(doc, code, node, tokens)
