@@ -57,3 +57,11 @@ def test_modality_masks():
     assert code.sum() == text.sum() == 4
     with pytest.raises(ValueError, match="outside the vocabulary"):
         modality_vocab_masks({1: 9}, 8)
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    path = tmp_path / "perm.txt"
+    atomic_write_text(path, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
