@@ -123,6 +123,7 @@ def test_stops_at_max_positions(net):
     ids = rng.integers(1, V, (1, MAX_POS - 3))
     out = generate(net, ids, max_new_tokens=10, **BUCKETS)
     assert out.shape == (1, MAX_POS)
+    np.testing.assert_array_equal(generate(net, ids, max_new_tokens=10, use_cache=False, **BUCKETS), out)
     with pytest.raises(ValueError, match="at most"):
         generate(net, rng.integers(1, V, (1, MAX_POS)), max_new_tokens=1)
 

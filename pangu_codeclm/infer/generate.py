@@ -53,50 +53,95 @@ def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, t
 
 
 class IncrementalDecoder:
-    """The compiled prefill and decode graphs of one network (use `decoder_for(network)`)."""
+    """Prefill/decode graphs of one network with in-place KV caches, one set per (batch, cache length) shape.
 
-    def __init__(self, network):
+    The caches are num_layers + 1 pairs of fp32 Parameters [B,H,L,D] updated in place by the graphs (no cache copies
+    per token). Use `decoder_for(network)`; up to `keep` shapes stay compiled.
+    """
+
+    def __init__(self, network, keep=4):
         import mindspore as ms
-        from mindspore import nn
-
-        class Prefill(nn.Cell):
-            def __init__(self, net):
-                super().__init__(auto_prefix=False)
-                self.net = net
-
-            def construct(self, input_ids, position_ids, attention_mask):
-                return self.net.prefill(input_ids, position_ids, attention_mask)
-
-        class Decode(nn.Cell):
-            def __init__(self, net):
-                super().__init__(auto_prefix=False)
-                self.net = net
-
-            def construct(self, input_ids, position_ids, valid, onehot, k_cache, v_cache):
-                return self.net.decode(input_ids, position_ids, valid, onehot, k_cache, v_cache)
-
         self.ms = ms
         self.network = network
-        self.prefill_cell = Prefill(network)
-        self.decode_cell = Decode(network)
-        self.prefill_cell.set_train(False)
-        self.decode_cell.set_train(False)
+        self.keep = keep
+        self._shapes = {}
 
-    def prefill(self, ids, positions, mask):
-        t = self.ms.Tensor
-        return self.prefill_cell(t(ids, self.ms.int32), t(positions, self.ms.int32), t(mask, self.ms.float32))
+    def _cells(self, batch, cache_len):
+        key = (batch, cache_len)
+        if key not in self._shapes:
+            if len(self._shapes) >= self.keep:
+                self._shapes.pop(next(iter(self._shapes)))
+            self._shapes[key] = _make_cells(self.network, batch, cache_len)
+        return self._shapes[key]
 
-    def decode(self, ids, positions, valid, onehot, k_cache, v_cache):
-        t = self.ms.Tensor
-        return self.decode_cell(t(ids, self.ms.int32), t(positions, self.ms.int32), t(valid, self.ms.float32),
-                                t(onehot, self.ms.float32), k_cache, v_cache)
+    def prefill(self, ids, positions, mask, cache_len):
+        """Run the prompt [B,P] (fills cache slots 0..P-1); returns last-position logits, numpy [B,V]."""
+        t, ms = self.ms.Tensor, self.ms
+        batch, seq = ids.shape
+        index = _cache_index(batch, self.network.config.num_heads, np.arange(seq))
+        prefill_cell, _ = self._cells(batch, cache_len)
+        return prefill_cell(t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(index)).asnumpy()
+
+    def decode(self, ids, positions, valid, slot):
+        """One token per row [B,1] written at cache slot `slot`; returns logits, numpy [B,V]."""
+        t, ms = self.ms.Tensor, self.ms
+        batch, cache_len = valid.shape
+        index = _cache_index(batch, self.network.config.num_heads, np.array([slot]))
+        _, decode_cell = self._cells(batch, cache_len)
+        return decode_cell(t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index)).asnumpy()
 
     def full_logits(self, ids, positions, mask):
         """Last-position logits [B,V] by recomputing the whole (left-padded) sequence."""
-        t = self.ms.Tensor
-        logits = self.network(t(ids, self.ms.int32), position_ids=t(positions, self.ms.int32),
-                              attention_mask=t(mask, self.ms.float32))
+        t, ms = self.ms.Tensor, self.ms
+        logits = self.network(t(ids, ms.int32), position_ids=t(positions, ms.int32),
+                              attention_mask=t(mask, ms.float32))
         return logits[:, -1].asnumpy()
+
+
+def _cache_index(batch, heads, slots):
+    """ScatterNd indices [B,H,len(slots),3] of (b, h, slot)."""
+    b, h, s = np.meshgrid(np.arange(batch), np.arange(heads), slots, indexing="ij")
+    return np.stack([b, h, s], axis=-1).astype(np.int32)
+
+
+def _make_cells(network, batch, cache_len):
+    """(prefill cell, decode cell) sharing fresh cache Parameters of shape [B,H,L,D]."""
+    from mindspore import Parameter, ParameterTuple, Tensor, nn
+    cfg = network.config
+    shape = (batch, cfg.num_heads, cache_len, cfg.hidden_size // cfg.num_heads)
+    tag = f"kv_cache_{id(network)}_{batch}x{cache_len}"
+
+    def caches(kind):
+        return ParameterTuple(Parameter(Tensor(np.zeros(shape, np.float32)), name=f"{tag}.{kind}.{i}",
+                                        requires_grad=False) for i in range(cfg.num_layers + 1))
+
+    k_caches, v_caches = caches("k"), caches("v")
+
+    class Prefill(nn.Cell):
+        def __init__(self, net):
+            super().__init__(auto_prefix=False)
+            self.net = net
+            self.k_caches = k_caches
+            self.v_caches = v_caches
+
+        def construct(self, input_ids, position_ids, attention_mask, cache_index):
+            return self.net.prefill(input_ids, position_ids, attention_mask, self.k_caches, self.v_caches,
+                                    cache_index)
+
+    class Decode(nn.Cell):
+        def __init__(self, net):
+            super().__init__(auto_prefix=False)
+            self.net = net
+            self.k_caches = k_caches
+            self.v_caches = v_caches
+
+        def construct(self, input_ids, position_ids, valid, cache_index):
+            return self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
+
+    cells = Prefill(network), Decode(network)
+    for cell in cells:
+        cell.set_train(False)
+    return cells
 
 
 def decoder_for(network):
@@ -197,14 +242,12 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
         bar = tqdm(total=steps, desc="generate", unit="tok")
     try:
         if steps > 0 and use_cache:
-            logits, k_cache, v_cache = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask)
-            k_cache, v_cache = _grow_cache(decoder.ms, k_cache, v_cache, cache_len)
+            logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len)
             valid = np.zeros((batch, cache_len), np.float32)
             valid[:, :prompt_len] = prompt_mask
-            logits = logits.asnumpy()
         for i in range(steps):
             if not use_cache:
-                logits = _recompute_last(decoder, prompt, prompt_mask, generated[:, :i], cache_len)
+                logits = _recompute_last(decoder, prompt, prompt_mask, generated[:, :i], prompt_bucket)
             if return_scores:
                 scores.append(logits.copy())
             token = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
@@ -220,12 +263,8 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
             if use_cache:
                 slot = prompt_len + i
                 valid[:, slot] = 1.0
-                onehot = np.zeros(cache_len, np.float32)
-                onehot[slot] = 1.0
                 last_pos = last_pos + 1
-                logits, k_cache, v_cache = decoder.decode(token[:, None], last_pos[:, None], valid, onehot,
-                                                          k_cache, v_cache)
-                logits = logits.asnumpy()
+                logits = decoder.decode(token[:, None], last_pos[:, None], valid, slot)
     finally:
         if bar is not None:
             bar.close()
@@ -234,18 +273,12 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     return (out, scores) if return_scores else out
 
 
-def _grow_cache(ms, k_cache, v_cache, length):
-    """Zero-extend the prefill K/V [L+1,B,H,P,D] to the cache length."""
-    k = k_cache.asnumpy()
-    extra = length - k.shape[3]
-    pad = np.zeros(k.shape[:3] + (extra,) + k.shape[4:], k.dtype)
-    return (ms.Tensor(np.concatenate([k, pad], axis=3)), ms.Tensor(np.concatenate([v_cache.asnumpy(), pad], axis=3)))
-
-
-def _recompute_last(decoder, prompt, prompt_mask, generated, length):
-    """Baseline: last-position logits of prompt + generated, left-padded to a fixed length (one compiled shape)."""
+def _recompute_last(decoder, prompt, prompt_mask, generated, bucket):
+    """Baseline: last-position logits of prompt + generated, recomputed in full (left-padded to a bucket)."""
     seq = np.concatenate([prompt, generated.astype(np.int32)], axis=1)
     seq_mask = np.concatenate([prompt_mask, np.ones(generated.shape, np.float32)], axis=1)
+    length = min(round_up(seq.shape[1], bucket), decoder.network.max_positions)
+    seq, seq_mask = seq[:, -length:], seq_mask[:, -length:]  # anything cut is padding in every row
     ids = np.zeros((seq.shape[0], length), np.int32)
     mask = np.zeros((seq.shape[0], length), np.float32)
     ids[:, length - seq.shape[1]:] = seq

@@ -171,24 +171,37 @@ class _Heads(nn.Cell):
 
 
 class KVCacheWrite(nn.Cell):
-    """Write one step's K or V [B,H,1,D] into a cache [B,H,L,D] at the slot marked by a one-hot [L] vector."""
+    """Write K or V [B,H,T,D] into a cache Parameter [B,H,L,D] in place, at the (b, h, slot) rows of `index`."""
 
-    def __init__(self, strategies):
+    def __init__(self):
         super().__init__()
-        s = strategies
-        self.reshape = ops.Reshape()
-        self.keep = ops.Mul().shard((s.heads, (1, 1, 1, 1)))
-        self.put = ops.Mul().shard((s.heads, (1, 1, 1, 1)))
-        self.add = ops.Add().shard((s.heads, s.heads))
-        self.one_minus = ops.Sub().shard(((), (1,)))
+        self.scatter = ops.ScatterNdUpdate().shard(((1, 1, 1, 1), (1, 1, 1, 1), (1, 1, 1, 1)))
 
-    def construct(self, cache, new, onehot):
-        oh = self.reshape(onehot, (1, 1, -1, 1))
-        keep = self.reshape(self.one_minus(1.0, onehot), (1, 1, -1, 1))
-        return self.add(self.keep(cache, keep), self.put(new, oh))
+    def construct(self, cache, new, index):
+        return self.scatter(cache, index, new)
 
 
-class Attention(nn.Cell):
+class _CachedAttention(nn.Cell):
+    """Base of the attention cells: `core`, `write_k`, `write_v` are set by the subclass."""
+
+    def attend(self, q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
+        """Attention of heads q over k, v, optionally through a KV cache.
+
+        Without a cache: plain attention. With cache Parameters [B,H,L,D] and `cache_index` [B,H,T,3] ((b, h, slot)
+        per new position) the new k/v are written in place; `attend_cache=False` (prefill) attends over the new k/v,
+        `attend_cache=True` (decode) over the whole cache (`may_attend` then covers the L slots).
+        """
+        if k_cache is None:
+            return self.core(q, k, v, may_attend, bias)
+        k_all = self.write_k(k_cache, k, cache_index)
+        v_all = self.write_v(v_cache, v, cache_index)
+        if attend_cache:
+            return self.core(q, k_all, v_all, may_attend, bias)
+        out = self.core(q, k, v, may_attend, bias)
+        return ops.depend(ops.depend(out, k_all), v_all)
+
+
+class Attention(_CachedAttention):
     """GPT-2 self-attention: c_attn [E,3E] -> q,k,v; optional KV cache; c_proj [E,E]."""
 
     def __init__(self, config, strategies):
@@ -201,24 +214,23 @@ class Attention(nn.Cell):
         self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
         self.heads = _Heads(config, strategies)
         self.core = AttentionCore(config, strategies)
-        self.write = KVCacheWrite(strategies)
+        self.write_k = KVCacheWrite()
+        self.write_v = KVCacheWrite()
         self.split3 = ops.Split(axis=1, output_num=3).shard(((strategies.dp, 1),))
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
-    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
-        """x [B*T, E] -> (out [B*T, E], k, v); with a cache, k/v are the updated caches [B,H,L,D]."""
+    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
+                  attend_cache=False):
+        """x [B*T, E] -> out [B*T, E]. See `attend_with_cache` for the cache arguments."""
         q, k, v = self.split3(self.c_attn(x))
         q = self.heads.split(q, batch, seq)
         k = self.heads.split(k, batch, seq)
         v = self.heads.split(v, batch, seq)
-        if k_cache is not None:
-            k = self.write(k_cache, k, onehot)
-            v = self.write(v_cache, v, onehot)
-        out = self.heads.merge(self.core(q, k, v, may_attend, bias), batch, seq)
-        return self.dropout(self.c_proj(out)), k, v
+        out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
+        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
 
 
-class TopQueryAttention(nn.Cell):
+class TopQueryAttention(_CachedAttention):
     """Top query layer attention: Q = q_attn(query embedding), K,V = c_attn [E,2E] of the normed hidden states."""
 
     def __init__(self, config, strategies):
@@ -231,20 +243,19 @@ class TopQueryAttention(nn.Cell):
         self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
         self.heads = _Heads(config, strategies)
         self.core = AttentionCore(config, strategies)
-        self.write = KVCacheWrite(strategies)
+        self.write_k = KVCacheWrite()
+        self.write_v = KVCacheWrite()
         self.split2 = ops.Split(axis=1, output_num=2).shard(((strategies.dp, 1),))
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
-    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
+    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
+                  attend_cache=False):
         q = self.heads.split(self.q_attn(query), batch, seq)
         k, v = self.split2(self.c_attn(x))
         k = self.heads.split(k, batch, seq)
         v = self.heads.split(v, batch, seq)
-        if k_cache is not None:
-            k = self.write(k_cache, k, onehot)
-            v = self.write(v_cache, v, onehot)
-        out = self.heads.merge(self.core(q, k, v, may_attend, bias), batch, seq)
-        return self.dropout(self.c_proj(out)), k, v
+        out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
+        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
 
 
 class Block(nn.Cell):
@@ -261,11 +272,11 @@ class Block(nn.Cell):
         self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
         self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
 
-    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
-        a, k, v = self.attn(self.ln_1(x), batch, seq, may_attend, bias, k_cache, v_cache, onehot)
+    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
+                  attend_cache=False):
+        a = self.attn(self.ln_1(x), batch, seq, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
         x = self.add1(x, a)
-        x = self.add2(x, self.mlp(self.ln_2(x)))
-        return x, k, v
+        return self.add2(x, self.mlp(self.ln_2(x)))
 
 
 class TopQueryLayer(nn.Cell):
@@ -282,8 +293,9 @@ class TopQueryLayer(nn.Cell):
         self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
         self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
 
-    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
-        a, k, v = self.attn(self.ln_1(x), query, batch, seq, may_attend, bias, k_cache, v_cache, onehot)
+    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
+                  attend_cache=False):
+        a = self.attn(self.ln_1(x), query, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
+                      attend_cache)
         x = self.add1(x, a)
-        x = self.add2(x, self.mlp(self.ln_2(x)))
-        return x, k, v
+        return self.add2(x, self.mlp(self.ln_2(x)))

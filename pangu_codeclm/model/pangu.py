@@ -37,23 +37,20 @@ class PanguTransformer(nn.Cell):
         self.reshape = ops.Reshape()
         self.hidden_size = e
 
-    def construct(self, input_ids, position_ids, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
-        """Return (ln_f output [B*T, E], list of per-block K, list of per-block V)."""
+    def construct(self, input_ids, position_ids, may_attend, bias, k_caches=None, v_caches=None, cache_index=None,
+                  attend_cache=False):
+        """ln_f output [B*T, E]; with caches (tuples of [B,H,L,D] Parameters) each block writes its K/V in place."""
         batch, seq = input_ids.shape
         x = self.drop(self.add_emb(self.wte(input_ids), self.wpe(position_ids)))
         x = self.reshape(x, (batch * seq, self.hidden_size))
-        ks = ()
-        vs = ()
         i = 0
         for block in self.h:
-            if k_cache is None:
-                x, k, v = block(x, batch, seq, may_attend, bias)
+            if k_caches is None:
+                x = block(x, batch, seq, may_attend, bias)
             else:
-                x, k, v = block(x, batch, seq, may_attend, bias, k_cache[i], v_cache[i], onehot)
-            ks = ks + (k,)
-            vs = vs + (v,)
+                x = block(x, batch, seq, may_attend, bias, k_caches[i], v_caches[i], cache_index, attend_cache)
             i = i + 1
-        return self.ln_f(x), ks, vs
+        return self.ln_f(x)
 
 
 @MindFormerRegister.register(MindFormerModuleType.MODELS)
@@ -100,7 +97,6 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.or_prefix = ops.Maximum().shard(((1, 1, 1, 1), s.mask))
         self.one_minus = ops.Sub().shard(((), s.rows))
         self.mul_pad = ops.Mul().shard((s.rows, ()))
-        self.stack = ops.Stack(axis=0)
         self.separation_map = {}
         self.set_separation_map(separation_map)
         apply_pipeline_and_recompute(self, config)
@@ -139,17 +135,17 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return may, bias
 
     # ------------------------------------------------------------------ forward
-    def _hidden(self, input_ids, position_ids, may_attend, bias, k_cache=None, v_cache=None, onehot=None):
-        """Final hidden states [B*T, E] and the K/V of all num_layers+1 attention layers."""
+    def _hidden(self, input_ids, position_ids, may_attend, bias, k_caches=None, v_caches=None, cache_index=None,
+                attend_cache=False):
+        """Final hidden states [B*T, E]; with KV caches, every attention layer writes its K/V in place."""
         batch, seq = input_ids.shape
-        h, ks, vs = self.transformer(input_ids, position_ids, may_attend, bias, k_cache, v_cache, onehot)
+        h = self.transformer(input_ids, position_ids, may_attend, bias, k_caches, v_caches, cache_index,
+                             attend_cache)
         query = self.reshape(self.top_query_embedding(position_ids), (batch * seq, self.hidden_size))
-        if k_cache is None:
-            h, k, v = self.top_query_layer(h, query, batch, seq, may_attend, bias)
-        else:
-            h, k, v = self.top_query_layer(h, query, batch, seq, may_attend, bias, k_cache[self.num_layers],
-                                           v_cache[self.num_layers], onehot)
-        return h, ks + (k,), vs + (v,)
+        if k_caches is None:
+            return self.top_query_layer(h, query, batch, seq, may_attend, bias)
+        return self.top_query_layer(h, query, batch, seq, may_attend, bias, k_caches[self.num_layers],
+                                    v_caches[self.num_layers], cache_index, attend_cache)
 
     def _logits(self, h):
         """Tied head: h [N, E] . wte^T -> fp32 [N, V]."""
@@ -162,31 +158,30 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         if position_ids is None:
             position_ids = self._default_positions(batch, seq)
         may, bias = self._masks(batch, seq, attention_mask, prefix_lm_mask)
-        h, _, _ = self._hidden(input_ids, position_ids, may, bias)
+        h = self._hidden(input_ids, position_ids, may, bias)
         logits = self.reshape(self._logits(h), (batch, seq, self.vocab_size))
         if labels is None:
             return logits
         return self.loss(logits, labels, docstr_mask, self.code_vocab_mask, self.text_vocab_mask)
 
     # ------------------------------------------------------------------ incremental decoding (infer/generate.py)
-    def prefill(self, input_ids, position_ids, attention_mask):
-        """Left-padded prompt [B,P] with a 2-D mask -> (last-position logits [B,V], K, V [L+1,B,H,P,D])."""
+    def prefill(self, input_ids, position_ids, attention_mask, k_caches, v_caches, cache_index):
+        """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_layers+1
+        Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V]."""
         batch, seq = input_ids.shape
         may, bias = self._masks(batch, seq, attention_mask, None)
-        h, ks, vs = self._hidden(input_ids, position_ids, may, bias)
+        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, False)
         h = self.reshape(h, (batch, seq, self.hidden_size))
         last = self.reshape(self.slice_last(h, (0, seq - 1, 0), (batch, seq, self.hidden_size), (1, 1, 1)),
                             (batch, self.hidden_size))
-        return self._logits(last), self.stack(ks), self.stack(vs)
+        return self._logits(last)
 
-    def decode(self, input_ids, position_ids, valid, onehot, k_cache, v_cache):
-        """One token [B,1] at cache slot `onehot` [L]; `valid` [B,L] marks the slots it may attend (itself included).
-
-        Returns (logits [B,V], updated K, V caches [L+1,B,H,L,D]).
-        """
+    def decode(self, input_ids, position_ids, valid, cache_index, k_caches, v_caches):
+        """One token per row [B,1] written at `cache_index` [B,H,1,3]; it attends the cache slots marked in `valid`
+        [B,L] (itself included). Returns logits [B,V]."""
         batch = input_ids.shape[0]
         cache_len = valid.shape[1]
         may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
         bias = ops.zeros((batch, 1, 1, cache_len), ms.float32)
-        h, ks, vs = self._hidden(input_ids, position_ids, may, bias, k_cache, v_cache, onehot)
-        return self._logits(h), self.stack(ks), self.stack(vs)
+        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, True)
+        return self._logits(h)
