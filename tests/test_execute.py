@@ -204,3 +204,20 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="unknown limit"):
         Executor(limits={"memory": 1})
     assert issubclass(ExecutorError, RuntimeError)
+
+
+def test_concurrent_executors_do_not_interfere(tmp_root):
+    import threading
+    program = "import time\ntime.sleep(0.01)\nassert sum(range(100)) == 4950\n"
+    with Executor(workers=2, timeout=5.0, tmp_root=tmp_root) as a, \
+            Executor(workers=2, timeout=5.0, tmp_root=tmp_root) as b:
+        if a.info.get("sandbox_uid") is not None:
+            assert abs(a.info["sandbox_uid"] - b.info["sandbox_uid"]) >= 2  # disjoint private uids
+        out = {}
+        threads = [threading.Thread(target=lambda ex=ex, k=k: out.__setitem__(k, ex.run([program] * 30)))
+                   for k, ex in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(r["passed"] for r in out["a"] + out["b"]), {r["detail"] for r in out["a"] + out["b"]}

@@ -29,10 +29,11 @@ DEFAULT_PRELOAD = ("math", "re", "sys", "copy", "datetime", "itertools", "collec
                    "functools", "hashlib", "string", "typing", "random", "bisect", "operator", "fractions", "decimal",
                    "cmath", "array", "json", "ctypes", "numpy")
 DEFAULT_LIMITS = {"address_space": 4 << 30, "cpu_seconds": None, "processes": 64, "file_size": 64 << 20,
-                  "open_files": 256, "output_bytes": 1 << 20}
+                  "open_files": 256, "output_bytes": 1 << 20, "scratch_bytes": 1 << 30}
 STATUSES = ("passed", "failed", "timed_out", "exited_early", "killed", "output_limit", "thread_left", "error")
 _HEADER = struct.Struct(">Q")
-_SANDBOX_UID_BASE = 61000
+_UID_FIRST, _UID_BLOCK, _UID_BLOCKS = 200000, 256, 4096  # private uids: one block of 256 per running server
+_UID_LOCK_DIR = "/tmp/.pangu_codeclm_exec_uids"
 
 
 class ExecutorError(RuntimeError):
@@ -93,7 +94,7 @@ class Executor:
         self.limits = dict(DEFAULT_LIMITS, **(limits or {}))
         self.config = {"workers": self.workers, "limits": self.limits, "network": bool(network),
                        "preload": list(preload), "sandbox_user": bool(sandbox_user), "guard": bool(guard),
-                       "tmp_root": tmp_root}
+                       "tmp_root": tmp_root, "scratch": None}
         self._proc = None
         self._lock = threading.Lock()
         self.info = {}
@@ -102,6 +103,10 @@ class Executor:
         """Start the fork server (a fresh interpreter running this file) and wait until it is ready."""
         if self._proc is not None:
             return self
+        if self.config["tmp_root"] is None:  # a private scratch dir; the server mounts a size-capped tmpfs on it
+            import tempfile
+            self.config["scratch"] = tempfile.mkdtemp(prefix="pangu_exec_scratch_")
+            os.chmod(self.config["scratch"], 0o711)
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
         self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
@@ -170,6 +175,10 @@ class Executor:
         self._proc.stdout.close()
         self._proc.stderr.close()
         self._proc = None
+        if self.config["scratch"]:
+            import shutil
+            shutil.rmtree(self.config["scratch"], ignore_errors=True)
+            self.config["scratch"] = None
 
     def __enter__(self):
         return self.start()
@@ -197,6 +206,23 @@ def _drop_network():
         return None
     return (f"cannot create a network namespace ({os.strerror(ctypes.get_errno())}): programs keep network access;"
             f" only the audit hook refuses socket connects")
+
+
+def _mount_scratch(path, size):
+    """Mount a private tmpfs of `size` bytes on `path` in a new mount namespace; return a warning or None.
+
+    Work dirs then live in memory (fast to create and remove), a program cannot fill the host's disk, and nothing it
+    writes is visible outside the server.
+    """
+    import ctypes
+    clone_newns, ms_rec, ms_private, ms_nosuid, ms_nodev = 0x00020000, 0x4000, 0x40000, 0x2, 0x4
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(clone_newns) != 0:
+        return f"no private mount namespace ({os.strerror(ctypes.get_errno())}): work dirs live on disk under {path}"
+    if libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0 or libc.mount(
+            b"tmpfs", os.fsencode(path), b"tmpfs", ms_nosuid | ms_nodev, f"size={int(size)},mode=0711".encode()) != 0:
+        return f"cannot mount a private tmpfs ({os.strerror(ctypes.get_errno())}): work dirs live on disk under {path}"
+    return None
 
 
 def _set_rlimit(resource, kind, value):
@@ -248,13 +274,26 @@ def _install_guard(workdir):
     _sys.addaudithook(hook)
 
 
-def _enter_private_uid(uid):
-    """Become `uid`, keeping the import path readable through directory fds opened first (/root may be 0700)."""
-    import ctypes
+_PATH_FD_BASE = 50
+_PATH_FDS = 0
+
+
+def _route_imports_through_fds():
+    """Make sys.path and every loaded package's __path__ go through directory fds (/proc/self/fd/N, N fixed).
+
+    Run once in the server: forked programs inherit both the fds and the rewritten paths, so after dropping to a
+    private uid they can still import from directories below an unreadable parent (/root is 0700 on many hosts).
+    """
+    global _PATH_FDS
     mapping = {}
     for entry in sys.path:
-        if entry and os.path.isdir(entry):
-            mapping[entry.rstrip(os.sep)] = f"/proc/self/fd/{os.open(entry, os.O_RDONLY | os.O_DIRECTORY)}"
+        if entry and os.path.isdir(entry) and entry.rstrip(os.sep) not in mapping:
+            fd = _PATH_FD_BASE + len(mapping)
+            opened = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+            os.dup2(opened, fd, inheritable=False)
+            os.close(opened)
+            mapping[entry.rstrip(os.sep)] = f"/proc/self/fd/{fd}"
+    _PATH_FDS = len(mapping)
     sys.path[:] = list(mapping.values())
     sys.path_importer_cache.clear()
     roots = sorted(mapping, key=len, reverse=True)
@@ -265,25 +304,31 @@ def _enter_private_uid(uid):
                 root = next((r for r in roots if path == r or path.startswith(r + os.sep)), None)
                 if root is not None:
                     search[i] = mapping[root] + path[len(root):]
+
+
+def _enter_private_uid(uid):
+    """Become `uid` for good (imports keep working through the server's path fds)."""
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: keep /proc/self readable by ourselves after the uid change
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no way back to root through setuid binaries
+    _LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: keep /proc/self (and the path fds) usable after the uid change
+    _LIBC.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no way back to root through setuid binaries
 
 
-def _program_main(program, nonce, status_fd, out_fd, err_fd, workdir, uid, limits, timeout, guard):
+def _program_main(program, nonce, status_fd, out_fd, err_fd, workdir, uid, limits, timeout, guard, new_session):
     """Body of the program process (never returns)."""
     code = 70
     try:
         import resource
+        if new_session:
+            os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         os.dup2(status_fd, 3)
-        os.closerange(4, 1 << 16)
+        os.closerange(4, _PATH_FD_BASE)
+        os.closerange(_PATH_FD_BASE + _PATH_FDS, 1 << 16)
         os.chdir(workdir)
         os.environ.update(HOME=workdir, TMPDIR=workdir, TMP=workdir, TEMP=workdir)
         if uid is not None:
@@ -325,31 +370,31 @@ def _program_main(program, nonce, status_fd, out_fd, err_fd, workdir, uid, limit
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
+        if uid is not None:  # every other process of this job's private uid: children, escapees from the group
+            _LIBC.kill(-1, signal.SIGKILL)  # libc, not os.kill: the audit hook must not stop our own cleanup
         os._exit(code)
 
 
 def _supervisor_main(job, workdir, uid, pipes, config):
-    """Body of the supervisor: new session, fork the program, wait, clean the uid's leftovers, exit with its code."""
+    """Body of the supervisor (used without a private uid, where the program could signal its parent): new session,
+    fork the program, wait, exit with its code (128 + signal if it was killed)."""
     code = 71
     try:
         os.setsid()
         pid = os.fork()
         if pid == 0:
             _program_main(job["program"], job["nonce"], pipes["status"], pipes["out"], pipes["err"], workdir, uid,
-                          config["limits"], job["timeout"], config["guard"])
+                          config["limits"], job["timeout"], config["guard"], new_session=False)
         for fd in pipes.values():
             os.close(fd)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else min(code, 127)
-        if uid is not None:
-            os.setuid(uid)
-            try:
-                os.kill(-1, signal.SIGKILL)  # every leftover process of this job's private uid
-            except OSError:
-                pass
     finally:
         os._exit(code)
+
+
+_LIBC = None
 
 
 def _kill_uid(uid):
@@ -380,11 +425,32 @@ class _Server:
         self.free_slots = list(range(self.workers))
         self.stdin_open = True
         self.root_user = os.getuid() == 0 and config["sandbox_user"]
-        self.tmp_root = config.get("tmp_root") or tempfile.gettempdir()
+        self.uid_base = self._claim_uid_block() if self.root_user else None
+        if self.workers > _UID_BLOCK and self.root_user:
+            raise ValueError(f"at most {_UID_BLOCK} workers, got {self.workers}")
+        self.tmp_root = config.get("tmp_root") or config.get("scratch") or tempfile.gettempdir()
+
+    def _claim_uid_block(self):
+        """A uid block no other live server uses (flock held for our lifetime); stale processes in it are killed."""
+        import fcntl
+        os.makedirs(_UID_LOCK_DIR, mode=0o700, exist_ok=True)
+        for block in range(_UID_BLOCKS):
+            fd = os.open(os.path.join(_UID_LOCK_DIR, f"{block}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid_lock = fd
+            base = _UID_FIRST + block * _UID_BLOCK
+            for slot in range(self.workers):
+                _kill_uid(base + slot)
+            return base
+        raise RuntimeError(f"all {_UID_BLOCKS} sandbox uid blocks are in use (locks in {_UID_LOCK_DIR})")
 
     def launch(self, job):
         slot = self.free_slots.pop(0)
-        uid = _SANDBOX_UID_BASE + slot if self.root_user else None
+        uid = self.uid_base + slot if self.root_user else None
         workdir = self.tempfile.mkdtemp(prefix="pangu_exec_", dir=self.tmp_root)
         if uid is not None:
             os.chown(workdir, uid, uid)
@@ -395,7 +461,11 @@ class _Server:
         if pid == 0:
             os.close(0)
             os.close(1)
-            _supervisor_main(job, workdir, uid, {k: w for k, (_, w) in ends.items()}, self.config)
+            writes = {k: w for k, (_, w) in ends.items()}
+            if uid is None:  # the program runs as our user: a supervisor in between keeps os.kill(getppid()) off us
+                _supervisor_main(job, workdir, uid, writes, self.config)
+            _program_main(job["program"], job["nonce"], writes["status"], writes["out"], writes["err"], workdir,
+                          uid, self.config["limits"], job["timeout"], self.config["guard"], new_session=True)
         reads = {}
         for name, (r, w) in ends.items():
             os.close(w)
@@ -433,9 +503,10 @@ class _Server:
     def finish(self, pidfd):
         state = self.running.pop(pidfd)
         self.kill(state)  # anything left in the session's process group
-        if state["uid"] is not None and (state["timed_out"] or state["overflow"]):
-            _kill_uid(state["uid"])
         _, status = os.waitpid(state["pid"], 0)
+        code = os.waitstatus_to_exitcode(status)
+        if state["uid"] is not None and (state["timed_out"] or state["overflow"] or code < 0):
+            _kill_uid(state["uid"])  # the program could not sweep its uid itself
         os.close(pidfd)
         for fd, name in list(state["reads"].items()):  # the program has exited: drain what it left, without blocking
             while fd in state["reads"]:
@@ -452,7 +523,6 @@ class _Server:
         self.shutil.rmtree(state["workdir"], ignore_errors=True)
         self.free_slots.append(state["slot"])
         self.free_slots.sort()
-        code = os.waitstatus_to_exitcode(status)
         job, data = state["job"], state["data"]
         nonce_ok = bytes(data["status"]) == job["nonce"].encode("ascii")
         if state["timed_out"]:
@@ -491,8 +561,6 @@ class _Server:
                 if not state["timed_out"] and now >= state["deadline"]:
                     state["timed_out"] = True
                     self.kill(state)
-                    if state["uid"] is not None:
-                        _kill_uid(state["uid"])
             waits = [s["deadline"] - now for s in self.running.values() if not s["timed_out"]]
             fds = list(self.running)
             for state in self.running.values():
@@ -524,6 +592,10 @@ def _serve():
         warning = _drop_network()
         if warning:
             warnings.append(warning)
+    if config.get("scratch") and os.getuid() == 0:
+        warning = _mount_scratch(config["scratch"], config["limits"]["scratch_bytes"])
+        if warning:
+            warnings.append(warning)
     preloaded = []
     for name in config["preload"]:
         try:
@@ -534,12 +606,21 @@ def _serve():
     if os.getuid() != 0 and config["sandbox_user"]:
         warnings.append("not running as root: programs run as the evaluator's user (no private uid, no process "
                         "limit); the audit hook and rlimits still apply")
+    global _LIBC
+    import ctypes
+    import gc
+    import resource  # noqa: F401 - used by every program process
+    _LIBC = ctypes.CDLL(None, use_errno=True)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     server = _Server(config)
+    if server.root_user:
+        _route_imports_through_fds()
+    gc.collect()
+    gc.freeze()  # forked programs' collections skip the preloaded objects: fewer copy-on-write page faults
     network = "allowed" if config["network"] else ("isolated" if not any("network namespace" in w for w in warnings)
                                                      else "not isolated")
     _send(1, {"ready": True, "warnings": warnings, "preloaded": preloaded, "network": network,
-              "sandbox_uid": _SANDBOX_UID_BASE if server.root_user else None, "pid": os.getpid()})
+              "sandbox_uid": server.uid_base if server.root_user else None, "pid": os.getpid()})
     server.serve()
 
 
