@@ -221,3 +221,12 @@ def test_concurrent_executors_do_not_interfere(tmp_root):
         for t in threads:
             t.join()
     assert all(r["passed"] for r in out["a"] + out["b"]), {r["detail"] for r in out["a"] + out["b"]}
+
+
+def test_supervisor_path_without_a_private_uid(tmp_root):
+    """Without a private uid a supervisor sits between server and program: killing the parent kills only it."""
+    with Executor(workers=1, timeout=TIMEOUT, guard=False, sandbox_user=False, tmp_root=tmp_root) as bare:
+        killer, sanity, early = bare.run(["import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(1)\n", SANITY,
+                                          "import os\nos._exit(0)\nassert False\n"])
+    assert killer["status"] == "killed" and not killer["passed"]
+    assert sanity["passed"] and early["status"] == "exited_early"

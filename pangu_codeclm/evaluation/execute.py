@@ -603,6 +603,8 @@ def _serve():
             preloaded.append(name)
         except ImportError as exc:
             warnings.append(f"could not preload {name}: {exc}")
+    if os.getuid() == 0 and not config["sandbox_user"]:
+        warnings.append("sandbox_user=False while running as root: programs run as root (no process limit)")
     if os.getuid() != 0 and config["sandbox_user"]:
         warnings.append("not running as root: programs run as the evaluator's user (no private uid, no process "
                         "limit); the audit hook and rlimits still apply")
