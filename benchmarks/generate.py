@@ -27,6 +27,15 @@ def build_network(max_positions=1024, **dims):
     return net
 
 
+def _compile_full_recompute_buckets(net, batch, longest, bucket=64):
+    """Compile the full-recompute forward for every bucketed length the baseline will meet."""
+    from pangu_codeclm.infer.generate import decoder_for, round_up
+    decoder = decoder_for(net)
+    for length in range(bucket, min(round_up(longest, bucket), net.max_positions) + 1, bucket):
+        ones = np.ones((batch, length), np.float32)
+        decoder.full_logits(np.zeros((batch, length), np.int32), np.cumsum(ones, -1).astype(np.int32) - 1, ones)
+
+
 def measure_decode(net, prompt_len, new_tokens, batch=1, seed=0):
     """Return {'cache': tok/s, 'full': tok/s, 'same': bool} for greedy decoding of `new_tokens` tokens."""
     from pangu_codeclm.infer.generate import generate
@@ -34,8 +43,10 @@ def measure_decode(net, prompt_len, new_tokens, batch=1, seed=0):
     ids = rng.integers(0, net.vocab_size, (batch, prompt_len))
     result = {}
     outputs = {}
+    _compile_full_recompute_buckets(net, batch, prompt_len + new_tokens)
     for name, use_cache in (("cache", True), ("full", False)):
-        generate(net, ids, max_new_tokens=new_tokens, use_cache=use_cache)  # compile every shape
+        if use_cache:
+            generate(net, ids, max_new_tokens=new_tokens, use_cache=True)  # compile prefill and decode
         start = time.perf_counter()
         outputs[name] = generate(net, ids, max_new_tokens=new_tokens, use_cache=use_cache)
         elapsed = time.perf_counter() - start
