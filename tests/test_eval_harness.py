@@ -93,6 +93,7 @@ def test_greedy_run_writes_every_output(tmp_path, executor, humaneval3):
     assert {s["task_id"] for s in samples} == {"HumanEval/0", "HumanEval/1", "HumanEval/2"}
     first = next(s for s in samples if s["task_id"] == "HumanEval/0")
     assert first["prompt"] == humaneval3[0]["prompt"] and "return False" in first["completion"]
+    assert first["mode"] == "corrected"
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["passed"] for r in results] == [True, False, True]
 

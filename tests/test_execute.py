@@ -80,7 +80,8 @@ def test_fork_bomb_is_contained(executor):
         pytest.skip("the process limit needs a private uid (run as root)")
     result = _run_one(executor, "import os\nwhile True:\n    os.fork()\n")
     assert not result["passed"] and result["status"] in ("failed", "timed_out", "killed")
-    swallowing = _run_one(executor, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    swallowing = _run_one(executor,
+                          "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
     assert swallowing["status"] == "timed_out"
 
 

@@ -41,7 +41,8 @@ def test_mean_reports_only_k_up_to_smallest_n():
 
 
 def test_count_results_keeps_order_and_counts():
-    records = [{"task_id": "t2", "passed": True}, {"task_id": "t1", "passed": False}, {"task_id": "t2", "passed": False}]
+    records = [{"task_id": "t2", "passed": True}, {"task_id": "t1", "passed": False},
+               {"task_id": "t2", "passed": False}]
     assert list(metrics.count_results(records).items()) == [("t2", (2, 1)), ("t1", (1, 0))]
 
 

@@ -1,12 +1,14 @@
 """Sandboxed execution of generated programs through a warm fork server.
 
 `Executor` starts this file as a fresh Python process (never a fork of a process that holds MindSpore threads). The
-server imports the usual heavy modules once, drops the network (a new network namespace, as `unshare -n`), and for each
-program forks a supervisor that starts a new session and forks the program process. The program process gets rlimits
-(address space, CPU seconds, processes, file size, open files; clamped to the hard limits), a fresh temp cwd (removed
-afterwards), stdin on /dev/null, captured and bounded stdout/stderr, an audit hook refusing writes outside its cwd,
-kills of other processes and socket connects, and — when the server runs as root — its own unprivileged uid per worker
-slot. On timeout the whole process group (and, with a slot uid, every process of that uid) is killed.
+server imports the usual heavy modules once, enters a new network namespace (as `unshare -n`) and, as root, a mount
+namespace with a private size-capped tmpfs for the work dirs. Each program gets one forked child: a new session,
+rlimits (address space, CPU seconds, processes, file size, open files; clamped to the hard limits), a fresh temp cwd
+(removed afterwards), stdin on /dev/null, captured and bounded stdout/stderr, and an audit hook that refuses writes
+outside its cwd, signals to other processes and socket connects. As root, each worker slot runs programs under its
+own unprivileged uid (a block of uids locked per server), so the process limit counts exactly one job and a final
+kill(-1) from that uid sweeps whatever the program left behind; without root, a supervisor process sits between the
+server and the program. On timeout the whole process group (and the slot's uid) is killed.
 
 A program passes only if its code ran to the end, no thread outlived it, and it then wrote the job's random nonce to a
 private pipe: `sys.exit(0)`, `os._exit(0)`, signals or a killed parent before the tests finish all count as failures.

@@ -206,7 +206,7 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
                 records.append({"task_id": task["task_id"], "sample_index": index,
                                 "prompt": prefixes[task["problem_id"]],
                                 "completion": prompts.completion_from_ids(tokenizer, task, gen),
-                                "given_lines": task["given_lines"]})
+                                "given_lines": task["given_lines"], "mode": settings.mode})
             out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             out.flush()
             os.fsync(out.fileno())
@@ -250,7 +250,7 @@ def score_samples(samples, problems, mode, executor, progress=True):
     for sample, result in zip(samples, results):
         out.append({"task_id": str(sample["task_id"]), "sample_index": int(sample.get("sample_index", 0)),
                     "passed": result["passed"], "status": result["status"], "detail": result["detail"][:500],
-                    "seconds": result["seconds"]})
+                    "seconds": result["seconds"], "mode": mode})
     return out
 
 
