@@ -188,7 +188,9 @@ def test_default_sources_and_extraction_edge_cases():
             """Fine <python too>."""
             return "<INDENT"
         ''')
+    src += '\x0c\ndef g():\n    """Form feed above, line separator in a string."""\n    return "a\u2028b"\n'
     res = miner.mine_source(src, "edge.py")
-    assert [doc for _, doc, _ in res.pairs] == ["Fine <python too>."]
+    assert [doc for _, doc, _ in res.pairs] == ["Fine <python too>.", "Form feed above, line separator in a string."]
+    assert res.pairs[1][2] == source_to_markers('def g():\n    return "a\u2028b"\n')
     assert res.dropped == {"docstring on the def line": 1, "docstring shares a line with code": 1,
                            "contains a special-token string": 2}

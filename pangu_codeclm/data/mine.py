@@ -152,7 +152,8 @@ def mine_source(text, path, decontaminator=None):
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         result.skipped = "not Python 3"
         return result
-    lines = text.splitlines(keepends=True)
+    # split like the parser counts lines (\n, \r\n, \r), not like str.splitlines (which also splits on \f, \u2028, ...)
+    lines = io.StringIO(text, newline="").readlines()
     for node in iter_functions(tree):
         doc, code = extract_function(lines, node)
         if doc is None:
