@@ -194,3 +194,12 @@ def test_default_sources_and_extraction_edge_cases():
     assert res.pairs[1][2] == source_to_markers('def g():\n    return "a\u2028b"\n')
     assert res.dropped == {"docstring on the def line": 1, "docstring shares a line with code": 1,
                            "contains a special-token string": 2}
+
+
+def test_missing_mbpp_is_reported_not_downloaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("PANGU_CODECLM_CACHE", str(tmp_path / "empty_cache"))
+    problems, used = load_benchmarks(None)
+    assert used["mbpp"] == {"problems": 0, "path": None, "note": "not found; pass --mbpp-path"}
+    assert used["humaneval"]["problems"] == 164 == len(problems)
+    with pytest.raises(FileNotFoundError, match="MBPP file not found: nowhere.jsonl"):
+        load_benchmarks("nowhere.jsonl")
