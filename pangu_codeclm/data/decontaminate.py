@@ -11,6 +11,7 @@ Jaccard is exact (no MinHash): an inverted index 5-gram → problems gives every
 over the candidate's grams.
 """
 import ast
+import io
 import logging
 import re
 import warnings
@@ -99,7 +100,7 @@ def strip_docstrings(source):
             tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return source
-    lines = source.splitlines(keepends=True)
+    lines = io.StringIO(source, newline="").readlines()  # lines as the parser counts them
     drop = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef) + FUNCTION_NODES):
