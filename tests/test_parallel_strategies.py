@@ -15,7 +15,7 @@ DP, MP = 2, 4
 # ops that carry no strategy of their own (layout changes, dtype casts, shape queries)
 UNSHARDED = {"Reshape", "Cast", "Shape", "ExpandDims", "Squeeze", "RealDiv", "Maximum", "Stack"}
 MUST_SHARD = {"MatMul", "BatchMatMul", "Gather", "Softmax", "LayerNorm", "Add", "Sub", "Mul", "Erf", "Exp", "Log",
-              "Transpose", "Split", "StridedSlice", "ReduceMax", "ReduceSum", "OneHot", "NotEqual", "Dropout"}
+              "Transpose", "Split", "StridedSlice", "ReduceMax", "ReduceSum", "OneHot", "NotEqual", "Dropout", "Concat"}
 
 
 def parallel_config(vocab_emb_dp, pipeline_stage=1, recompute=False):
@@ -116,12 +116,12 @@ def test_column_row_embedding_and_loss_layouts(calls):
     if cfg.parallel["vocab_emb_dp"]:
         assert net.transformer.wte.gather.in_strategy == ((1, 1), (DP, 1))
         assert net.head.in_strategy == ((DP, 1), (1, 1))
-        assert net.loss.exp.in_strategy == ((DP, 1, 1),)
+        assert net.loss.exp.in_strategy == ((DP, 1),)
     else:
         assert net.transformer.wte.gather.in_strategy == ((MP, 1), (DP, 1))
         assert net.head.in_strategy == ((DP, 1), (MP, 1))
-        assert net.loss.exp.in_strategy == ((DP, 1, MP),)
-        assert net.loss.reduce_sum.in_strategy == ((DP, 1, MP),)
+        assert net.loss.exp.in_strategy == ((DP, MP),)
+        assert net.loss.side_sums.in_strategy == ((DP, MP), (MP, 1))  # per-side sums reduce over the split vocab
 
 
 def test_300m_dimensions_divide_the_splits():
@@ -135,8 +135,7 @@ def test_300m_dimensions_divide_the_splits():
              (s.linear("row")[0], [(n, f), (f, e)]), (s.layernorm(), [(n, e), (e,), (e,)]),
              ((s.heads, s.heads), [(cfg.batch_size, h, cfg.seq_length, d)] * 2),
              (s.token_embedding(), [(cfg.vocab_size, e), (cfg.batch_size, cfg.seq_length)]),
-             (s.head(), [(n, e), (cfg.vocab_size, e)]), ((s.vocab,), [(cfg.batch_size, cfg.seq_length - 1,
-                                                                      cfg.vocab_size)])]
+             (s.head(), [(n, e), (cfg.vocab_size, e)]), ((s.vocab2d,), [(n, cfg.vocab_size)])]
     for strategy, shapes in cases:
         for split, shape in zip(strategy, shapes):
             assert all(dim % k == 0 for dim, k in zip(shape, split)), (strategy, shapes)

@@ -3,7 +3,7 @@
 Layouts (splits per tensor axis) used by the network:
   hidden  [B*T, E]      (dp, 1)          inner  [B*T, F or 3E] (dp, mp)
   heads   [B, H, T, D]  (dp, mp, 1, 1)   bthd   [B, T, H, D]   (dp, 1, mp, 1)
-  mask    [B, 1, T, T]  (dp, 1, 1, 1)    vocab  [B, T, V]      (dp, 1, mp)
+  mask    [B, 1, T, T]  (dp, 1, 1, 1)    vocab  [B*T, V]       (dp, mp) unless vocab_emb_dp
 Column-parallel linears (QKV, q_attn, FC1) split the output features over mp; row-parallel ones (projections) split the
 input features. The embedding table is replicated (`vocab_emb_dp`) or split over the vocabulary; the loss is split over
 the vocabulary. Each block gets a pipeline stage; `recompute` marks the blocks for recomputation.
@@ -24,8 +24,8 @@ class Strategies:
         self.bthd = (dp, 1, mp, 1)
         self.mask = (dp, 1, 1, 1)
         self.rows = (dp, 1)            # [B, T] ids, labels, masks
-        self.vocab = (dp, 1, mp) if not self.vocab_emb_dp else (dp, 1, 1)
-        self.vocab_vector = (mp,) if not self.vocab_emb_dp else (1,)  # [V] masks
+        self.tokens = (dp,)            # [B*T] per-token values in the loss
+        self.vocab2d = (dp, mp) if not self.vocab_emb_dp else (dp, 1)  # [B*T, V] logits in the loss
 
     @classmethod
     def from_config(cls, config):
