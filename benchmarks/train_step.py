@@ -96,6 +96,7 @@ def main(argv=None):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
     ms.device_context.cpu.op_tuning.threads_num(args.threads)
+    ms.set_seed(0)
     torch.set_num_threads(args.threads)
     from pangu_codeclm.config import PanguCodeCLMConfig
 
