@@ -41,15 +41,20 @@ class PanguTrainOneStepCell(MFTrainOneStepCell):
         super().__init__(network, optimizer, use_clip_grad=use_clip_grad, max_grad_norm=max_grad_norm,
                          scale_sense=scale_sense, **kwargs)
         self.log_code_loss = bool(log_code_loss)
+        # fp32 runs use a fixed scale of 1: skip the scale/unscale passes over every gradient (decided at compile time)
+        self.unit_scale = self.loss_scaling_manager is None and float(self.scale_sense.asnumpy().reshape(-1)[0]) == 1.0
         self.hyper_map = C.HyperMap()
         self.zero = ms.Tensor(0.0, ms.float32)
 
     def construct(self, *inputs):
         scaling_sens = self.scale_sense
         loss = self.network(*inputs)
-        sens = F.ones_like(loss) * F.cast(scaling_sens, F.dtype(loss))
-        grads = self.grad(self.network, self.weights)(*inputs, sens)
-        grads = self.hyper_map(F.partial(_unscale, F.cast(scaling_sens, ms.float32)), grads)
+        if self.unit_scale:
+            grads = self.grad(self.network, self.weights)(*inputs, F.ones_like(loss))
+        else:
+            sens = F.ones_like(loss) * F.cast(scaling_sens, F.dtype(loss))
+            grads = self.grad(self.network, self.weights)(*inputs, sens)
+            grads = self.hyper_map(F.partial(_unscale, F.cast(scaling_sens, ms.float32)), grads)
         grads = self.grad_reducer(grads)
         bad = self.hyper_map(_nonfinite, grads)
         cond = ops.AddN()(bad) > self.zero
