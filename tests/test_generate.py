@@ -114,6 +114,12 @@ def test_eos_rows_get_padding_and_generation_stops_when_all_done(net):
     if all(e.size for e in ends):
         assert gen.shape[1] == max(e[0] for e in ends) + 1
     assert (gen[0, stop0 + 1:] == PAD).all() and gen.shape[1] > stop0 + 1  # other rows went on
+    # a pad id outside the vocabulary is only written, never fed back; the no-cache baseline agrees
+    after_eos = np.cumsum(np.cumsum(gen == eos, 1), 1) > 1
+    for use_cache in (True, False):
+        odd_pad = generate(net, ids, mask, max_new_tokens=8, eos_token_id=eos, pad_token_id=V + 100,
+                           use_cache=use_cache, **BUCKETS)[:, ids.shape[1]:]
+        np.testing.assert_array_equal(odd_pad, np.where(after_eos, V + 100, gen))
     single = generate(net, ids[:1], mask[:1], max_new_tokens=8, eos_token_id=eos, **BUCKETS)
     assert single.shape[1] == ids.shape[1] + stop0 + 1 and single[0, -1] == eos
 

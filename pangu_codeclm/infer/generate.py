@@ -233,6 +233,7 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     network.set_train(False)
     rng = np.random.default_rng(seed)
     generated = np.full((batch, steps), pad_id, dtype=np.int64)
+    fed = np.zeros((batch, steps), dtype=np.int64)  # what the model reads back (finished rows: their own choice)
     done = np.zeros(batch, dtype=bool)
     scores = []
     last_pos = left_pad_positions(prompt_mask)[:, -1].astype(np.int64)
@@ -247,12 +248,13 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
             valid[:, :prompt_len] = prompt_mask
         for i in range(steps):
             if not use_cache:
-                logits = _recompute_last(decoder, prompt, prompt_mask, generated[:, :i], prompt_bucket)
+                logits = _recompute_last(decoder, prompt, prompt_mask, fed[:, :i], prompt_bucket)
             if return_scores:
                 scores.append(logits.copy())
-            token = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
-            token = np.where(done, pad_id, token)
+            chosen = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
+            token = np.where(done, pad_id, chosen)
             generated[:, i] = token
+            fed[:, i] = chosen
             if eos_token_id is not None:
                 done |= token == eos_token_id
             if bar is not None:
@@ -264,7 +266,8 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
                 slot = prompt_len + i
                 valid[:, slot] = 1.0
                 last_pos = last_pos + 1
-                logits = decoder.decode(token[:, None], last_pos[:, None], valid, slot)
+                # finished rows keep decoding their own choice (pad ids may lie outside a small vocabulary)
+                logits = decoder.decode(chosen[:, None], last_pos[:, None], valid, slot)
     finally:
         if bar is not None:
             bar.close()
