@@ -4,8 +4,9 @@ Every cell keeps its parameters under the HF names (`weight`/`bias`; Conv1D weig
 checkpoint converts name for name. Matmuls run in the compute dtype; LayerNorm, softmax and the residual stream in fp32.
 Every primitive is sharded from a `Strategies` object (model/parallel.py); strategies are ignored in standalone runs.
 
-Attention masks arrive as two tensors: `may_attend` [B,1,Tq,Tk] (1 = may attend) and `bias` [B,1,1,Tk] (additive,
-e.g. (1-m)*(-1e4) for padding). Scores become s*M + (M-1)*1e4 + bias, i.e. masked scores are set to -1e4 (not -inf).
+Attention masks arrive as two tensors built once per forward (model/pangu.py): `may_attend` M [B,1,Tq,Tk] (1 = may
+attend) and the additive `bias` = (M-1)*1e4 + padding term ((1-m)*(-1e4) for a 2-D mask). Scores become s*M + bias,
+i.e. masked scores are set to -1e4 (not -inf) and padding keys get a further -1e4.
 """
 import math
 
@@ -130,9 +131,6 @@ class AttentionCore(nn.Cell):
         self.pv = ops.BatchMatMul().shard((s.heads, s.heads))
         self.mul_scale = ops.Mul().shard((s.heads, ()))
         self.mul_mask = ops.Mul().shard((s.heads, s.mask))
-        self.sub_one = ops.Sub().shard((s.mask, ()))
-        self.mul_fill = ops.Mul().shard((s.mask, ()))
-        self.add_fill = ops.Add().shard((s.heads, s.mask))
         self.add_bias = ops.Add().shard((s.heads, s.mask))
         self.softmax = ops.Softmax(axis=-1).shard((s.heads,))
         self.dropout = Dropout(config.attention_dropout, s.heads)
@@ -142,8 +140,7 @@ class AttentionCore(nn.Cell):
         cdt = self.compute_dtype
         scores = self.qk(self.cast(q, cdt), self.cast(k, cdt))
         scores = self.mul_scale(self.cast(scores, ms.float32), self.scale)
-        fill = self.mul_fill(self.sub_one(may_attend, 1.0), MASK_VALUE)  # 0 where allowed, -1e4 elsewhere
-        scores = self.add_bias(self.add_fill(self.mul_mask(scores, may_attend), fill), bias)
+        scores = self.add_bias(self.mul_mask(scores, may_attend), bias)
         probs = self.softmax(self.cast(scores, self.softmax_dtype))
         probs = self.dropout(probs)
         return self.cast(self.pv(self.cast(probs, cdt), self.cast(v, cdt)), ms.float32)

@@ -97,6 +97,9 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.or_prefix = ops.Maximum().shard(((1, 1, 1, 1), s.mask))
         self.one_minus = ops.Sub().shard(((), s.rows))
         self.mul_pad = ops.Mul().shard((s.rows, ()))
+        self.sub_fill = ops.Sub().shard((s.mask, ()))
+        self.mul_fill = ops.Mul().shard((s.mask, ()))
+        self.add_fill = ops.Add().shard((s.mask, s.mask))
         self.separation_map = {}
         self.set_separation_map(separation_map)
         apply_pipeline_and_recompute(self, config)
@@ -120,7 +123,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return ops.broadcast_to(self.reshape(pos, (1, seq)), (batch, seq))
 
     def _masks(self, batch, seq, attention_mask, prefix_lm_mask):
-        """(may_attend [B,1,T,T] float32, additive bias [B,1,1,T] float32)."""
+        """(may_attend [B,1,T,T], additive bias [B,1,T,T]: -1e4 where not allowed, -1e4 more on padding keys)."""
         bias = ops.zeros((batch, 1, 1, seq), ms.float32)
         if attention_mask is not None and len(attention_mask.shape) == 3:
             may = self.reshape(self.cast(attention_mask, ms.float32), (batch, 1, seq, seq))
@@ -132,7 +135,11 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         if prefix_lm_mask is not None:
             may = self.or_prefix(may, self.reshape(self.cast(prefix_lm_mask, ms.float32), (batch, 1, seq, seq)))
         may = ops.broadcast_to(may, (batch, 1, seq, seq))
-        return may, bias
+        return may, self._fill_bias(may, bias)
+
+    def _fill_bias(self, may, bias):
+        """(may - 1) * 1e4 + bias: the additive term of the masked scores."""
+        return self.add_fill(self.mul_fill(self.sub_fill(may, 1.0), MASK_VALUE), bias)
 
     # ------------------------------------------------------------------ forward
     def _hidden(self, input_ids, position_ids, may_attend, bias, k_caches=None, v_caches=None, cache_index=None,
@@ -182,6 +189,6 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         batch = input_ids.shape[0]
         cache_len = valid.shape[1]
         may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
-        bias = ops.zeros((batch, 1, 1, cache_len), ms.float32)
+        bias = self._fill_bias(may, ops.zeros((batch, 1, 1, cache_len), ms.float32))
         h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, True)
         return self._logits(h)
