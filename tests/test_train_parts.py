@@ -129,3 +129,26 @@ def test_expand_embedding_copies_source_rows():
     np.testing.assert_array_equal(out[5], init[5])    # new token without a source row keeps its init
     with pytest.raises(ValueError, match="more than the config's vocab_size"):
         expand_embedding(wte, 3, {}, 0)
+
+
+def test_train_steps_from_epochs(tmp_path):
+    from pangu_codeclm.train.context import load_run_config
+    from pangu_codeclm.train.session import resolve_train_steps
+    from pangu_codeclm.train.synthetic import write_synthetic_dataset
+    write_synthetic_dataset(tmp_path / "d", num_rows=50, seq_length=16, vocab_size=64)
+    cfg = load_run_config(ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml",
+                          overrides={"pangu.train_steps": -1, "pangu.epochs": 3,
+                                     "train_dataset.dataset_files": str(tmp_path / "d")})
+    assert resolve_train_steps(cfg, gbs=8) == 50 * 3 // 8
+    cfg.pangu.epochs = 0
+    with pytest.raises(ValueError, match="pangu.train_steps must be positive"):
+        resolve_train_steps(cfg, gbs=8)
+
+
+def test_interrupted_save_leftovers_are_cleaned(tmp_path, caplog):
+    from pangu_codeclm.train import checkpoint as ck
+    leftover = tmp_path / ".step_00000004.ckpt.abc123.tmp.ckpt"
+    leftover.write_bytes(b"partial")
+    with caplog.at_level("WARNING"):
+        assert ck.find_resume_checkpoint(str(tmp_path)) is None
+    assert not leftover.exists() and str(leftover) in caplog.text

@@ -129,6 +129,9 @@ def find_resume_checkpoint(directory):
     stray = _stray_checkpoints(directory)
     for path in stray:
         logger.warning("skipping incomplete checkpoint %s (no metadata: the run stopped while saving it)", path)
+    for path in _temp_files(directory):
+        logger.warning("removing temporary file %s left by an interrupted save", path)
+        os.remove(path)
     for step, meta in list_checkpoints(directory):
         try:
             info = verify(meta)
@@ -146,6 +149,13 @@ def _stray_checkpoints(directory):
     names = set(os.listdir(directory))
     return sorted(os.path.join(directory, n) for n in names
                   if n.endswith(".ckpt") and n[:-5] + ".json" not in names)
+
+
+def _temp_files(directory):
+    if not os.path.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if n.startswith(".step_") and ".tmp" in n)
 
 
 def load_into(cell, info):

@@ -76,6 +76,10 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     if resume_info and resume_info.get("total_steps", steps) != steps:
         raise ValueError(f"{resume_info['ckpt_path']}: saved by a run of {resume_info['total_steps']} steps, but "
                          f"pangu.train_steps is {steps}; the LR schedule would differ")
+    if resume_info and resume_info.get("data_position", start_step * gbs) != start_step * gbs:
+        raise ValueError(f"{resume_info['ckpt_path']}: saved at data position {resume_info['data_position']} "
+                         f"(step {start_step}), but this run's global batch {gbs} puts step {start_step} at "
+                         f"{start_step * gbs}; resume with the same batch size and device count")
     if start_step >= steps:
         logger.info("checkpoint at step %d already reaches pangu.train_steps=%d: nothing to do", start_step, steps)
         return {"output_dir": out, "start_step": start_step, "final_step": start_step, "metrics": [],
