@@ -152,3 +152,19 @@ def test_interrupted_save_leftovers_are_cleaned(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert ck.find_resume_checkpoint(str(tmp_path)) is None
     assert not leftover.exists() and str(leftover) in caplog.text
+
+
+def test_dataset_meta_must_match_the_model_config(tmp_path):
+    from pangu_codeclm.data.mindrecord import write_dataset
+    from pangu_codeclm.train.context import load_run_config, model_config_from
+    from pangu_codeclm.train.session import check_data_matches
+    from pangu_codeclm.train.synthetic import synthetic_rows
+    write_dataset(synthetic_rows(4, 128, 32013), tmp_path / "d", 128,
+                  meta={"objective": "text_code", "vocab_size": 32013, "separation": "none"})
+    cfg = load_run_config(ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml",
+                          overrides={"train_dataset.dataset_files": str(tmp_path / "d")})
+    with pytest.raises(ValueError, match=r"meta.json: 'objective' is 'text_code' but the config's "
+                                         r"model.model_config.objective is 'code'"):
+        check_data_matches(cfg, model_config_from(cfg))
+    cfg.model.model_config.objective = "text_code"
+    check_data_matches(cfg, model_config_from(cfg))

@@ -51,6 +51,20 @@ def resolve_train_steps(cfg, gbs):
     return steps
 
 
+def check_data_matches(cfg, model_config):
+    """The dataset's meta.json (objective, seq_length, vocab_size, separation) must agree with the model config."""
+    from ..data.mindrecord import META_NAME, dataset_info
+    files = cfg.train_dataset.dataset_files
+    first = files[0] if isinstance(files, list) else files
+    if not isinstance(first, str) or not os.path.isdir(first) or not os.path.exists(os.path.join(first, META_NAME)):
+        return
+    meta = dataset_info(first)
+    for key in ("objective", "seq_length", "vocab_size", "separation"):
+        if key in meta and meta[key] != getattr(model_config, key):
+            raise ValueError(f"{os.path.join(first, META_NAME)}: '{key}' is {meta[key]!r} but the config's "
+                             f"model.model_config.{key} is {getattr(model_config, key)!r}")
+
+
 def run_training(config_path, device_target=None, resume=False, output_dir=None, overrides=None,
                  extra_modules=(), callbacks=()):
     """Train as the yaml says; returns {'output_dir', 'start_step', 'final_step', 'metrics', 'last_checkpoint'}."""
@@ -58,6 +72,7 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     register_all(extra_modules)
     cfg = load_run_config(config_path, device_target, output_dir, overrides)
     model_config = model_config_from(cfg)
+    check_data_matches(cfg, model_config)
     apply_parallel(cfg, model_config, device_count())
     rank_id, rank_size = build_run_context(cfg)
     import mindspore as ms
