@@ -168,3 +168,23 @@ def test_dataset_meta_must_match_the_model_config(tmp_path):
         check_data_matches(cfg, model_config_from(cfg))
     cfg.model.model_config.objective = "text_code"
     check_data_matches(cfg, model_config_from(cfg))
+
+
+def test_separation_map_reaches_the_network(tmp_path, ms_cpu):
+    from pangu_codeclm.io_utils import save_int_map_pickle
+    from pangu_codeclm.train.context import load_run_config, model_config_from
+    from pangu_codeclm.train.register import register_all
+    from pangu_codeclm.train.session import _build_network
+    register_all()
+    small = {"model.model_config.vocab_size": 64, "model.model_config.hidden_size": 16,
+             "model.model_config.ffn_hidden_size": 32, "model.model_config.separation": "partial",
+             "model.model_config.num_layers": 1}
+    cfg = load_run_config(ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml", overrides=small)
+    with pytest.raises(ValueError, match="separation is 'partial' but no pangu.separation_map"):
+        _build_network(cfg, model_config_from(cfg), resume=False)
+    save_int_map_pickle(tmp_path / "map.pkl", {5: 60, 7: 61})
+    cfg.pangu.separation_map = str(tmp_path / "map.pkl")
+    net = _build_network(cfg, model_config_from(cfg), resume=False)
+    assert net.separation_map == {5: 60, 7: 61}
+    code = net.code_vocabulary()
+    assert code[60] == 1 and code[5] == 0

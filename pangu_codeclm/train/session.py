@@ -18,14 +18,31 @@ def _build_network(cfg, model_config, resume):
     arch = cfg.model.arch.type
     cls = MindFormerRegister.get_cls(MindFormerModuleType.MODELS, arch)
     separation_map = None
-    if cfg.pangu.separation_map:
+    map_path = cfg.pangu.separation_map or _map_from_dataset(cfg, model_config)
+    if model_config.separation != "none" and not map_path:
+        raise ValueError(f"{cfg.config_path}: model.model_config.separation is {model_config.separation!r} but no "
+                         f"pangu.separation_map is given (and the dataset's tokenizer has none)")
+    if map_path:
         from ..io_utils import load_int_map_pickle
-        separation_map = load_int_map_pickle(cfg.pangu.separation_map)
-        logger.info("separation map: %d entries from %s", len(separation_map), cfg.pangu.separation_map)
+        separation_map = load_int_map_pickle(map_path)
+        logger.info("separation map: %d entries from %s", len(separation_map), map_path)
     network = cls(model_config, separation_map=separation_map)
     if cfg.pangu.pretrained and not resume:
         load_pretrained(network, cfg.pangu.pretrained, separation_map, model_config.pad_token_id)
     return network
+
+
+def _map_from_dataset(cfg, model_config):
+    """The separation map of the tokenizer recorded in the dataset's meta.json, if any."""
+    from ..data.mindrecord import META_NAME, dataset_info
+    from ..tokenizer import SEPARATION_MAP_FILE
+    files = cfg.train_dataset.dataset_files
+    first = files[0] if isinstance(files, list) else files
+    if model_config.separation == "none" or not os.path.isfile(os.path.join(str(first), META_NAME)):
+        return ""
+    tok = dataset_info(first).get("tokenizer")
+    path = os.path.join(tok, SEPARATION_MAP_FILE) if tok else ""
+    return path if path and os.path.isfile(path) else ""
 
 
 def global_batch_size(cfg, rank_size):
