@@ -116,6 +116,11 @@ def apply_parallel(cfg, model_config, device_num):
             data_parallel=p["data_parallel"], model_parallel=p["model_parallel"], pipeline_stage=p["pipeline_stage"],
             micro_batch_num=p["micro_batch_num"], vocab_emb_dp=p["vocab_emb_dp"],
             gradient_aggregation_group=p["gradient_aggregation_group"])
+        if p["pipeline_stage"] > 1:
+            # pipelining needs mindformers' micro-batch pipeline cell (loss scaling + clipping included)
+            logger.info("parallel.pipeline_stage=%d: runner_wrapper.type set to MFPipelineWithLossScaleCell",
+                        p["pipeline_stage"])
+            cfg.runner_wrapper.type = "MFPipelineWithLossScaleCell"
     else:
         if p["model_parallel"] > 1 or p["pipeline_stage"] > 1:
             logger.warning("parallel: model_parallel=%d, pipeline_stage=%d need Ascend semi-auto parallel; %s with "

@@ -32,25 +32,35 @@ def _build_network(cfg, model_config, resume):
     return network
 
 
-def _map_from_dataset(cfg, model_config):
-    """The separation map of the tokenizer recorded in the dataset's meta.json, if any."""
+def _dataset_meta(cfg):
+    """(path of the dataset's meta.json, its contents), or (None, {}) when the dataset is not a prepared directory."""
     from ..data.mindrecord import META_NAME, dataset_info
-    from ..tokenizer import SEPARATION_MAP_FILE
     files = cfg.train_dataset.dataset_files
     first = files[0] if isinstance(files, list) else files
-    if model_config.separation == "none" or not os.path.isfile(os.path.join(str(first), META_NAME)):
+    if not isinstance(first, str) or not os.path.isfile(os.path.join(first, META_NAME)):
+        return None, {}
+    return os.path.join(first, META_NAME), dataset_info(first)
+
+
+def _map_from_dataset(cfg, model_config):
+    """The separation map of the tokenizer recorded in the dataset's meta.json, if any."""
+    from ..tokenizer import SEPARATION_MAP_FILE
+    if model_config.separation == "none":
         return ""
-    tok = dataset_info(first).get("tokenizer")
+    tok = _dataset_meta(cfg)[1].get("tokenizer")
     path = os.path.join(tok, SEPARATION_MAP_FILE) if tok else ""
     return path if path and os.path.isfile(path) else ""
 
 
-def global_batch_size(cfg, rank_size):
+def global_batch_size(cfg):
     """Rows per optimizer step over all ranks."""
     rc = cfg.runner_config
+    if int(rc.get("gradient_accumulation_steps") or 1) != 1:
+        raise ValueError(f"{cfg.config_path}: runner_config.gradient_accumulation_steps must be 1 (not supported by "
+                         f"PanguTrainOneStepCell); raise batch_size or the data-parallel degree instead")
     data_parallel = cfg.parallel_config["data_parallel"]
     micro = cfg.parallel_config["micro_batch_num"] if cfg.parallel_config["pipeline_stage"] > 1 else 1
-    return int(rc.batch_size) * data_parallel * micro * int(rc.get("gradient_accumulation_steps") or 1)
+    return int(rc.batch_size) * data_parallel * micro
 
 
 def resolve_train_steps(cfg, gbs):
@@ -70,15 +80,10 @@ def resolve_train_steps(cfg, gbs):
 
 def check_data_matches(cfg, model_config):
     """The dataset's meta.json (objective, seq_length, vocab_size, separation) must agree with the model config."""
-    from ..data.mindrecord import META_NAME, dataset_info
-    files = cfg.train_dataset.dataset_files
-    first = files[0] if isinstance(files, list) else files
-    if not isinstance(first, str) or not os.path.isdir(first) or not os.path.exists(os.path.join(first, META_NAME)):
-        return
-    meta = dataset_info(first)
+    path, meta = _dataset_meta(cfg)
     for key in ("objective", "seq_length", "vocab_size", "separation"):
         if key in meta and meta[key] != getattr(model_config, key):
-            raise ValueError(f"{os.path.join(first, META_NAME)}: '{key}' is {meta[key]!r} but the config's "
+            raise ValueError(f"{path}: '{key}' is {meta[key]!r} but the config's "
                              f"model.model_config.{key} is {getattr(model_config, key)!r}")
 
 
@@ -98,7 +103,7 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
 
     out = os.path.abspath(cfg.output_dir)
     cfg.output_dir = out
-    gbs = global_batch_size(cfg, rank_size)
+    gbs = global_batch_size(cfg)
     steps = resolve_train_steps(cfg, gbs)
     ckpt_dir = ckpt_lib.rank_dir(out, rank_id)
     resume_info = ckpt_lib.find_resume_checkpoint(ckpt_dir) if resume else None
@@ -128,7 +133,8 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     cfg.callbacks = []
     cfg.model.model_config = MindFormerConfig(type=type(model_config).__name__, **model_config.to_model_dict())
     cfg.resume_training = False
-    cfg.runner_wrapper.log_code_loss = model_config.objective == "text_code"
+    if cfg.runner_wrapper.type == "PanguTrainOneStepCell":
+        cfg.runner_wrapper.log_code_loss = model_config.objective == "text_code"
     if not (cfg.get("trainer") or {}).get("type"):
         cfg.trainer = MindFormerConfig(type="CausalLanguageModelingTrainer", model_name="pangu_codeclm")
     cfg.load_checkpoint = ""
