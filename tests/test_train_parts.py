@@ -188,3 +188,16 @@ def test_separation_map_reaches_the_network(tmp_path, ms_cpu):
     assert net.separation_map == {5: 60, 7: 61}
     code = net.code_vocabulary()
     assert code[60] == 1 and code[5] == 0
+
+
+def test_train_cli_reports_bad_input_without_a_traceback():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", "missing.yaml"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "error: config file missing.yaml does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" /
+                           "pangu_codeclm_tiny_cpu.yaml"), "--set", "nonsense"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "--set 'nonsense': expected KEY=VALUE" in proc.stderr

@@ -31,12 +31,20 @@ def parse_overrides(items):
 
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os
+    import sys
     from .session import run_training
-    overrides = parse_overrides(args.overrides)
-    if args.train_dataset_dir:
-        overrides["train_dataset.dataset_files"] = args.train_dataset_dir
-    result = run_training(args.config, device_target=args.device_target, resume=args.resume,
-                          output_dir=args.output_dir, overrides=overrides)
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.train_dataset_dir:
+            overrides["train_dataset.dataset_files"] = args.train_dataset_dir
+        result = run_training(args.config, device_target=args.device_target, resume=args.resume,
+                              output_dir=args.output_dir, overrides=overrides)
+    except (FileNotFoundError, ValueError) as exc:  # bad config/data/checkpoint: say what, not where in the stack
+        if os.environ.get("PANGU_CODECLM_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rows = result["metrics"]
     if rows:
         logging.getLogger(__name__).info("finished at step %d, last loss %.6f; metrics in %s/metrics.csv",
