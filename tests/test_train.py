@@ -154,3 +154,17 @@ def test_rng_state_round_trip():
     a = (random.random(), np.random.rand())
     ck.restore_rng_state(state)
     assert (random.random(), np.random.rand()) == a
+
+
+def test_ranks_resume_from_a_step_intact_on_all_of_them(full_run, tmp_path, caplog):
+    import shutil
+    from pangu_codeclm.train import checkpoint as ck
+    src = full_run[0] / "checkpoint" / "rank_0"
+    r0, r1 = tmp_path / "rank_0", tmp_path / "rank_1"
+    shutil.copytree(src, r0)
+    shutil.copytree(src, r1)
+    (r1 / "step_00000008.json").unlink()        # rank 1 was killed while saving step 8
+    with caplog.at_level("WARNING"):
+        info = ck.find_resume_checkpoint(str(r0), peers=[str(r1)])
+    assert info["step"] == 4
+    assert f"skipping checkpoint at step 8: not intact in {r1}" in caplog.text

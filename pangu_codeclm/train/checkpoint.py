@@ -124,8 +124,25 @@ def verify(meta_path):
     return info
 
 
-def find_resume_checkpoint(directory):
-    """Metadata of the newest intact checkpoint in `directory` (None if there is none); bad ones are warned and skipped."""
+def intact_steps(directory):
+    """Steps whose checkpoint in `directory` passes `verify` (quietly)."""
+    good = set()
+    for step, meta in list_checkpoints(directory):
+        try:
+            verify(meta)
+            good.add(step)
+        except ValueError:
+            pass
+    return good
+
+
+def find_resume_checkpoint(directory, peers=()):
+    """Metadata of the newest intact checkpoint in `directory` (None if there is none); bad ones are warned and skipped.
+
+    `peers` are the other ranks' checkpoint directories visible from here: a step is used only if it is intact in all
+    of them too, so data-parallel ranks resume from the same step.
+    """
+    peer_steps = [(peer, intact_steps(peer)) for peer in peers]
     stray = _stray_checkpoints(directory)
     for path in stray:
         logger.warning("skipping incomplete checkpoint %s (no metadata: the run stopped while saving it)", path)
@@ -137,6 +154,10 @@ def find_resume_checkpoint(directory):
             info = verify(meta)
         except ValueError as exc:
             logger.warning("skipping checkpoint at step %d: %s", step, exc)
+            continue
+        missing = [peer for peer, steps in peer_steps if step not in steps]
+        if missing:
+            logger.warning("skipping checkpoint at step %d: not intact in %s", step, ", ".join(missing))
             continue
         logger.info("resuming from %s (step %d)", info["ckpt_path"], info["step"])
         return info

@@ -106,7 +106,8 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     gbs = global_batch_size(cfg)
     steps = resolve_train_steps(cfg, gbs)
     ckpt_dir = ckpt_lib.rank_dir(out, rank_id)
-    resume_info = ckpt_lib.find_resume_checkpoint(ckpt_dir) if resume else None
+    peers = [d for d in (ckpt_lib.rank_dir(out, r) for r in range(rank_size) if r != rank_id) if os.path.isdir(d)]
+    resume_info = ckpt_lib.find_resume_checkpoint(ckpt_dir, peers) if resume else None
     if resume and resume_info is None:
         logger.warning("--resume: no intact checkpoint in %s; starting from step 0", ckpt_dir)
     start_step = resume_info["step"] if resume_info else 0
