@@ -117,6 +117,11 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         """float32 numpy [V]: 1 for ids generation may produce (code side; everything when the map is empty)."""
         return self.code_vocab_mask.asnumpy().copy()
 
+    def generate(self, input_ids, **kwargs):
+        """KV-cache generation (pangu_codeclm.infer.generate.generate), replacing mindformers' GenerationMixin."""
+        from ..infer.generate import generate
+        return generate(self, input_ids, **kwargs)
+
     # ------------------------------------------------------------------ masks
     def _default_positions(self, batch, seq):
         pos = self.slice_pos(self.positions, (0,), (seq,), (1,))
