@@ -78,6 +78,18 @@ def test_tiny_run_learns_and_writes_outputs(full_run):
     assert f"step {STEPS}/{STEPS} loss" in proc.stdout + proc.stderr
 
 
+def test_run_config_lets_convert_export_the_checkpoint(full_run, tmp_path):
+    from pangu_codeclm.convert.hf import convert, read_checkpoint
+    out, _ = full_run
+    model_dir = tmp_path / "model"
+    convert(str(out / "checkpoint" / "rank_0" / "step_00000008.ckpt"), str(model_dir), "mindspore", config=str(out))
+    exported = read_checkpoint(str(model_dir))
+    params = _ckpt_params(out / "checkpoint" / "rank_0" / "step_00000008.ckpt")
+    wte = exported.weights["transformer.wte.weight"]
+    assert exported.config.vocab_size == VOCAB and wte.shape[0] == VOCAB
+    np.testing.assert_array_equal(wte, params["transformer.wte.weight"])
+
+
 def test_kill9_then_resume_matches_uninterrupted_run(full_run, tiny_data, tmp_path):
     from pangu_codeclm.train.callbacks import read_metrics
     ref_out, _ = full_run

@@ -386,13 +386,17 @@ def write_hf(directory, config, weights, separation_map=None, tokenizer=None, wr
                 ", + pytorch_model.bin" if write_bin else "")
 
 
+def write_ms_config(path, config):
+    """Write `pangu_codeclm.json` (this project's config file; training runs leave one in their output dir)."""
+    atomic_write_json(path, {"format": MS_FORMAT, "version": 1, "config": config.to_model_dict()})
+
+
 def write_mindspore(directory, config, weights, separation_map=None, tokenizer=None, overwrite=False):
     """Write this project's MindSpore layout (MindSpore safetensors checkpoint + pangu_codeclm.json)."""
     import mindspore as ms
     weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
-        atomic_write_json(os.path.join(tmp, MS_CONFIG), {"format": MS_FORMAT, "version": 1,
-                                                         "config": config.to_model_dict()})
+        write_ms_config(os.path.join(tmp, MS_CONFIG), config)
         params = [{"name": name, "data": ms.Tensor(value)} for name, value in weights.items()]
         ms.save_checkpoint(params, os.path.join(tmp, SAFETENSORS), format="safetensors")
         _write_common(tmp, separation_map, tokenizer)

@@ -148,6 +148,9 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     saver = CheckpointCallback(ckpt_dir, steps, cfg.pangu.save_steps, keep=cfg.pangu.keep_checkpoints,
                                start_step=start_step, resume_info=resume_info, global_batch_size=gbs,
                                hang_after_step=int(hang) if hang else None)
+    if rank_id == 0:
+        from ..convert.hf import MS_CONFIG, write_ms_config
+        write_ms_config(os.path.join(out, MS_CONFIG), model_config)  # what `convert` needs with a .ckpt from here
     logger.info("training %s: steps %d..%d, global batch %d x %d tokens, rank %d/%d, output %s",
                 cfg.config_path, start_step, steps, gbs, model_config.seq_length, rank_id, rank_size, out)
     trainer = Trainer(args=cfg, task="general", model=network, callbacks=[monitor, saver, *callbacks])
