@@ -56,7 +56,7 @@ class Demo:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.workdir, env=env)
             done = threading.Event()
-            bar = tqdm(total=budget_s, desc=f"[{name}]", unit="s", leave=False, dynamic_ncols=True,
+            bar = tqdm(total=budget_s, desc=f"[{name}]", unit="s", leave=False, dynamic_ncols=True, disable=None,
                        bar_format="{desc} {elapsed}" + (" {percentage:3.0f}%|{bar}|" if budget_s else "") + " {postfix}")
 
             def tick():

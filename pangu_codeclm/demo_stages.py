@@ -186,6 +186,39 @@ def parity(demo):
     return _load_json(demo.path("parity.json"))
 
 
+def losses(demo):
+    """All-token and code-token loss of the initial and the trained model on the same training rows."""
+    demo.run_command("losses", [sys.executable, "-m", "pangu_codeclm.demo_stages", "losses", demo.path("model"),
+                                demo.path("data"), demo.path("losses.json")])
+    return _load_json(demo.path("losses.json"))
+
+
+def measure_losses(model_dir, data_dir, out_path, rows=16, seed=1234):
+    """Loss over all tokens and over code tokens, at initialisation (the training seed) and after training."""
+    import mindspore as ms
+
+    from . import from_pretrained
+    from .api import PanguCodeCLM
+    from .data.mindrecord import create_dataset
+    from .io_utils import atomic_write_json
+    from .model.pangu import PanguCodeCLMForCausalLM
+
+    trained = from_pretrained(model_dir)
+    ms.set_seed(seed)
+    initial = PanguCodeCLM(trained.config, PanguCodeCLMForCausalLM(trained.config, trained.separation_map),
+                           trained.separation_map)
+    batch = next(create_dataset(data_dir, batch_size=rows, shuffle=False, drop_remainder=False)
+                 .create_tuple_iterator(output_numpy=True))
+    ids, labels, positions, mask, docstr = batch
+    all_labels = np.where(ids != trained.config.pad_token_id, ids, -100)
+    result = {}
+    for when, model in (("start", initial), ("end", trained)):
+        result[f"loss_all_{when}"] = round(model.loss(ids, all_labels, mask, positions, docstr), 4)
+        result[f"loss_code_{when}"] = round(model.loss(ids, labels, mask, positions, docstr), 4)
+    atomic_write_json(out_path, result)
+    print(json.dumps(result))
+
+
 def check_parity(model_dir, hf_dir, out_path, batch=2, length=64, tolerance=1e-4):
     """Compare logits of the MindSpore model and the exported torch module on the same left-padded batch."""
     import torch
@@ -215,7 +248,7 @@ def check_parity(model_dir, hf_dir, out_path, batch=2, length=64, tolerance=1e-4
 
 
 STAGES = (("mine", mine), ("tokenizer", tokenizer), ("prepare", prepare), ("train", train), ("export", export),
-          ("evaluate", evaluate), ("parity", parity))
+          ("losses", losses), ("evaluate", evaluate), ("parity", parity))
 
 
 def results_table(demo):
@@ -241,7 +274,9 @@ def run_all(demo):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "parity":
-        check_parity(*sys.argv[2:])
+    commands = {"parity": check_parity, "losses": measure_losses}
+    if len(sys.argv) == 5 and sys.argv[1] in commands:
+        commands[sys.argv[1]](*sys.argv[2:])
     else:
-        raise SystemExit("usage: python -m pangu_codeclm.demo_stages parity MODEL_DIR HF_DIR OUT_JSON")
+        raise SystemExit("usage: python -m pangu_codeclm.demo_stages parity MODEL_DIR HF_DIR OUT_JSON\n"
+                         "       python -m pangu_codeclm.demo_stages losses MODEL_DIR DATA_DIR OUT_JSON")
