@@ -6,6 +6,7 @@ compared. Then greedy decode tokens/s with the KV cache vs full recomputation (b
     python benchmarks/train_step.py --hidden 128 --seq 128 --steps 3 --decode-tokens 64   # a quick run
 """
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -77,6 +78,28 @@ def torch_step(cfg, batch, lr, weights):
     return run
 
 
+def benchmark_train(cfg, steps):
+    """Alternate MindSpore and PyTorch training steps on the same weights and batch; print medians and ratio."""
+    batch = make_batch(cfg)
+    ms_run, weights = mindspore_step(cfg, batch, 1e-4)
+    pt_run = torch_step(cfg, batch, 1e-4, weights)
+    tokens = cfg.batch_size * cfg.seq_length
+    t0 = time.perf_counter()
+    first = ms_run(), pt_run()  # warm-up (MindSpore compiles here); same weights and batch -> same first loss
+    print(f"warm-up {time.perf_counter() - t0:.1f}s; first-step loss MindSpore {first[0]:.5f} PyTorch {first[1]:.5f}",
+          flush=True)
+    times = {"mindspore": [], "pytorch": []}
+    for _ in range(steps):
+        for name, run in (("mindspore", ms_run), ("pytorch", pt_run)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    ms_tps = tokens / statistics.median(times["mindspore"])
+    pt_tps = tokens / statistics.median(times["pytorch"])
+    print(f"train step tokens/s (median of {steps}): MindSpore {ms_tps:.1f} | PyTorch {pt_tps:.1f} | "
+          f"ratio {ms_tps / pt_tps:.2f}x", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=512)
@@ -85,7 +108,8 @@ def main(argv=None):
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=32013)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per framework (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed steps per framework (after one warm-up); 0 skips the training benchmark")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode-tokens", type=int, default=256, help="0 skips the decode benchmark")
     parser.add_argument("--prompt-len", type=int, default=64)
@@ -104,26 +128,11 @@ def main(argv=None):
                              num_heads=args.heads, ffn_hidden_size=4 * args.hidden,
                              max_position_embeddings=max(args.seq, 1024), seq_length=args.seq,
                              batch_size=args.batch, embedding_dropout=0.0, hidden_dropout=0.0, attention_dropout=0.0)
-    batch = make_batch(cfg)
-    ms_run, weights = mindspore_step(cfg, batch, 1e-4)
-    pt_run = torch_step(cfg, batch, 1e-4, weights)
-    tokens = args.batch * args.seq
     print(f"config: E={args.hidden} blocks={args.layers}+top heads={args.heads} T={args.seq} B={args.batch} "
           f"V={args.vocab}, fp32, AdamW, {args.threads} threads each", flush=True)
-    t0 = time.perf_counter()
-    first = ms_run(), pt_run()  # warm-up (MindSpore compiles here); same weights and batch -> same first loss
-    print(f"warm-up {time.perf_counter() - t0:.1f}s; first-step loss MindSpore {first[0]:.5f} PyTorch {first[1]:.5f}",
-          flush=True)
-    times = {"mindspore": [], "pytorch": []}
-    for _ in range(args.steps):
-        for name, run in (("mindspore", ms_run), ("pytorch", pt_run)):
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    ms_tps = tokens / statistics.median(times["mindspore"])
-    pt_tps = tokens / statistics.median(times["pytorch"])
-    print(f"train step tokens/s (median of {args.steps}): MindSpore {ms_tps:.1f} | PyTorch {pt_tps:.1f} | "
-          f"ratio {ms_tps / pt_tps:.2f}x", flush=True)
+    if args.steps:
+        benchmark_train(cfg, args.steps)
+        gc.collect()  # free both training setups before timing the decoder
 
     if args.decode_tokens:
         from generate import build_network
