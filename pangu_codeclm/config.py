@@ -4,13 +4,12 @@
 can name it by `type`. It reads and writes the released HF `config.json` (model_type gpt2, PanguAlphaModel).
 """
 import copy
-import json
 import os
 
 from mindformers.models.configuration_utils import PretrainedConfig
 from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 
-from .io_utils import atomic_write_json
+from .io_utils import atomic_write_json, load_json
 
 SEPARATIONS = ("none", "partial", "full")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -224,11 +223,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
     @classmethod
     def from_hf_json(cls, path, **overrides):
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                hf = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        hf = load_json(path, ConfigError, what="config.json")
         if not isinstance(hf, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_hf_dict(hf, source=path, **overrides)

@@ -1,5 +1,6 @@
 """Small IO helpers shared by the whole package: atomic writes and a safe reader for separation maps."""
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -54,6 +55,27 @@ def atomic_write_text(path, text: str):
 def atomic_write_json(path, obj, indent=2):
     """Write `obj` as JSON to `path` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def file_sha256(path, chunk=1 << 20):
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_json(path, error=ValueError, what="JSON file"):
+    """Parse a JSON file; a missing file or bad JSON raises `error` naming the file (and line)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
 class _IntDictUnpickler(pickle.Unpickler):

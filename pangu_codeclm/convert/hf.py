@@ -18,7 +18,6 @@ Every expected key must be present with its exact shape; unexpected keys are an 
 is loaded) unless every check passes. Writers build the whole directory in a temp dir and rename it into place.
 """
 import contextlib
-import json
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ import tempfile
 import numpy as np
 
 from ..config import ConfigError, PanguCodeCLMConfig
-from ..io_utils import atomic_write_json, load_int_map_pickle, save_int_map_pickle
+from ..io_utils import atomic_write_json, load_int_map_pickle, load_json, save_int_map_pickle
 from ..separation import modality_vocab_masks
 
 logger = logging.getLogger(__name__)
@@ -220,23 +219,21 @@ def read_hf(directory):
     return Checkpoint(config, weights, mapping, _tokenizer_dir(directory), "hf", directory)
 
 
-def read_mindspore(directory):
-    """Read and check this project's MindSpore layout; returns a Checkpoint."""
-    directory = os.fspath(directory)
-    config_path = os.path.join(directory, MS_CONFIG)
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory}: missing {MS_CONFIG}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+def _read_ms_config(config_path):
+    """The config inside a `pangu_codeclm.json`; errors name the file."""
+    meta = load_json(config_path, CheckpointError, what=MS_CONFIG)
     if not isinstance(meta, dict) or meta.get("format") != MS_FORMAT or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{config_path}: expected {{\"format\": \"{MS_FORMAT}\", \"config\": {{...}}}}")
     try:
-        config = PanguCodeCLMConfig(**meta["config"])
+        return PanguCodeCLMConfig(**meta["config"])
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
+
+
+def read_mindspore(directory):
+    """Read and check this project's MindSpore layout; returns a Checkpoint."""
+    directory = os.fspath(directory)
+    config = _read_ms_config(os.path.join(directory, MS_CONFIG))
     path = os.path.join(directory, SAFETENSORS)
     if not os.path.isfile(path):
         raise CheckpointError(f"{directory}: missing {SAFETENSORS}")
@@ -260,15 +257,7 @@ def read_config(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: config file not found")
     if os.path.basename(path) == MS_CONFIG:
-        with open(path, encoding="utf-8") as f:
-            try:
-                meta = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-        try:
-            return PanguCodeCLMConfig(**meta["config"])
-        except (TypeError, KeyError, ConfigError) as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
+        return _read_ms_config(path)
     return PanguCodeCLMConfig.from_hf_json(path)
 
 

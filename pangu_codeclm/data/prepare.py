@@ -3,26 +3,17 @@
 Tokenization runs in worker processes on chunks of records; the result does not depend on the number of workers
 (corruption is seeded by `(seed, record index)` and packing runs in record order in the main process).
 """
-import hashlib
 import itertools
 import logging
 import os
 import sys
 import time
 
+from ..io_utils import file_sha256
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 256
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 _W = {}
 

@@ -319,7 +319,7 @@ def write_outputs(out_dir, settings, results, counts, extra):
 
 def _dataset_info(settings):
     path = problems_mod.dataset_file(settings.dataset, settings.mbpp_path)
-    return {"file": path, "sha256": problems_mod.file_sha256(path), "split": settings.split
+    return {"file": path, "sha256": io_utils.file_sha256(path), "split": settings.split
             if settings.dataset == "mbpp" else "test"}
 
 
@@ -406,7 +406,7 @@ def evaluate_samples_file(samples_file, settings, out_dir, executor=None, progre
         counts = counts_in_task_order(results)
         extra = {"dataset_file": _dataset_info(settings), "canonical": canonical, "executor": executor.info,
                  "samples_file": {"path": os.path.abspath(samples_file),
-                                  "sha256": problems_mod.file_sha256(samples_file)}}
+                                  "sha256": io_utils.file_sha256(samples_file)}}
         return write_outputs(out_dir, settings, results, counts, extra)
     finally:
         if own_executor:

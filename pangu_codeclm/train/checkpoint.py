@@ -6,7 +6,6 @@ A checkpoint is a pair in `<output_dir>/checkpoint/rank_<r>/`:
                    RNG states, and the size and SHA-256 of the .ckpt.
 Both are written under a temporary name and renamed, so a kill leaves either a complete pair or a stray that is skipped.
 """
-import hashlib
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import re
 
 import numpy as np
 
-from ..io_utils import atomic_path, atomic_write_json
+from ..io_utils import atomic_path, atomic_write_json, file_sha256
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^step_(\d+)\.json$")
@@ -26,12 +25,6 @@ def rank_dir(output_dir, rank_id=0):
     return os.path.join(os.fspath(output_dir), "checkpoint", f"rank_{rank_id}")
 
 
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def capture_rng_state():
@@ -73,7 +66,7 @@ def save_checkpoint(cell, directory, step, extra=None, keep=None):
         ms.save_checkpoint(cell, tmp + ".ckpt")  # MindSpore insists on the .ckpt suffix
         os.replace(tmp + ".ckpt", tmp)
     info = {"format_version": FORMAT_VERSION, "step": int(step), "ckpt": os.path.basename(ckpt),
-            "size": os.path.getsize(ckpt), "sha256": sha256_file(ckpt), "rng": capture_rng_state()}
+            "size": os.path.getsize(ckpt), "sha256": file_sha256(ckpt), "rng": capture_rng_state()}
     info.update(extra or {})
     atomic_write_json(meta, info)
     if keep:
@@ -118,7 +111,7 @@ def verify(meta_path):
     size = os.path.getsize(ckpt)
     if size != info["size"]:
         raise ValueError(f"{ckpt}: truncated or altered ({size} bytes, expected {info['size']})")
-    if sha256_file(ckpt) != info["sha256"]:
+    if file_sha256(ckpt) != info["sha256"]:
         raise ValueError(f"{ckpt}: corrupt (SHA-256 does not match {meta_path})")
     info["ckpt_path"] = ckpt
     return info

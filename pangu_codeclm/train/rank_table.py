@@ -4,10 +4,11 @@
 repeat both flags in the same order. `--check FILE` validates an existing table. All values are strings, as HCCL wants.
 """
 import ipaddress
-import json
 import os
 import re
 import sys
+
+from ..io_utils import load_json
 
 VERSION = "1.0"
 MAX_DEVICES_PER_SERVER = 16
@@ -110,13 +111,7 @@ def validate_rank_table(table, source="rank table"):
 def load_rank_table(path):
     """Read and validate a rank table file; returns (table, number of ranks, devices per server)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            table = json.load(f)
-    except FileNotFoundError:
-        raise RankTableError(f"{path}: no such rank table file") from None
-    except json.JSONDecodeError as exc:
-        raise RankTableError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    table = load_json(path, RankTableError, what="rank table file")
     n, per_server = validate_rank_table(table, source=path)
     return table, n, per_server
 
