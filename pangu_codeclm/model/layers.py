@@ -258,12 +258,12 @@ class TopQueryAttention(_CachedAttention):
 class Block(nn.Cell):
     """Pre-LN GPT-2 block: x + attn(ln_1(x)); then + mlp(ln_2(.))."""
 
-    def __init__(self, config, strategies):
+    def __init__(self, config, strategies, attention_cls=None):
         super().__init__()
         e, eps = config.hidden_size, config.layernorm_epsilon
         pdt = ms_dtype(config.param_init_type)
         self.ln_1 = LayerNorm(e, eps, strategies, pdt)
-        self.attn = Attention(config, strategies)
+        self.attn = (attention_cls or Attention)(config, strategies)
         self.ln_2 = LayerNorm(e, eps, strategies, pdt)
         self.mlp = MLP(config, strategies)
         self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
@@ -276,19 +276,11 @@ class Block(nn.Cell):
         return self.add2(x, self.mlp(self.ln_2(x)))
 
 
-class TopQueryLayer(nn.Cell):
+class TopQueryLayer(Block):
     """The top query layer: residual = ln_f output; attention with position queries; MLP on ln_2; no final LN."""
 
     def __init__(self, config, strategies):
-        super().__init__()
-        e, eps = config.hidden_size, config.layernorm_epsilon
-        pdt = ms_dtype(config.param_init_type)
-        self.ln_1 = LayerNorm(e, eps, strategies, pdt)
-        self.attn = TopQueryAttention(config, strategies)
-        self.ln_2 = LayerNorm(e, eps, strategies, pdt)
-        self.mlp = MLP(config, strategies)
-        self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
-        self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
+        super().__init__(config, strategies, attention_cls=TopQueryAttention)
 
     def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
