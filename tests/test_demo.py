@@ -1,0 +1,64 @@
+"""The demo runner: stages resume, a failing stage names itself and its log, --fresh starts over."""
+import argparse
+import json
+import sys
+
+import pytest
+
+from pangu_codeclm import demo as demo_mod
+from pangu_codeclm.demo import Demo, StageFailed
+
+
+def make_demo(workdir):
+    parser = argparse.ArgumentParser()
+    demo_mod.add_arguments(parser)
+    return Demo(parser.parse_args(["--workdir", str(workdir)]))
+
+
+def test_finished_stage_is_recorded_and_skipped(tmp_path, capsys):
+    demo = make_demo(tmp_path)
+    calls = []
+
+    def stage():
+        demo.run_command("echo", [sys.executable, "-c", "print('hello from the stage')"])
+        calls.append(1)
+        return {"answer": 42}
+
+    assert demo.stage("first", stage) == {"answer": 42}
+    assert demo.stage("first", stage) == {"answer": 42}
+    assert calls == [1]  # the second run resumed instead of running again
+    record = json.loads((tmp_path / "state" / "first.json").read_text())
+    assert record["summary"] == {"answer": 42} and record["seconds"] >= 0
+    assert "hello from the stage" in (tmp_path / "logs" / "echo.log").read_text()
+    out = capsys.readouterr().out
+    assert "first" in out and "done earlier" in out and "answer=42" in out
+
+
+def test_failing_stage_stops_with_its_name_and_log(tmp_path):
+    demo = make_demo(tmp_path)
+
+    def stage():
+        demo.run_command("broken", [sys.executable, "-c", "import sys; print('boom detail'); sys.exit(3)"])
+
+    with pytest.raises(StageFailed) as info:
+        demo.stage("broken", stage)
+    message = str(info.value)
+    assert "stage 'broken' failed (exit code 3)" in message
+    assert str(tmp_path / "logs" / "broken.log") in message and "boom detail" in message
+    assert not (tmp_path / "state" / "broken.json").exists()  # a failed stage is not marked done
+
+
+def test_main_reports_the_failed_stage_and_fresh_starts_over(tmp_path, monkeypatch, capsys):
+    import pangu_codeclm.demo_stages as stages
+
+    def run_all(demo):
+        demo.stage("ok", lambda: {"n": 1})
+        demo.stage("bad", lambda: demo.run_command("bad", [sys.executable, "-c", "raise SystemExit(1)"]))
+
+    monkeypatch.setattr(stages, "run_all", run_all)
+    assert demo_mod.main(["--workdir", str(tmp_path / "w")]) == 1
+    assert "FAILED: stage 'bad' failed" in capsys.readouterr().err
+    assert (tmp_path / "w" / "state" / "ok.json").exists()
+    (tmp_path / "w" / "stale.txt").write_text("old")
+    assert demo_mod.main(["--workdir", str(tmp_path / "w"), "--fresh"]) == 1
+    assert not (tmp_path / "w" / "stale.txt").exists()
