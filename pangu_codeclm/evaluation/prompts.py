@@ -175,15 +175,20 @@ def prompt_ids(tokenizer, task):
             tokenizer.encode_code(task["code_prefix"]))
 
 
-def completion_from_ids(tokenizer, task, generated):
-    """Body (Python, truncated at the first top-level line) from the generated ids, cut at `<eot>` / `<pad>`."""
-    from ..codefmt import markers_to_source
+def until_stop(tokenizer, generated):
+    """Generated ids up to (not including) the first `<eot>` / `<pad>`."""
+    stop = (tokenizer.eot_id, tokenizer.pad_id)
     ids = []
     for token in generated:
-        if int(token) in (tokenizer.eot_id, tokenizer.pad_id):
+        if int(token) in stop:
             break
         ids.append(int(token))
-    return completion_from_markers(task, tokenizer.decode(ids))
+    return ids
+
+
+def completion_from_ids(tokenizer, task, generated):
+    """Body (Python, truncated at the first top-level line) from the generated ids, cut at `<eot>` / `<pad>`."""
+    return completion_from_markers(task, tokenizer.decode(until_stop(tokenizer, generated)))
 
 
 def completion_from_markers(task, generated_text):

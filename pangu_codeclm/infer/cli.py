@@ -18,12 +18,8 @@ def add_arguments(parser):
 def completion_source(tokenizer, signature, generated):
     """Python source of the signature + the generated ids, cut at the first `<eot>` / `<pad>`."""
     from ..codefmt import markers_to_source
-    body = []
-    for token in generated:
-        if int(token) in (tokenizer.eot_id, tokenizer.pad_id):
-            break
-        body.append(int(token))
-    return markers_to_source((signature + " " + tokenizer.decode(body)).strip())
+    from ..evaluation.prompts import until_stop
+    return markers_to_source((signature + " " + tokenizer.decode(until_stop(tokenizer, generated))).strip())
 
 
 def run(args):

@@ -179,7 +179,26 @@ class KVCacheWrite(nn.Cell):
 
 
 class _CachedAttention(nn.Cell):
-    """Base of the attention cells: `core`, `write_k`, `write_v` are set by the subclass."""
+    """Base of the attention cells: the subclass builds its input projections, then calls `_build_output`."""
+
+    def _build_output(self, config, strategies, cdt, pdt):
+        """c_proj [E,E], head split/merge, the attention core, KV-cache writers and the residual dropout."""
+        e = config.hidden_size
+        self.c_proj = Conv1D(e, e, config.initializer_range, strategies, "row", cdt, pdt)
+        self.heads = _Heads(config, strategies)
+        self.core = AttentionCore(config, strategies)
+        self.write_k = KVCacheWrite()
+        self.write_v = KVCacheWrite()
+        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+
+    def _attend_and_project(self, q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
+                            attend_cache):
+        """Split q/k/v [B*T, E] into heads, attend, merge, c_proj, dropout."""
+        q = self.heads.split(q, batch, seq)
+        k = self.heads.split(k, batch, seq)
+        v = self.heads.split(v, batch, seq)
+        out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
+        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
 
     def attend(self, q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
         """Attention of heads q over k, v, optionally through a KV cache.
@@ -208,23 +227,15 @@ class Attention(_CachedAttention):
         r = config.initializer_range
         self.hidden_size = e
         self.c_attn = Conv1D(e, 3 * e, r, strategies, "column", cdt, pdt)
-        self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
-        self.heads = _Heads(config, strategies)
-        self.core = AttentionCore(config, strategies)
-        self.write_k = KVCacheWrite()
-        self.write_v = KVCacheWrite()
+        self._build_output(config, strategies, cdt, pdt)
         self.split3 = ops.Split(axis=1, output_num=3).shard(((strategies.dp, 1),))
-        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
         """x [B*T, E] -> out [B*T, E]. See `attend_with_cache` for the cache arguments."""
         q, k, v = self.split3(self.c_attn(x))
-        q = self.heads.split(q, batch, seq)
-        k = self.heads.split(k, batch, seq)
-        v = self.heads.split(v, batch, seq)
-        out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
-        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
+        return self._attend_and_project(q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
+                                        attend_cache)
 
 
 class TopQueryAttention(_CachedAttention):
@@ -237,22 +248,14 @@ class TopQueryAttention(_CachedAttention):
         r = config.initializer_range
         self.q_attn = Conv1D(e, e, r, strategies, "column", cdt, pdt)
         self.c_attn = Conv1D(e, 2 * e, r, strategies, "column", cdt, pdt)
-        self.c_proj = Conv1D(e, e, r, strategies, "row", cdt, pdt)
-        self.heads = _Heads(config, strategies)
-        self.core = AttentionCore(config, strategies)
-        self.write_k = KVCacheWrite()
-        self.write_v = KVCacheWrite()
+        self._build_output(config, strategies, cdt, pdt)
         self.split2 = ops.Split(axis=1, output_num=2).shard(((strategies.dp, 1),))
-        self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
-        q = self.heads.split(self.q_attn(query), batch, seq)
         k, v = self.split2(self.c_attn(x))
-        k = self.heads.split(k, batch, seq)
-        v = self.heads.split(v, batch, seq)
-        out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
-        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
+        return self._attend_and_project(self.q_attn(query), k, v, batch, seq, may_attend, bias, k_cache, v_cache,
+                                        cache_index, attend_cache)
 
 
 class Block(nn.Cell):
