@@ -251,3 +251,11 @@ def test_fp16_compute_close_to_fp32(net_and_weights):
     assert lo.dtype == np.float32
     assert not np.array_equal(lo, hi)  # really computed in fp16
     np.testing.assert_allclose(lo, hi, atol=0.05 * np.abs(hi).max())
+
+
+def test_bfloat16_is_refused_on_cpu_with_the_key(ms_cpu):
+    from pangu_codeclm.config import ConfigError
+    from pangu_codeclm.model import PanguCodeCLMForCausalLM
+    cfg = PanguCodeCLMConfig.preset("tiny", vocab_size=64, compute_dtype="bfloat16")
+    with pytest.raises(ConfigError, match="'compute_dtype': bfloat16 is not supported on the CPU backend"):
+        PanguCodeCLMForCausalLM(cfg)

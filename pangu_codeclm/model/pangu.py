@@ -10,7 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindformers.models.modeling_utils import PreTrainedModel
 from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 
-from ..config import PanguCodeCLMConfig
+from ..config import ConfigError, PanguCodeCLMConfig
 from ..separation import modality_vocab_masks
 from .layers import MASK_VALUE, Block, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
 from .loss import ModalityMaskedCrossEntropy
@@ -53,6 +53,14 @@ class PanguTransformer(nn.Cell):
         return self.ln_f(x)
 
 
+def _check_dtypes_supported(config, device_target):
+    """MindSpore's CPU kernels have no bfloat16 MatMul: refuse it up front instead of failing inside a graph."""
+    for key in ("compute_dtype", "param_init_type"):
+        if device_target == "CPU" and getattr(config, key) == "bfloat16":
+            raise ConfigError(f"config key '{key}': bfloat16 is not supported on the CPU backend; use float32 or "
+                              f"float16 (bfloat16 is for Ascend)")
+
+
 @MindFormerRegister.register(MindFormerModuleType.MODELS)
 class PanguCodeCLMForCausalLM(PreTrainedModel):
     """PanGu-Alpha CodeCLM with a tied LM head and the modality-restricted loss.
@@ -68,6 +76,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
     def __init__(self, config, separation_map=None):
         super().__init__(config, auto_prefix=True)
         config.validate()
+        _check_dtypes_supported(config, ms.get_context("device_target"))
         self.strategies = Strategies.from_config(config)
         s = self.strategies
         e = config.hidden_size
