@@ -9,15 +9,14 @@ Stored columns (1-D only): input_ids, labels, docstr_mask [T] and segment_length
 docs/interfaces.md, in order: input_ids, labels, position_ids, attention_mask, docstr_mask.
 """
 import glob
-import json
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
-from pangu_codeclm.data.packing import COLUMNS, attention_mask, position_ids
-from pangu_codeclm.io_utils import atomic_write_json
+from pangu_codeclm.data.packing import COLUMNS, expand_row
+from pangu_codeclm.io_utils import atomic_write_json, load_json
 
 FILE_STEM = "data.mindrecord"
 META_NAME = "meta.json"
@@ -117,9 +116,7 @@ def resolve_files(path_or_glob):
     if os.path.isdir(p):
         meta_path = os.path.join(p, META_NAME)
         if os.path.exists(meta_path):
-            with open(meta_path, encoding="utf-8") as f:
-                names = json.load(f).get("files", [])
-            files = [os.path.join(p, n) for n in names]
+            files = [os.path.join(p, n) for n in _read_meta(meta_path).get("files", [])]
         else:
             files = sorted(glob.glob(os.path.join(p, FILE_STEM + "*")))
     else:
@@ -138,20 +135,22 @@ def dataset_info(path):
     p = path if isinstance(path, (list, tuple)) else os.fspath(path)
     meta_path = os.path.join(p, META_NAME) if isinstance(p, str) and os.path.isdir(p) else None
     if meta_path and os.path.exists(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            return json.load(f)
+        return _read_meta(meta_path)
+    return {"rows": count_rows(resolve_files(p))}
+
+
+def _read_meta(meta_path):
+    meta = load_json(meta_path, what="dataset meta.json")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def count_rows(files):
+    """Number of rows in the MindRecord shard `files`."""
     import mindspore.dataset as ds
 
-    return {"rows": ds.MindDataset(resolve_files(p), shuffle=False).get_dataset_size()}
-
-
-def expand_row(input_ids, labels, docstr_mask, segment_lengths, prefix_lengths):
-    """Stored columns of one row → the five model columns (COLUMNS order)."""
-    t = len(input_ids)
-    if int(np.sum(segment_lengths)) > t:
-        raise ValueError(f"segment lengths {list(segment_lengths)} exceed the row length {t}")
-    return (np.asarray(input_ids, np.int32), np.asarray(labels, np.int32), position_ids(segment_lengths, t),
-            attention_mask(segment_lengths, prefix_lengths, t), np.asarray(docstr_mask, np.int32))
+    return ds.MindDataset(files, columns_list=[STORED[0]], shuffle=False).get_dataset_size()
 
 
 def shard_indices(num_rows, num_shards=1, shard_id=0, seed=1234, shuffle=True):
@@ -179,7 +178,7 @@ def create_dataset(path_or_glob, batch_size, num_shards=1, shard_id=0, seed=1234
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     files = resolve_files(path_or_glob)
-    num_rows = ds.MindDataset(files, columns_list=[STORED[0]], shuffle=False).get_dataset_size()
+    num_rows = count_rows(files)
     indices = shard_indices(num_rows, num_shards, shard_id, int(seed), shuffle)
     data = ds.MindDataset(files, columns_list=list(STORED), sampler=ds.SubsetSampler(indices))
     data = data.map(operations=expand_row, input_columns=list(STORED), output_columns=list(COLUMNS),

@@ -121,10 +121,15 @@ def attention_mask(segment_lengths, prefix_lengths, seq_length):
     return mask
 
 
-def row_columns(row_or_arrays, seq_length=None):
-    """The five model columns (COLUMNS order) for one stored row: (input_ids, labels, position_ids, mask, docstr)."""
-    r = row_or_arrays
-    input_ids = np.asarray(r.input_ids, np.int32)
-    t = seq_length or len(input_ids)
-    return (input_ids, np.asarray(r.labels, np.int32), position_ids(r.segment_lengths, t),
-            attention_mask(r.segment_lengths, r.prefix_lengths, t), np.asarray(r.docstr_mask, np.int32))
+def expand_row(input_ids, labels, docstr_mask, segment_lengths, prefix_lengths):
+    """Stored columns of one row → the five model columns (COLUMNS order)."""
+    t = len(input_ids)
+    if int(np.sum(segment_lengths)) > t:
+        raise ValueError(f"segment lengths {list(segment_lengths)} exceed the row length {t}")
+    return (np.asarray(input_ids, np.int32), np.asarray(labels, np.int32), position_ids(segment_lengths, t),
+            attention_mask(segment_lengths, prefix_lengths, t), np.asarray(docstr_mask, np.int32))
+
+
+def row_columns(row):
+    """The five model columns (COLUMNS order) of a PackedRow: (input_ids, labels, position_ids, mask, docstr)."""
+    return expand_row(row.input_ids, row.labels, row.docstr_mask, row.segment_lengths, row.prefix_lengths)
