@@ -73,11 +73,15 @@ def body_shape(stmts):
     return tuple(type(s).__name__ for s in stmts)
 
 
+def _dump(stmts):
+    return "\n".join(ast.dump(s) for s in stmts)
+
+
 def body_key(stmts):
     """Normalised body: the AST dump of the statements (None when empty or too small to be evidence)."""
     if not stmts or sum(1 for s in stmts for _ in ast.walk(s)) < MIN_BODY_NODES:
         return None
-    return "\n".join(ast.dump(s) for s in stmts)
+    return _dump(stmts)
 
 
 def iter_functions(tree):
@@ -182,7 +186,7 @@ class Decontaminator:
         if function_node is not None:
             stmts = body_statements(function_node)
             if stmts and body_shape(stmts) in self.shapes:  # only indexed (large enough) bodies can match
-                key = "\n".join(ast.dump(s) for s in stmts)
+                key = _dump(stmts)
                 if key in self.bodies:
                     return self._hit(self.bodies[key], "body")
         text = normalize_text(docstring)
