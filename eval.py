@@ -17,8 +17,11 @@ def _config_flags(argv):
         sys.exit("error: --config needs a YAML file")
     path, rest = argv[i + 1], argv[:i] + argv[i + 2:]
     import yaml
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        sys.exit(f"error: --config {path}: cannot read it as YAML ({exc})")
     if not isinstance(config, dict):
         sys.exit(f"error: {path}: expected a mapping of flag names to values")
     flags = []
