@@ -197,12 +197,7 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
                                         pad_token_id=tokenizer.pad_id, seed=None if settings.greedy else seed)
                 generated = [list(np.asarray(output)[r, width:]) for r in range(len(batch))]
             for (task, index), gen in zip(batch, generated):
-                new = 0
-                for token in gen:
-                    new += 1
-                    if int(token) in (tokenizer.eot_id, tokenizer.pad_id):
-                        break
-                tokens += new
+                tokens += min(len(prompts.until_stop(tokenizer, gen)) + 1, len(gen))  # with the stop token, if any
                 records.append({"task_id": task["task_id"], "sample_index": index,
                                 "prompt": prefixes[task["problem_id"]],
                                 "completion": prompts.completion_from_ids(tokenizer, task, gen),
@@ -324,11 +319,7 @@ def _dataset_info(settings):
 
 
 def load_problems(settings):
-    if settings.dataset == "mbpp":
-        problems = problems_mod.load_mbpp(settings.mbpp_path, settings.split)
-    else:
-        problems = problems_mod.load_humaneval()
-    return problems[:settings.limit] if settings.limit else problems
+    return problems_mod.load_problems(settings.dataset, settings.mbpp_path, settings.split, settings.limit)
 
 
 def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, executor=None, progress=True):
@@ -343,8 +334,9 @@ def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, exe
     if os.path.exists(samples_path) and not resume:
         raise EvaluationError(f"{samples_path} exists: pass --resume to continue that run or choose another --out")
     if resume and os.path.exists(run_path):
-        with open(run_path, encoding="utf-8") as f:
-            previous = json.load(f)
+        previous = io_utils.load_json(run_path, EvaluationError, "run settings file")
+        if not isinstance(previous, dict):
+            raise EvaluationError(f"{run_path}: expected a JSON object of generation settings")
         changed = {k: (previous.get(k), v) for k, v in key.items() if previous.get(k) != v}
         if changed:
             raise EvaluationError(f"--resume with different settings than {run_path}: " + ", ".join(
