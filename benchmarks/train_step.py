@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import measure_decode, report  # noqa: E402  (benchmarks/generate.py)
+from generate import build_network, measure_decode, report  # noqa: E402  (benchmarks/generate.py)
 
 
 def make_batch(cfg, seed=0):
@@ -43,6 +43,9 @@ def mindspore_step(cfg, batch, lr):
     net = PanguCodeCLMForCausalLM(cfg)
 
     class WithLoss(nn.Cell):
+        """Exactly five inputs: TrainOneStepCell passes the loss sensitivity as one more positional argument, which
+        the network's optional `prefix_lm_mask` would otherwise take."""
+
         def __init__(self, network):
             super().__init__(auto_prefix=False)
             self.network = network
@@ -124,9 +127,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from pangu_codeclm.config import PanguCodeCLMConfig
 
-    cfg = PanguCodeCLMConfig(vocab_size=args.vocab, hidden_size=args.hidden, num_layers=args.layers,
-                             num_heads=args.heads, ffn_hidden_size=4 * args.hidden,
-                             max_position_embeddings=max(args.seq, 1024), seq_length=args.seq,
+    dims = dict(vocab_size=args.vocab, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
+                ffn_hidden_size=4 * args.hidden)
+    cfg = PanguCodeCLMConfig(**dims, max_position_embeddings=max(args.seq, 1024), seq_length=args.seq,
                              batch_size=args.batch, embedding_dropout=0.0, hidden_dropout=0.0, attention_dropout=0.0)
     print(f"config: E={args.hidden} blocks={args.layers}+top heads={args.heads} T={args.seq} B={args.batch} "
           f"V={args.vocab}, fp32, AdamW, {args.threads} threads each", flush=True)
@@ -135,10 +138,7 @@ def main(argv=None):
         gc.collect()  # free both training setups before timing the decoder
 
     if args.decode_tokens:
-        from generate import build_network
-        net = build_network(max_positions=cfg.max_position_embeddings, vocab_size=args.vocab,
-                            hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-                            ffn_hidden_size=4 * args.hidden)
+        net = build_network(max_positions=cfg.max_position_embeddings, **dims)
         result = measure_decode(net, args.prompt_len, args.decode_tokens)
         print(f"decode, {args.decode_tokens} new tokens after a {args.prompt_len}-token prompt:")
         report("model", net, result)
