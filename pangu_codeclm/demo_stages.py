@@ -47,10 +47,8 @@ def mine(demo):
         argv += ["--mbpp-path", mbpp]
     demo.run_command("mine", argv)
     summary = _load_json(demo.path("mine_summary.json"))
-    dropped = summary.get("pairs_dropped", {})
-    return {"files_read": summary.get("files_read"), "pairs_kept": summary.get("pairs_kept"),
-            "decontaminated": sum(v for k, v in dropped.items() if "humaneval" in k.lower() or "mbpp" in k.lower()
-                                  or "contamin" in k.lower())}
+    return {"files_read": summary["files_read"], "pairs_kept": summary["pairs_kept"],
+            "decontaminated": summary["contaminated"], "benchmarks": "+".join(sorted(summary["decontamination"]))}
 
 
 def tokenizer(demo):
@@ -68,8 +66,7 @@ def prepare(demo):
                                          "--seq-length", demo.args.seq_length, "--out", demo.path("data"),
                                          "--workers", 2, "--overwrite"))
     meta = _load_json(demo.path("data", "meta.json"))
-    keep = ("samples", "rows", "tokens", "dropped_too_long")
-    return {k: meta[k] for k in keep if k in meta} or {k: v for k, v in meta.items() if isinstance(v, int)}
+    return {k: meta[k] for k in ("samples", "rows", "tokens", "dropped_too_long")}
 
 
 def _train_argv(demo, output_dir, steps):
