@@ -1,7 +1,6 @@
 """The sandboxed executor: every hostile sample fails, is contained, and leaves the evaluator and the host intact."""
 import os
 import socket
-import stat
 import tempfile
 import time
 

@@ -72,7 +72,6 @@ def run(args):
             for mode, r in report.items():
                 print(f"{args.dataset} {mode}: {r['passed']}/{r['total']} reference solutions pass"
                       + ("" if r["ok"] else f"  UNEXPECTED failures: {', '.join(r['unexpected'])}"))
-            os.makedirs(args.out, exist_ok=True)
             from ..io_utils import atomic_write_json
             atomic_write_json(os.path.join(args.out, harness.CANONICAL), report)
             return 0 if all(r["ok"] for r in report.values()) else 1
