@@ -18,11 +18,12 @@ CHUNK = 256
 _W = {}
 
 
-def _init_worker(tokenizer_dir, objective, seed):
+def _init_worker(tokenizer_dir, objective, seed, tok=None):
     from pangu_codeclm.data.objectives import SpecialIds
     from pangu_codeclm.tokenizer import PanguTokenizer
 
-    tok = PanguTokenizer.from_pretrained(tokenizer_dir)
+    if tok is None:
+        tok = PanguTokenizer.from_pretrained(tokenizer_dir)
     _W.update(tok=tok, ids=SpecialIds.from_tokenizer(tok), objective=objective, seed=seed)
 
 
@@ -42,10 +43,11 @@ def _chunks(records, size=CHUNK):
         yield chunk
 
 
-def iter_samples(records, tokenizer_dir, objective, seed=1234, workers=1):
-    """Objective samples for `records`, in order, tokenized by `workers` processes."""
+def iter_samples(records, tokenizer_dir, objective, seed=1234, workers=1, tokenizer=None):
+    """Objective samples for `records`, in order, tokenized by `workers` processes (with one worker, by `tokenizer`
+    when it is already loaded from `tokenizer_dir`)."""
     if workers <= 1:
-        _init_worker(tokenizer_dir, objective, seed)
+        _init_worker(tokenizer_dir, objective, seed, tokenizer)
         for chunk in _chunks(records):
             yield from _encode_chunk(chunk)
         return
@@ -93,7 +95,7 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
 
     records = iter_records(records_path, skip_bad=skip_bad, stats=read_stats)
     pack = PackStats()
-    rows = pack_samples(counted(iter_samples(records, tokenizer_dir, objective, seed, workers)), seq_length,
+    rows = pack_samples(counted(iter_samples(records, tokenizer_dir, objective, seed, workers, tok)), seq_length,
                         tok.pad_id, pack)
     meta = {"objective": objective, "seq_length": seq_length, "seed": seed,
             "tokenizer": os.path.abspath(tokenizer_dir), "separation": tok.separation, "vocab_size": tok.vocab_size,
