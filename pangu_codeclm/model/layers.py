@@ -121,9 +121,7 @@ class AttentionCore(nn.Cell):
 
     def __init__(self, config, strategies):
         super().__init__()
-        self.num_heads = config.num_heads
-        self.head_dim = config.hidden_size // config.num_heads
-        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.scale = 1.0 / math.sqrt(config.hidden_size // config.num_heads)
         self.compute_dtype = ms_dtype(config.compute_dtype)
         self.softmax_dtype = ms_dtype(config.softmax_compute_type)
         s = strategies
@@ -225,14 +223,13 @@ class Attention(_CachedAttention):
         e = config.hidden_size
         cdt, pdt = ms_dtype(config.compute_dtype), ms_dtype(config.param_init_type)
         r = config.initializer_range
-        self.hidden_size = e
         self.c_attn = Conv1D(e, 3 * e, r, strategies, "column", cdt, pdt)
         self._build_output(config, strategies, cdt, pdt)
         self.split3 = ops.Split(axis=1, output_num=3).shard(((strategies.dp, 1),))
 
     def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
-        """x [B*T, E] -> out [B*T, E]. See `attend_with_cache` for the cache arguments."""
+        """x [B*T, E] -> out [B*T, E]. See `attend` for the cache arguments."""
         q, k, v = self.split3(self.c_attn(x))
         return self._attend_and_project(q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
                                         attend_cache)

@@ -109,7 +109,6 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.sub_fill = ops.Sub().shard((s.mask, ()))
         self.mul_fill = ops.Mul().shard((s.mask, ()))
         self.add_fill = ops.Add().shard((s.mask, s.mask))
-        self.separation_map = {}
         self.set_separation_map(separation_map)
         apply_pipeline_and_recompute(self, config)
 
