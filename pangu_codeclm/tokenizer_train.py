@@ -9,9 +9,11 @@ import logging
 import os
 import time
 
+from pangu_codeclm.tokenizer import MARKERS, SEPARATIONS
+
 logger = logging.getLogger(__name__)
 
-RECIPE = dict(model_type="unigram", user_defined_symbols=["<NEW_LINE>", "<INDENT>", "<DEDENT>"],
+RECIPE = dict(model_type="unigram", user_defined_symbols=list(MARKERS),
               normalization_rule_name="nmt_nfkc", character_coverage=0.9995, max_sentencepiece_length=16,
               input_sentence_size=5_000_000, shuffle_input_sentence=True, max_sentence_length=1 << 16)
 
@@ -29,7 +31,8 @@ def record_sentences(records_path, skip_bad=False, stats=None):
 
 
 def train_sentencepiece(sentences, vocab_size, num_threads=None):
-    """Train a SentencePiece model with RECIPE on an iterable of strings; return the serialized model (bytes)."""
+    """Train a SentencePiece model with RECIPE on an iterable of strings; return (serialized model bytes, number of
+    sentences)."""
     import io
 
     import sentencepiece as spm
@@ -85,7 +88,7 @@ def add_arguments(parser):
     train.add_argument("--records", required=True, help="records file (.jsonl, .jsonl.gz or .parquet)")
     train.add_argument("--vocab-size", type=int, required=True, help="SentencePiece pieces (specials come after)")
     train.add_argument("--out", required=True, help="output directory (save_pretrained layout)")
-    train.add_argument("--separation", choices=("none", "partial", "full"), default="none")
+    train.add_argument("--separation", choices=SEPARATIONS, default="none")
     train.add_argument("--separate-tokens-file", default=None,
                        help="partial separation token list, one per line (default: derived from Python)")
     train.add_argument("--skip-bad", action="store_true", help="skip malformed records instead of stopping")
