@@ -12,6 +12,7 @@ first i lines of the reference body in marker format). The model's continuation 
 """
 import ast
 
+from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source, source_to_markers
 from . import metrics, problems
 
 MODES = ("paper", "corrected")
@@ -140,10 +141,9 @@ def assemble_program(problem, completion, mode="paper", prefix=None):
 
 def _body_lines(problem, mode):
     """Marker lines of the reference body (each with its leading INDENT/DEDENT markers), content lines only."""
-    from ..codefmt import NEW_LINE, source_to_markers
     markers = source_to_markers(signature(problem, mode) + "\n" + reference_body(problem, mode))
     segments = [s.strip() for s in markers.split(NEW_LINE)]
-    return [s for s in segments[1:] if s.replace("<INDENT>", "").replace("<DEDENT>", "").strip()]
+    return [s for s in segments[1:] if s.replace(INDENT, "").replace(DEDENT, "").strip()]
 
 
 def build_tasks(problems, mode="paper", incremental=False):
@@ -160,7 +160,6 @@ def build_tasks(problems, mode="paper", incremental=False):
         if not incremental:
             tasks.append(dict(base, task_id=problem["task_id"], code_prefix=sig, given_lines=0))
             continue
-        from ..codefmt import NEW_LINE
         lines = _body_lines(problem, mode)
         for i in range(max(len(lines), 1)):
             prefix = sig if i == 0 else " ".join([sig] + [f"{NEW_LINE} {line}" for line in lines[:i]] + [NEW_LINE])
@@ -193,7 +192,6 @@ def completion_from_ids(tokenizer, task, generated):
 
 def completion_from_markers(task, generated_text):
     """Body from generated marker text: the given prefix + generation → Python, minus the signature line."""
-    from ..codefmt import markers_to_source
     source = markers_to_source(task["code_prefix"] + " " + generated_text)
     lines = source.split("\n")
     return truncate_body("\n".join(lines[1:])) if lines else ""
