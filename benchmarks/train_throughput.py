@@ -3,7 +3,8 @@
 
 Bare step: `mindspore.value_and_grad` over a second PanguCodeCLMForCausalLM of the same config + global-norm clip +
 mindformers AdamW with the same LR schedule, jitted, fed from the same MindRecord dataset. Trainer: `run_training` with
-the tiny CPU yaml (our wrapper with overflow check, metrics CSV/PNG callbacks, checkpoint callback with saving off).
+the tiny CPU yaml (our wrapper with overflow check, metrics CSV/PNG callbacks, checkpoint callback saving only the
+last step).
 
 The two are interleaved step by step: after each Trainer step a callback runs one bare step and times it, so both see
 the same machine load (this matters on a shared CPU). Trainer step time = gap between consecutive Trainer step ends
@@ -26,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 
 def make_bare_step(model_config, steps):
-    """A jitted functional training step on a fresh network: (step_fn, network)."""
+    """A jitted functional training step (loss of the batch) on a fresh network."""
     import mindspore as ms
     from mindspore import ops
     from mindformers.core.lr import CosineWithWarmUpLR
@@ -96,22 +97,22 @@ def main():
     from pangu_codeclm.train.context import load_run_config, model_config_from
     from pangu_codeclm.train.session import run_training
     from pangu_codeclm.train.synthetic import write_synthetic_dataset
-    work = tempfile.mkdtemp(prefix="train_throughput.")
-    data_dir = os.path.join(work, "data")
-    write_synthetic_dataset(data_dir, num_rows=4 * args.batch, seq_length=args.seq, vocab_size=args.vocab)
-    overrides = {
-        "train_dataset.dataset_files": data_dir, "pangu.train_steps": args.steps, "pangu.save_steps": 10 ** 9,
-        "pangu.show_bar": False, "pangu.log_steps": 10 ** 9, "pangu.plot_steps": 10,
-        "model.model_config.vocab_size": args.vocab, "model.model_config.hidden_size": args.hidden,
-        "model.model_config.num_layers": args.layers, "model.model_config.num_heads": args.heads,
-        "model.model_config.ffn_hidden_size": 4 * args.hidden, "model.model_config.seq_length": args.seq,
-        "model.model_config.max_position_embeddings": args.seq, "runner_config.batch_size": args.batch,
-    }
-    yaml_path = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
-    model_config = model_config_from(load_run_config(yaml_path, overrides=overrides))
-    timer = interleaved_callback(args, data_dir, model_config)
-    result = run_training(yaml_path, device_target="CPU",
-                          output_dir=os.path.join(work, "out"), overrides=overrides, callbacks=[timer])
+    with tempfile.TemporaryDirectory(prefix="train_throughput.") as work:  # data, checkpoints, metrics: removed after
+        data_dir = os.path.join(work, "data")
+        write_synthetic_dataset(data_dir, num_rows=4 * args.batch, seq_length=args.seq, vocab_size=args.vocab)
+        overrides = {
+            "train_dataset.dataset_files": data_dir, "pangu.train_steps": args.steps, "pangu.save_steps": 10 ** 9,
+            "pangu.show_bar": False, "pangu.log_steps": 10 ** 9, "pangu.plot_steps": 10,
+            "model.model_config.vocab_size": args.vocab, "model.model_config.hidden_size": args.hidden,
+            "model.model_config.num_layers": args.layers, "model.model_config.num_heads": args.heads,
+            "model.model_config.ffn_hidden_size": 4 * args.hidden, "model.model_config.seq_length": args.seq,
+            "model.model_config.max_position_embeddings": args.seq, "runner_config.batch_size": args.batch,
+        }
+        yaml_path = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
+        model_config = model_config_from(load_run_config(yaml_path, overrides=overrides))
+        timer = interleaved_callback(args, data_dir, model_config)
+        result = run_training(yaml_path, device_target="CPU",
+                              output_dir=os.path.join(work, "out"), overrides=overrides, callbacks=[timer])
 
     w = args.warmup
     trainer = np.array(timer.trainer_times[w:])          # trainer step i+1 (gap after bare step i)
