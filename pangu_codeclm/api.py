@@ -180,8 +180,7 @@ def from_pretrained(path, device_target="CPU", **config_overrides):
     _set_context(device_target)
     from .model.pangu import PanguCodeCLMForCausalLM
     network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)
-    load_weights_into(network, ckpt.weights, path)
-    network.set_separation_map(ckpt.separation_map)
+    load_weights_into(network, ckpt.weights, path)  # the vocabulary masks were set from the map above
     network.set_train(False)
     logger.info("loaded %s checkpoint from %s on %s (separation %s)", ckpt.layout, path, device_target,
                 config.separation)
