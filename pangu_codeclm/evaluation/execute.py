@@ -489,12 +489,16 @@ class _Server:
             os.close(fd)
             del state["reads"][fd]
             return
+        if self._append(state, name, chunk):
+            state["overflow"] = name
+            self.kill(state)
+
+    def _append(self, state, name, chunk):
+        """Add `chunk` to the named capture up to its cap (64 bytes for the nonce); True if some did not fit."""
         buf = state["data"][name]
         room = (64 if name == "status" else self.limit) - len(buf)
         buf += chunk[:max(room, 0)]
-        if len(chunk) > room:
-            state["overflow"] = name
-            self.kill(state)
+        return len(chunk) > room
 
     def kill(self, state):
         try:
@@ -520,8 +524,7 @@ class _Server:
                     os.close(fd)
                     del state["reads"][fd]
                 else:
-                    buf = state["data"][name]
-                    buf += chunk[:max((64 if name == "status" else self.limit) - len(buf), 0)]
+                    self._append(state, name, chunk)
         self.shutil.rmtree(state["workdir"], ignore_errors=True)
         self.free_slots.append(state["slot"])
         self.free_slots.sort()
