@@ -210,10 +210,11 @@ def iter_file_results(files, decontaminator=None, workers=1, progress=True):
     bar = tqdm(total=len(files), desc="mine", unit="file", disable=not progress, mininterval=1.0)
     try:
         if workers <= 1:
-            _init_worker(decontaminator)
-            for path in files:
-                yield _work(path)
-                bar.update(1)
+            with warnings.catch_warnings():  # the worker setup silences warnings: not for the caller's process
+                _init_worker(decontaminator)
+                for path in files:
+                    yield _work(path)
+                    bar.update(1)
         else:
             import multiprocessing as mp
 
