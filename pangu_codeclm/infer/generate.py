@@ -280,10 +280,6 @@ def _recompute_last(decoder, prompt, prompt_mask, generated, bucket):
     """Baseline: last-position logits of prompt + generated, recomputed in full (left-padded to a bucket)."""
     seq = np.concatenate([prompt, generated.astype(np.int32)], axis=1)
     seq_mask = np.concatenate([prompt_mask, np.ones(generated.shape, np.float32)], axis=1)
-    length = min(round_up(seq.shape[1], bucket), decoder.network.max_positions)
-    seq, seq_mask = seq[:, -length:], seq_mask[:, -length:]  # anything cut is padding in every row
-    ids = np.zeros((seq.shape[0], length), np.int32)
-    mask = np.zeros((seq.shape[0], length), np.float32)
-    ids[:, length - seq.shape[1]:] = seq
-    mask[:, length - seq.shape[1]:] = seq_mask
+    length = min(round_up(seq.shape[1], bucket), decoder.network.max_positions)  # >= every row's real tokens
+    ids, mask = _right_align(seq, seq_mask, length, 0)
     return decoder.full_logits(ids, left_pad_positions(mask), mask)
