@@ -280,6 +280,10 @@ def read_training_checkpoint(path, config, aux_dir=None):
     from `aux_dir` (a tokenizer/checkpoint directory) when given."""
     import mindspore as ms
     path = os.fspath(path)
+    if not aux_dir and config.separation != "none":  # refuse before reading a possibly large file
+        raise CheckpointError(f"{path}: separation '{config.separation}' needs the separation map: pass the tokenizer "
+                              f"directory holding {MAP_FILE}")
+    mapping = read_separation_map(aux_dir, config) if aux_dir else {}
     fmt = "safetensors" if path.endswith(".safetensors") else "ckpt"
     try:
         params = ms.load_checkpoint(path, format=fmt)
@@ -295,10 +299,6 @@ def read_training_checkpoint(path, config, aux_dir=None):
             tensor = tensor.astype(ms.float32)
         raw[key] = tensor.asnumpy()
     weights = check_weights(raw, config, path)
-    mapping = read_separation_map(aux_dir, config) if aux_dir else {}
-    if not aux_dir and config.separation != "none":
-        raise CheckpointError(f"{path}: separation '{config.separation}' needs the separation map: pass the tokenizer "
-                              f"directory holding {MAP_FILE}")
     logger.info("read training checkpoint %s (%d parameters of %d entries)", path, len(weights), len(params))
     return Checkpoint(config, weights, mapping, _tokenizer_dir(aux_dir) if aux_dir else None, "training", path)
 
