@@ -1,4 +1,5 @@
 """MindRecord shards: write/read round trip, sharding, determinism, atomicity; the `prepare` command end to end."""
+import dataclasses
 import json
 import os
 
@@ -87,6 +88,9 @@ def test_write_is_atomic_and_refuses_existing(ms_cpu):
         write_dataset(rows, "ds", T)
     with pytest.raises(ValueError, match="row 0 has length 24, expected seq_length 32"):
         write_dataset(rows, "ds", 32, overwrite=True)
+    short = dataclasses.replace(rows[1], input_ids=rows[1].input_ids[:-1])
+    with pytest.raises(ValueError, match=f"row 1 has length {T - 1}, expected seq_length {T}"):
+        write_dataset([rows[0], short], "ds", T, overwrite=True)
     assert dataset_info("ds")["rows"] == len(rows)  # the failed overwrite left the old dataset intact
     write_dataset(rows[:2], "ds", T, overwrite=True)
     assert dataset_info("ds")["rows"] == 2 and sorted(os.listdir(".")) == ["ds"]

@@ -60,7 +60,7 @@ def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=
         n_rows, batch = 0, []
         for row in rows:
             if len(row.input_ids) != seq_length:
-                raise ValueError(f"row {n_rows} has length {len(row.input_ids)}, expected seq_length {seq_length}")
+                raise ValueError(f"row {n_rows + len(batch)} has length {len(row.input_ids)}, expected seq_length {seq_length}")
             batch.append(_row_dict(row))
             if len(batch) >= WRITE_BATCH:
                 writer.write_raw_data(batch)
