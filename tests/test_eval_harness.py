@@ -144,6 +144,13 @@ def test_killed_run_resumes_without_regenerating(tmp_path, executor, humaneval3)
     assert summary["metrics"]["pass@1"] == pytest.approx(1.0) and summary["metrics"]["samples"] == 3
 
 
+def test_samples_file_lines_must_be_objects(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"task_id": "HumanEval/0", "completion": "pass"}\n[1, 2]\n{"task_id": "x", "completion": ""}\n')
+    with pytest.raises(harness.EvaluationError, match=r"s\.jsonl:2: expected a JSON object, found list"):
+        harness.read_jsonl(path)
+
+
 class BrokenExecutor:
     """An executor whose sandbox runs nothing successfully."""
     info = {"network": "isolated"}

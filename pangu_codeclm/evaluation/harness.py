@@ -100,6 +100,8 @@ def read_jsonl(path, required=("task_id", "completion")):
                 logger.warning("%s:%d: dropping a torn last line", path, i + 1)
                 break
             raise EvaluationError(f"{path}:{i + 1}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise EvaluationError(f"{path}:{i + 1}: expected a JSON object, found {type(record).__name__}")
         missing = [k for k in required if k not in record]
         if missing or not isinstance(record.get("completion", ""), str):
             raise EvaluationError(f"{path}:{i + 1}: expected keys {', '.join(required)} (completion a string); "
