@@ -23,7 +23,7 @@ def run(args):
     import logging
     import sys
 
-    from .hf import CheckpointError, convert
+    from .hf import convert
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.bin and args.to != "hf":
@@ -32,7 +32,7 @@ def run(args):
     try:
         ckpt = convert(args.src, args.dst, args.to, write_bin=args.bin, overwrite=args.overwrite, config=args.config,
                        aux_dir=args.tokenizer, bin_dtype=args.bin_dtype)
-    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"converted {args.src} ({ckpt.layout}, separation {ckpt.config.separation}, {len(ckpt.weights)} "

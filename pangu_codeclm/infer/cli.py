@@ -29,7 +29,6 @@ def run(args):
     import numpy as np
 
     from ..api import from_pretrained
-    from ..convert.hf import CheckpointError
     from ..evaluation.prompts import prompt_ids
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -39,7 +38,7 @@ def run(args):
     try:
         model = from_pretrained(args.model, device_target=args.device_target)
         tokenizer = model.tokenizer
-    except (CheckpointError, AttributeError, ValueError) as exc:
+    except (AttributeError, ValueError) as exc:  # CheckpointError and ConfigError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
     signature = args.signature.strip()
