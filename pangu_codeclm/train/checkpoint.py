@@ -6,7 +6,6 @@ A checkpoint is a pair in `<output_dir>/checkpoint/rank_<r>/`:
                    RNG states, and the size and SHA-256 of the .ckpt.
 Both are written under a temporary name and renamed, so a kill leaves either a complete pair or a stray that is skipped.
 """
-import json
 import logging
 import os
 import random
@@ -14,7 +13,7 @@ import re
 
 import numpy as np
 
-from ..io_utils import atomic_path, atomic_write_json, file_sha256
+from ..io_utils import atomic_path, atomic_write_json, file_sha256, load_json
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^step_(\d+)\.json$")
@@ -25,6 +24,9 @@ def rank_dir(output_dir, rank_id=0):
     return os.path.join(os.fspath(output_dir), "checkpoint", f"rank_{rank_id}")
 
 
+def ckpt_path(meta_path):
+    """The .ckpt file of the pair whose metadata file is `meta_path`."""
+    return meta_path[:-len(".json")] + ".ckpt"
 
 
 def capture_rng_state():
@@ -89,19 +91,14 @@ def list_checkpoints(directory):
 def prune(directory, keep):
     """Delete all but the newest `keep` checkpoints (metadata first, so a half-deleted pair reads as incomplete)."""
     for _, meta in list_checkpoints(directory)[keep:]:
-        ckpt = meta[:-len(".json")] + ".ckpt"
-        for path in (meta, ckpt):
+        for path in (meta, ckpt_path(meta)):
             if os.path.exists(path):
                 os.remove(path)
 
 
 def verify(meta_path):
     """Return the metadata dict of a complete, intact checkpoint; raise ValueError naming the bad file otherwise."""
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{meta_path}: unreadable checkpoint metadata ({exc})") from None
+    info = load_json(meta_path, what="checkpoint metadata")
     for key in ("step", "ckpt", "size", "sha256", "rng"):
         if key not in info:
             raise ValueError(f"{meta_path}: checkpoint metadata lacks key '{key}'")

@@ -56,7 +56,7 @@ def _absolute_paths(cfg):
 
     Launchers that change directory per device export PANGU_CODECLM_WORKDIR (the directory they were started in).
     """
-    base = os.environ.get("PANGU_CODECLM_WORKDIR") or os.getcwd()
+    base = os.path.abspath(os.environ.get("PANGU_CODECLM_WORKDIR") or os.getcwd())
 
     def fix(value):
         if isinstance(value, str) and value and not os.path.isabs(value):

@@ -89,7 +89,8 @@ def check_data_matches(cfg, model_config):
 
 def run_training(config_path, device_target=None, resume=False, output_dir=None, overrides=None,
                  extra_modules=(), callbacks=()):
-    """Train as the yaml says; returns {'output_dir', 'start_step', 'final_step', 'metrics', 'last_checkpoint'}."""
+    """Train as the yaml says; returns {'output_dir', 'start_step', 'final_step', 'metrics', 'last_checkpoint'} (and
+    'network' when it trained)."""
     from .register import register_all
     register_all(extra_modules)
     cfg = load_run_config(config_path, device_target, output_dir, overrides)
@@ -101,8 +102,7 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     from mindformers import Trainer
     from mindformers.tools.register import MindFormerConfig
 
-    out = os.path.abspath(cfg.output_dir)
-    cfg.output_dir = out
+    out = cfg.output_dir  # made absolute by load_run_config
     gbs = global_batch_size(cfg)
     steps = resolve_train_steps(cfg, gbs)
     ckpt_dir = ckpt_lib.rank_dir(out, rank_id)
@@ -157,4 +157,4 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     trainer.train()
     last = ckpt_lib.list_checkpoints(ckpt_dir)
     return {"output_dir": out, "start_step": start_step, "final_step": steps, "metrics": monitor.rows,
-            "last_checkpoint": last[0][1][:-5] + ".ckpt" if last else None, "network": network}
+            "last_checkpoint": ckpt_lib.ckpt_path(last[0][1]) if last else None, "network": network}
