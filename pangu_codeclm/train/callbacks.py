@@ -156,7 +156,7 @@ class CheckpointCallback(Callback):
     """
 
     def __init__(self, directory, total_steps, save_steps, keep=3, start_step=0, resume_info=None,
-                 global_batch_size=1, save=True, hang_after_step=None):
+                 global_batch_size=1, hang_after_step=None):
         super().__init__()
         self.directory = directory
         self.total_steps = int(total_steps)
@@ -165,7 +165,6 @@ class CheckpointCallback(Callback):
         self.start_step = int(start_step)
         self.resume_info = resume_info
         self.global_batch_size = int(global_batch_size)
-        self.save = save
         self.hang_after_step = hang_after_step
 
     def on_train_begin(self, run_context):
@@ -180,7 +179,7 @@ class CheckpointCallback(Callback):
     def on_train_step_end(self, run_context):
         params = run_context.original_args()
         step = self.start_step + int(params.cur_step_num)
-        if self.save and (step % self.save_steps == 0 or step == self.total_steps):
+        if step % self.save_steps == 0 or step == self.total_steps:
             path = ckpt_lib.save_checkpoint(
                 params.train_network, self.directory, step, keep=self.keep,
                 extra={"data_position": step * self.global_batch_size, "total_steps": self.total_steps})
