@@ -2,10 +2,12 @@
 import argparse
 import logging
 
+from .context import DEVICE_TARGETS
+
 
 def add_arguments(parser):
     parser.add_argument("--config", required=True, help="run yaml, e.g. configs/pangu_codeclm_tiny_cpu.yaml")
-    parser.add_argument("--device_target", choices=("CPU", "Ascend", "GPU"), default=None,
+    parser.add_argument("--device_target", choices=DEVICE_TARGETS, default=None,
                         help="override context.device_target")
     parser.add_argument("--run_mode", choices=("train",), default="train", help="only 'train' (evaluation: eval.py)")
     parser.add_argument("--resume", action="store_true",
