@@ -2,8 +2,9 @@
 
 The model is counted exactly from the config (embeddings, 24+1 blocks, top query layer). Memory per device:
 fp32 master weights and AdamW moments (fp32 m, v) — both divided by dp with optimizer sharding, as MindSpore's parallel
-optimizer slices parameters and states —, full fp32 gradients, a compute-dtype copy of the weights, activations (Korthikanti et al. 2022 per-layer formula without sequence parallelism; with full
-recompute only each layer's input is kept, plus one layer's working set), and the fp32 logits / softmax / gradient.
+optimizer slices parameters and states —, full fp32 gradients, a compute-dtype copy of the weights, activations
+(Korthikanti et al. 2022 per-layer formula without sequence parallelism; with full recompute only each layer's input is
+kept, plus one layer's working set), and the fp32 logits / softmax / gradient.
 Communication per step per device: data-parallel gradient all-reduce (or reduce-scatter + all-gather with optimizer
 sharding), model-parallel activation all-reduces (2 forward + 2 backward per layer per micro-batch) and pipeline sends.
 Ring collectives move 2(n-1)/n of the buffer per device. Estimates, meant for choosing a layout, not for byte accuracy.
@@ -63,9 +64,8 @@ def plan(config, device_num, batch_size, device_memory_gb=32.0):
     logits = 3 * 4 * mb * s * v / (1 if p["vocab_emb_dp"] else mp)
     static = weights + grads + optimizer + compute_copy
     usable = device_memory_gb * GIB * (1 - RESERVE)
-    grad_bytes = 4 * params_dev
     ring = lambda n: 2 * (n - 1) / n if n > 1 else 0.0  # noqa: E731
-    comm_dp = ring(dp) * grad_bytes
+    comm_dp = ring(dp) * grads
     comm_mp = 4 * layers_per_stage * micro * ring(mp) * mb * s * h * cbytes
     comm_pp = (2 * micro * mb * s * h * cbytes) if pp > 1 else 0.0
     return {

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from ..io_utils import load_json
+from ..io_utils import atomic_write_json, load_json
 
 VERSION = "1.0"
 MAX_DEVICES_PER_SERVER = 16
@@ -142,7 +142,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..io_utils import atomic_write_json
     try:
         if args.check:
             _, n, per_server = load_rank_table(args.check)
