@@ -6,7 +6,7 @@
 # Each device d runs in OUTPUT/device_<d>/ with RANK_TABLE_FILE, RANK_ID, DEVICE_ID, RANK_SIZE set; log: train.log there.
 # OUTPUT = ./runs/distribute (override with OUTPUT=...). DRY_RUN=1 prints what would start and starts nothing.
 set -euo pipefail
-usage() { sed -n '2,8p' "$0" >&2; exit 2; }
+usage() { sed -n '2,7p' "$0" >&2; exit 2; }
 die() { echo "run_distribute_train.sh: $*" >&2; exit 2; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 
