@@ -76,6 +76,8 @@ def load_json(path, error=ValueError, what="JSON file"):
         raise error(f"{path}: no such {what}") from None
     except json.JSONDecodeError as exc:
         raise error(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason})") from None
 
 
 class _IntDictUnpickler(pickle.Unpickler):

@@ -14,12 +14,12 @@ space around each marker) without added tokens, `decode(encode(x)) == x`. Whites
 by the encoder itself (as in the reference), so decode restores it by rule: `s.rindex(x)`, `nonlocal x`, `x -= 1` come
 back as written, but `__aiter__` (with `aiter` an added token) comes back as `__ aiter __`.
 """
-import json
 import logging
 import os
 import re
 
-from pangu_codeclm.io_utils import atomic_write_bytes, atomic_write_json, load_int_map_pickle, save_int_map_pickle
+from pangu_codeclm.io_utils import (atomic_write_bytes, atomic_write_json, load_int_map_pickle, load_json,
+                                    save_int_map_pickle)
 
 logger = logging.getLogger(__name__)
 
@@ -138,16 +138,6 @@ def _load_sentencepiece(path):
     return sp, data
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise TokenizerError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError as exc:
-        raise TokenizerError(f"{path}: not UTF-8 text ({exc.reason})") from None
-
-
 class PanguTokenizer:
     """PanGu tokenizer: `encode` (text side), `encode_code` (code side), `decode`, separation map, save/load."""
 
@@ -231,7 +221,7 @@ class PanguTokenizer:
         sp, data = _load_sentencepiece(paths[VOCAB_FILE])
         added = _read_added_tokens(paths[ADDED_TOKENS_FILE], len(sp))
         _check_special_tokens_map(paths[SPECIAL_TOKENS_MAP_FILE])
-        config = _read_json(paths[TOKENIZER_CONFIG_FILE])
+        config = load_json(paths[TOKENIZER_CONFIG_FILE], TokenizerError)
         if not isinstance(config, dict):
             raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: expected a JSON object")
         derived = _map_from_added(sp, added)
@@ -417,7 +407,7 @@ def _needs_space(left, left_kind, right, right_kind):
 
 
 def _read_added_tokens(path, n_pieces):
-    obj = _read_json(path)
+    obj = load_json(path, TokenizerError)
     if not isinstance(obj, dict):
         raise TokenizerError(f"{path}: expected a JSON object token -> id, found {type(obj).__name__}")
     for tok, i in obj.items():
@@ -432,7 +422,7 @@ def _read_added_tokens(path, n_pieces):
 
 
 def _check_special_tokens_map(path):
-    obj = _read_json(path)
+    obj = load_json(path, TokenizerError)
     extra = obj.get("additional_special_tokens") if isinstance(obj, dict) else None
     if not isinstance(extra, list):
         raise TokenizerError(f"{path}: expected a JSON object with a list 'additional_special_tokens'")
