@@ -164,13 +164,8 @@ def from_pretrained(path, device_target="CPU", **config_overrides):
     path = os.fspath(path)
     ckpt = hf.read_checkpoint(path)  # every check happens here, before anything is built
     config = ckpt.config.replace(**config_overrides) if config_overrides else ckpt.config
-    tokenizer = None
-    if ckpt.tokenizer_dir is not None:
-        from .tokenizer import PanguTokenizer
-        tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
-        if tokenizer.vocab_size != config.vocab_size:
-            raise hf.CheckpointError(f"{path}: tokenizer vocabulary has {tokenizer.vocab_size} ids but the model "
-                                     f"has {config.vocab_size} embedding rows")
+    tokenizer = ckpt.load_tokenizer()
+    if tokenizer is not None:
         # Special ids come from the tokenizer (a GPT-2 style config.json may carry GPT-2's own eos id).
         ids = {"eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
         if any(getattr(config, key) != value for key, value in ids.items()):

@@ -216,3 +216,7 @@ def test_writer_refuses_a_tokenizer_that_disagrees_with_the_model(pangu_vocab_mo
     with pytest.raises(CheckpointError, match="tokenizer has 32013 ids but the model has 64 embedding rows"):
         hf.write_mindspore(tmp_path / "b", config, weights, {}, tok)
     assert os.listdir(tmp_path) == []
+    hf.write_mindspore(tmp_path / "c", config, weights, {})
+    tok.save_pretrained(tmp_path / "c")  # a tokenizer dropped in by hand beside a smaller model
+    with pytest.raises(CheckpointError, match=r"c: the tokenizer has 32013 ids but the model has 64 embedding rows"):
+        hf.read_checkpoint(tmp_path / "c").load_tokenizer()

@@ -61,6 +61,22 @@ class Checkpoint:
         self.config, self.weights, self.separation_map = config, weights, separation_map
         self.tokenizer_dir, self.layout, self.path = tokenizer_dir, layout, path
 
+    def load_tokenizer(self):
+        """The PanguTokenizer saved with the checkpoint (None when there is none), checked against the vocabulary."""
+        if self.tokenizer_dir is None:
+            return None
+        from ..tokenizer import PanguTokenizer
+        tokenizer = PanguTokenizer.from_pretrained(self.tokenizer_dir)
+        check_tokenizer_vocab(tokenizer, self.config, self.tokenizer_dir)
+        return tokenizer
+
+
+def check_tokenizer_vocab(tokenizer, config, source):
+    """CheckpointError naming `source` unless the tokenizer has exactly the model's `vocab_size` ids."""
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(f"{source}: the tokenizer has {tokenizer.vocab_size} ids but the model has "
+                              f"{config.vocab_size} embedding rows")
+
 
 # ---------------------------------------------------------------------------------------------------- layout
 def _block_shapes(prefix, e, ffn, top):
@@ -340,9 +356,7 @@ def _checked_for_writing(config, weights, separation_map, tokenizer):
         if dict(tokenizer.separation_map) != dict(separation_map or {}):
             raise CheckpointError(f"the tokenizer's separation map ({len(tokenizer.separation_map)} entries) differs "
                                   f"from the model's ({len(separation_map or {})} entries)")
-        if tokenizer.vocab_size != config.vocab_size:
-            raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} ids but the model has "
-                                  f"{config.vocab_size} embedding rows")
+        check_tokenizer_vocab(tokenizer, config, "tokenizer to write")
     try:
         modality_vocab_masks(separation_map or {}, config.vocab_size)
     except ValueError as exc:
@@ -410,10 +424,7 @@ def convert(src, dst, to, write_bin=False, overwrite=False, config=None, aux_dir
         ckpt = read_training_checkpoint(src, read_config(config), aux_dir)
     else:
         ckpt = read_checkpoint(src)
-    tokenizer = None
-    if ckpt.tokenizer_dir is not None:
-        from ..tokenizer import PanguTokenizer
-        tokenizer = PanguTokenizer.from_pretrained(ckpt.tokenizer_dir)
+    tokenizer = ckpt.load_tokenizer()
     if to == "hf":
         write_hf(dst, ckpt.config, ckpt.weights, ckpt.separation_map, tokenizer, write_bin, overwrite, bin_dtype)
     else:
