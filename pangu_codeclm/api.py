@@ -71,10 +71,6 @@ class PanguCodeCLM:
                                  f"{hf.VOCAB_FILE}; save one there with PanguTokenizer.save_pretrained")
         return self._tokenizer
 
-    @property
-    def has_tokenizer(self):
-        return self._tokenizer is not None
-
     # ---------------------------------------------------------------------------------------------- compute
     @staticmethod
     def _tensor(value, dtype):
