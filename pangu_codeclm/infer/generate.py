@@ -204,8 +204,9 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     _check_args(ids, mask, max_new_tokens, do_sample, temperature, top_p, top_k)
     ids = ids.astype(np.int64)
     vocab = network.vocab_size
-    if ids[mask > 0].min() < 0 or ids[mask > 0].max() >= vocab:
-        raise ValueError(f"input_ids: ids must lie in [0, {vocab})")
+    real = ids[mask > 0]
+    if real.min() < 0 or real.max() >= vocab:
+        raise ValueError(f"input_ids: ids must lie in [0, {vocab}), got [{real.min()}, {real.max()}]")
     pad_id = network.config.pad_token_id if pad_token_id is None else int(pad_token_id)
     allowed = None
     if network.separation_map:
@@ -216,7 +217,8 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
             raise ValueError(f"allowed_vocab_mask: expected shape ({vocab},), got {extra.shape}")
         allowed = extra if allowed is None else allowed & extra
     if allowed is not None and not allowed.any():
-        raise ValueError("no vocabulary id is allowed for generation")
+        raise ValueError("allowed_vocab_mask: no vocabulary id is left for generation (a separated model also keeps "
+                         "only its code-side ids)")
 
     batch = ids.shape[0]
     max_pos = network.max_positions
