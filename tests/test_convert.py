@@ -220,3 +220,11 @@ def test_writer_refuses_a_tokenizer_that_disagrees_with_the_model(pangu_vocab_mo
     tok.save_pretrained(tmp_path / "c")  # a tokenizer dropped in by hand beside a smaller model
     with pytest.raises(CheckpointError, match=r"c: the tokenizer has 32013 ids but the model has 64 embedding rows"):
         hf.read_checkpoint(tmp_path / "c").load_tokenizer()
+
+
+def test_pytorch_bin_without_torch_is_refused_before_writing(tmp_path, monkeypatch):
+    config, _, weights = tiny_case("none")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(CheckpointError, match=r"writing pytorch_model\.bin needs PyTorch; install it with pip"):
+        hf.write_hf(tmp_path / "out", config, weights, write_bin=True)
+    assert os.listdir(tmp_path) == []

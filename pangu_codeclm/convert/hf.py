@@ -174,12 +174,17 @@ def _read_safetensors(path):
         raise CheckpointError(f"{path}: cannot read safetensors ({type(exc).__name__}: {exc})") from None
 
 
-def _read_torch_bin(path):
+def _import_torch(purpose, alternative=""):
+    """The torch module, or CheckpointError saying that `purpose` needs PyTorch and how to install it."""
     try:
         import torch
     except ImportError:
-        raise CheckpointError(f"{path}: reading pytorch_model.bin needs PyTorch; install it with "
-                              f"{TORCH_INSTALL_HINT} (or provide {SAFETENSORS})") from None
+        raise CheckpointError(f"{purpose} needs PyTorch; install it with {TORCH_INSTALL_HINT}{alternative}") from None
+    return torch
+
+
+def _read_torch_bin(path):
+    torch = _import_torch(f"{path}: reading {TORCH_BIN}", f" (or provide {SAFETENSORS})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses arbitrary code with an UnpicklingError
@@ -372,16 +377,12 @@ def write_hf(directory, config, weights, separation_map=None, tokenizer=None, wr
     if bin_dtype not in _NP_DTYPES:
         raise ValueError(f"bin_dtype: expected one of {sorted(_NP_DTYPES)}, got {bin_dtype!r}")
     from safetensors.numpy import save_file
+    torch = _import_torch(f"writing {TORCH_BIN}") if write_bin else None
     weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
         config.save_hf_json(os.path.join(tmp, HF_CONFIG))
         save_file(weights, os.path.join(tmp, SAFETENSORS), metadata={"format": "pt"})
         if write_bin:
-            try:
-                import torch
-            except ImportError:
-                raise CheckpointError(f"writing {TORCH_BIN} needs PyTorch; install it with {TORCH_INSTALL_HINT}") \
-                    from None
             torch.save({k: torch.from_numpy(v.astype(_NP_DTYPES[bin_dtype])) for k, v in weights.items()},
                        os.path.join(tmp, TORCH_BIN))
         _write_common(tmp, separation_map, tokenizer)
