@@ -9,9 +9,10 @@ buffers derived from the separation map (the saved ones are ignored on import an
 model's saved masks are all zeros and must not be applied). So `state_dict()` holds exactly the parameters above and
 `load_state_dict(strict=True)` accepts exactly what `pangu_codeclm.convert.hf` exports.
 
-Dropout (the config's rates) acts in `train()` mode only. Semantics follow the reference: exact GELU, scores/√d, masked scores *set to* −1e4 (not −inf); a 2-D padding mask
-adds (1−m)·(−1e4) after the causal fill; a 3-D mask is the may-attend matrix used as given; a prefix-LM mask ([B,T,T]
-may-attend block, or [B] index of the last prefix position) is ORed into the may-attend matrix.
+Dropout (the config's rates) acts in `train()` mode only. Semantics follow the reference: exact GELU, scores/√d,
+masked scores *set to* −1e4 (not −inf); a 2-D padding mask adds (1−m)·(−1e4) after the causal fill; a 3-D mask is the
+may-attend matrix used as given; a prefix-LM mask ([B,T,T] may-attend block, or [B] index of the last prefix position)
+is ORed into the may-attend matrix.
 """
 import math
 
