@@ -1,15 +1,15 @@
 """The training dataset registered with mindformers (DATASET `PanguCodeCLMDataset`).
 
 Rows come from the MindRecord shards written by `pangu_codeclm.data.mindrecord` (expanded to the model columns by
-its `expand_row`). The order is fully determined by
-(seed, epoch): each epoch is a seeded permutation of all rows, the global stream is cut into global batches, and rank r
-of D reads rows r, r+D, r+2D, ... of that stream. So D ranks with per-rank batch b see, step for step, exactly the rows a
-single process with batch D*b would see, and resuming at step s just starts the index list at s*D*b (no replay).
+`pangu_codeclm.data.packing.expand_row`). The order is fully determined by (seed, epoch): each epoch is a seeded
+permutation of all rows, the global stream is cut into global batches, and rank r of D reads rows r, r+D, r+2D, ... of
+that stream. So D ranks with per-rank batch b see, step for step, exactly the rows a single process with batch D*b
+would see, and resuming at step s just starts the index list at s*D*b (no replay).
 """
 import numpy as np
 
 from ..data import mindrecord
-from ..data.packing import COLUMNS
+from ..data.packing import COLUMNS, expand_row
 
 
 def sample_order(num_rows, num_samples, seed, shuffle=True):
@@ -45,17 +45,12 @@ def rank_epoch_chunks(num_rows, steps, batch_size, rank_id=0, rank_size=1, start
     return [chunks[e] for e in sorted(chunks)]
 
 
-def count_rows(files):
-    import mindspore.dataset as ds
-    return ds.MindDataset(files, columns_list=[mindrecord.STORED[0]], shuffle=False).get_dataset_size()
-
-
 def build_dataset(dataset_files, batch_size, steps, seq_length=None, rank_id=0, rank_size=1, start_step=0, seed=1234,
                   shuffle=True, num_parallel_workers=1):
     """A MindSpore dataset of `steps - start_step` batches of `batch_size` rows for this rank (model columns)."""
     import mindspore.dataset as ds
     files = mindrecord.resolve_files(dataset_files)
-    num_rows = count_rows(files)
+    num_rows = mindrecord.count_rows(files)
     if num_rows == 0:
         raise ValueError(f"train_dataset.dataset_files: {files[0]} holds no rows")
     chunks = rank_epoch_chunks(num_rows, steps, batch_size, rank_id, rank_size, start_step, seed, shuffle)
@@ -69,7 +64,7 @@ def build_dataset(dataset_files, batch_size, steps, seq_length=None, rank_id=0, 
         found = data.output_shapes()[0][-1]
         if found != seq_length:
             raise ValueError(f"{files[0]}: rows have length {found} but model_config.seq_length is {seq_length}")
-    data = data.map(operations=mindrecord.expand_row, input_columns=list(mindrecord.STORED),
+    data = data.map(operations=expand_row, input_columns=list(mindrecord.STORED),
                     output_columns=list(COLUMNS), num_parallel_workers=num_parallel_workers)
     data = data.project(list(COLUMNS))
     return data.batch(batch_size, drop_remainder=True)
