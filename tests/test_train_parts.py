@@ -19,7 +19,7 @@ def _tiny(**kw):
 
 def _batch(seed=0):
     import mindspore as ms
-    from pangu_codeclm.data.mindrecord import expand_row
+    from pangu_codeclm.data.packing import expand_row
     from pangu_codeclm.train.synthetic import synthetic_rows
     rows = [expand_row(r.input_ids, r.labels, r.docstr_mask, r.segment_lengths, r.prefix_lengths)
             for r in synthetic_rows(2, 16, 64, segments=2, doc_len=3, seed=seed)]
@@ -115,6 +115,9 @@ def test_ascend_parallel_context_comes_from_the_config(monkeypatch):
                                         .replace("train_steps:", "steps:"))
     with pytest.raises(ValueError, match="bad.yaml: unknown key 'pangu.steps'"):
         load_run_config("bad.yaml")
+    pathlib.Path("list.yaml").write_text("- model\n- optimizer\n")
+    with pytest.raises(ValueError, match="list.yaml: expected a mapping of sections"):
+        load_run_config("list.yaml")
 
 
 def test_expand_embedding_copies_source_rows():

@@ -26,7 +26,10 @@ def load_run_config(path, device_target=None, output_dir=None, overrides=None):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} does not exist")
-    cfg = MindFormerConfig(path)
+    try:
+        cfg = MindFormerConfig(path)
+    except AttributeError:  # the yaml is empty or not a mapping (MindFormerConfig calls .items() on it)
+        raise ValueError(f"{path}: expected a mapping of sections (model, runner_config, ...) at the top level") from None
     for key in ("model", "runner_config", "train_dataset", "optimizer", "lr_schedule", "runner_wrapper"):
         if not cfg.get(key):
             raise ValueError(f"{path}: missing section '{key}'")

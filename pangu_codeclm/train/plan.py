@@ -121,7 +121,10 @@ def _load(config_arg):
         raise FileNotFoundError(f"--config {config_arg}: not a file nor one of {sorted(PRESETS)}")
     import yaml
     with open(config_arg, encoding="utf-8") as f:
-        run = yaml.safe_load(f)
+        try:
+            run = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{config_arg}: invalid YAML ({exc})") from None
     try:
         values = {k: v for k, v in run["model"]["model_config"].items() if k != "type"}
         batch = int(run["runner_config"]["batch_size"])
