@@ -90,7 +90,7 @@ def _good():
 def test_malformed_tables_name_the_field(mutate, field):
     table = copy.deepcopy(_good())
     mutate(table)
-    with pytest.raises(RankTableError, match=None) as err:
+    with pytest.raises(RankTableError) as err:
         validate_rank_table(table, source="t.json")
     assert field in str(err.value) and str(err.value).startswith("t.json")
 
