@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 
 
@@ -35,6 +36,40 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path, overwrite=False, allow_empty=False):
+    """Yield a temp dir beside `path`; on success it replaces `path`, on error it is removed.
+
+    An existing `path` is refused unless `overwrite` (or, with `allow_empty`, unless it is an empty directory); it is
+    moved aside during the swap and put back if the swap fails, so `path` is always either old or new, never partial.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite and not (allow_empty and os.path.isdir(path) and not os.listdir(path)):
+        what = "exists and is not empty" if allow_empty else "already exists"
+        raise FileExistsError(f"{path} {what}; pass overwrite=True (--overwrite) to replace it")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
+            os.replace(path, os.path.join(old, "d"))
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old:
+                os.replace(os.path.join(old, "d"), path)
+            raise
+        finally:
+            if old:
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -1,5 +1,6 @@
 """Atomic writes and the restricted separation-map unpickler."""
 import os
+from pathlib import Path
 import pickle
 
 import numpy as np
@@ -65,3 +66,25 @@ def test_atomic_write_gives_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
+    from pangu_codeclm.io_utils import atomic_directory
+    target = tmp_path / "out"
+    with atomic_directory(target) as tmp:
+        (Path(tmp) / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(FileExistsError, match="out already exists; pass overwrite=True"):
+        with atomic_directory(target):
+            pass
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target, overwrite=True) as tmp:
+            (Path(tmp) / "b.txt").write_text("2")
+            raise RuntimeError("failed half way")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # old content intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]    # no temp dirs left
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_directory(empty, allow_empty=True) as tmp:
+        (Path(tmp) / "c.txt").write_text("3")
+    assert (empty / "c.txt").read_text() == "3"

@@ -21,13 +21,11 @@ import contextlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 
 from ..config import ConfigError, PanguCodeCLMConfig
-from ..io_utils import atomic_write_json, load_int_map_pickle, load_json, save_int_map_pickle
+from ..io_utils import atomic_directory, atomic_write_json, load_int_map_pickle, load_json, save_int_map_pickle
 from ..separation import modality_vocab_masks
 
 logger = logging.getLogger(__name__)
@@ -326,28 +324,6 @@ def read_training_checkpoint(path, config, aux_dir=None):
 
 # ---------------------------------------------------------------------------------------------------- writing
 @contextlib.contextmanager
-def atomic_directory(path, overwrite=False):
-    """Yield a temp dir beside `path`; on success it replaces `path` (which must not exist unless `overwrite`)."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
-            os.replace(path, os.path.join(old, "d"))
-        os.replace(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _write_common(directory, separation_map, tokenizer):
     if separation_map:
         save_int_map_pickle(os.path.join(directory, MAP_FILE), separation_map)

@@ -10,13 +10,11 @@ docs/interfaces.md, in order: input_ids, labels, position_ids, attention_mask, d
 """
 import glob
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from pangu_codeclm.data.packing import COLUMNS, expand_row
-from pangu_codeclm.io_utils import atomic_write_json, load_json
+from pangu_codeclm.io_utils import atomic_directory, atomic_write_json, load_json
 
 FILE_STEM = "data.mindrecord"
 META_NAME = "meta.json"
@@ -49,12 +47,7 @@ def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=
     if num_shards < 1 or num_shards > 1000:
         raise ValueError(f"num_shards must be in 1..1000 (MindRecord's limit), got {num_shards}")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".tmp", dir=parent)
-    try:
+    with atomic_directory(out_dir, overwrite, allow_empty=True) as tmp:
         writer = FileWriter(os.path.join(tmp, FILE_STEM), shard_num=num_shards, overwrite=True)
         writer.add_schema(_schema(seq_length), "pangu_codeclm packed rows")
         n_rows, batch = 0, []
@@ -82,27 +75,7 @@ def write_dataset(rows, out_dir, seq_length, num_shards=1, meta=None, overwrite=
         full_meta.update({"rows": n_rows, "num_shards": num_shards, "seq_length": seq_length, "files": files,
                           "columns": list(COLUMNS), "stored_columns": list(STORED)})
         atomic_write_json(os.path.join(tmp, META_NAME), full_meta)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return full_meta
-
-
-def _replace_dir(new, final):
-    """Move directory `new` to `final`; an existing `final` is moved aside first and removed after."""
-    old = None
-    if os.path.exists(final):
-        old = final + ".old-" + os.path.basename(new)
-        os.rename(final, old)
-    try:
-        os.rename(new, final)
-    except BaseException:
-        if old:
-            os.rename(old, final)
-        raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_files(path_or_glob):
@@ -125,7 +98,7 @@ def resolve_files(path_or_glob):
     missing = [f for f in files if not os.path.isfile(f)]
     if not files or missing:
         raise FileNotFoundError(f"no MindRecord shard files at {p}" + (f" (missing: {missing})" if missing else
-                                f"; expected a directory written by `pangu-codeclm prepare`, a shard file or a glob"))
+                                "; expected a directory written by `pangu-codeclm prepare`, a shard file or a glob"))
     return files
 
 
