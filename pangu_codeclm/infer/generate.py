@@ -117,24 +117,21 @@ def _make_cells(network, batch, cache_len):
 
     k_caches, v_caches = caches("k"), caches("v")
 
-    class Prefill(nn.Cell):
+    class WithCaches(nn.Cell):
+        """The network plus this generator's KV caches (one compiled graph per subclass and shape)."""
+
         def __init__(self, net):
             super().__init__(auto_prefix=False)
             self.net = net
             self.k_caches = k_caches
             self.v_caches = v_caches
 
+    class Prefill(WithCaches):
         def construct(self, input_ids, position_ids, attention_mask, cache_index):
             return self.net.prefill(input_ids, position_ids, attention_mask, self.k_caches, self.v_caches,
                                     cache_index)
 
-    class Decode(nn.Cell):
-        def __init__(self, net):
-            super().__init__(auto_prefix=False)
-            self.net = net
-            self.k_caches = k_caches
-            self.v_caches = v_caches
-
+    class Decode(WithCaches):
         def construct(self, input_ids, position_ids, valid, cache_index):
             return self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
 
