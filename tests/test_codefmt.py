@@ -1,11 +1,14 @@
 """codefmt: Python source ⇄ marker text; exact format, AST-preserving round trip on tricky code, errors."""
 import ast
 import os
+import random
+import re
 import sysconfig
 import textwrap
 
 import pytest
 
+from pangu_codeclm import codefmt
 from pangu_codeclm.codefmt import CodeFormatError, markers_to_source, source_to_markers
 
 TRICKY = {
@@ -202,3 +205,73 @@ def test_stdlib_sample_round_trip():
                 ok += ast.dump(ast.parse(out).body[0]) == ast.dump(node)
     assert total > 150
     assert ok == total
+
+
+def _functions(path):
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    lines = src.splitlines(keepends=True)
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield "".join(lines[node.lineno - 1:node.end_lineno])
+
+
+def test_fast_scanner_equals_tokenize_on_stdlib_sample():
+    stdlib = sysconfig.get_paths()["stdlib"]
+    total = fast = 0
+    for name in ("textwrap.py", "json/decoder.py", "ast.py", "tokenize.py", "re/_parser.py", "argparse.py"):
+        for src in _functions(os.path.join(stdlib, name)):
+            total += 1
+            markers = codefmt._markers_fast(src)
+            if markers is not None:
+                fast += 1
+                assert markers == codefmt._markers_via_tokenize(src), src
+    assert total > 300 and fast >= 0.98 * total  # nearly all take the fast path
+
+
+@pytest.mark.parametrize("src", [
+    "def f():\n\tif x:\n\t\treturn 1\n",  # tabs in indentation
+    "def f():\r\n    return 1\r\n",  # CRLF
+    "def f():\n    return 1",  # no final newline
+    "def f():\n    x = '''open\n",  # unterminated triple-quoted string ('' then ' must not be read as strings)
+    "def f():\n    x = a''''b\n",
+    "def f():\n    return a $ b\n",  # an ERRORTOKEN for tokenize
+    "def f():\n   \\\n    return 1\n",  # a continuation before any token: Python measures the indent there
+    "def f():\n    return (1]\n    )\n",
+    "def f():\n        x\n    y\n",  # dedent to an unknown level
+    "def f():\n    return 1 \\ 2\n",
+    "def f():\n    return x\u00a0+ 1\n",
+])
+def test_fast_scanner_leaves_unusual_source_to_tokenize(src):
+    assert codefmt._markers_fast(src) is None
+    try:
+        expected = codefmt._markers_via_tokenize(src)
+    except CodeFormatError as exc:
+        with pytest.raises(CodeFormatError, match=re.escape(str(exc))):
+            source_to_markers(src)
+    else:
+        assert source_to_markers(src) == expected
+
+
+def test_fast_scanner_agrees_with_tokenize_on_mutated_source():
+    """Random edits (quotes, brackets, backslashes, tabs, comments, line breaks) of the tricky snippets: whenever
+    the fast scanner answers, `tokenize` gives the same text; when `tokenize` fails, the fast scanner declines."""
+    rng = random.Random(0)
+    seeds = [textwrap.dedent(src) for src in TRICKY.values()]
+    alphabet = ["'", '"', "(", ")", "[", "]", "{", "}", "\\", "\n", " ", "\t", "#", "x", ":", "\f", "'''", '"""',
+                "\\\n", "    ", "$"]
+    answered = 0
+    for _ in range(3000):
+        src = rng.choice(seeds)
+        for _ in range(rng.randint(1, 3)):
+            k = rng.randrange(len(src) + 1)
+            if rng.random() < 0.6:
+                src = src[:k] + rng.choice(alphabet) + src[k:]
+            else:
+                src = src[:k] + src[k + rng.randint(1, 3):]
+        fast = codefmt._markers_fast(src)
+        if fast is None:
+            continue
+        answered += 1
+        assert fast == codefmt._markers_via_tokenize(src), repr(src)
+    assert answered > 500
