@@ -203,3 +203,19 @@ def test_missing_mbpp_is_reported_not_downloaded(monkeypatch, tmp_path):
     assert used["humaneval"]["problems"] == 164 == len(problems)
     with pytest.raises(FileNotFoundError, match="MBPP file not found: nowhere.jsonl"):
         load_benchmarks("nowhere.jsonl")
+
+
+def test_body_match_ignores_formatting_but_not_structure():
+    ref = "def f(xs):\n    total = 0\n    for x in xs:\n        total += x * 2\n    return total\n"
+    dec = Decontaminator([{"dataset": "toy", "task_id": "toy/3", "text": "", "code": ref}])
+
+    def check(code):
+        node = ast.parse(code).body[0]
+        return dec.check("Something else entirely.", code, node)
+
+    reformatted = ("def g(values):\n    total = (0)  # start\n    for x in xs:\n\n        total += (x *\n"
+                   "                  2)\n    return total\n")
+    hit = check(reformatted)
+    assert hit is not None and hit.kind == "body" and hit.task_id == "toy/3"
+    for changed in ("x * 3", "(x, 2)", "x * 2 + 0"):  # another constant; another node type below the statement
+        assert getattr(check(ref.replace("x * 2", changed)), "kind", None) != "body", changed
