@@ -9,6 +9,8 @@ normalised code) are dropped keeping the first in file order, and pairs matching
 (see `decontaminate`). Files are processed in parallel; output order is deterministic.
 """
 import ast
+import contextlib
+import gc
 import hashlib
 import io
 import logging
@@ -140,6 +142,20 @@ def extract_function(lines, node):
     return doc, "".join(kept)
 
 
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause the cyclic garbage collector while a file is mined: parsing allocates a whole AST (no cycles) that
+    would trigger many collections that free nothing. The tree is freed by reference counting before the collector
+    resumes, so it never scans it (together about a fifth of the miner's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def mine_source(text, path, decontaminator=None):
     """FileResult for the already-filtered source `text` of `path`."""
     from pangu_codeclm.codefmt import source_to_markers
@@ -187,16 +203,19 @@ def mine_file(path, decontaminator=None):
         return FileResult(path, skipped=reason)
     if not _DOCSTRING_SPOT.search(text):
         return FileResult(path, skipped=NO_CANDIDATE)
-    return mine_source(text, path, decontaminator)
+    with _collector_paused():
+        return mine_source(text, path, decontaminator)
 
 
 _WORKER_DECON = None
 
 
-def _init_worker(decontaminator):
+def _init_worker(decontaminator, pool=False):
     global _WORKER_DECON
     _WORKER_DECON = decontaminator
     warnings.simplefilter("ignore")
+    if pool:  # what the forked worker inherited (the decontamination index) is never scanned by the collector again
+        gc.freeze()
 
 
 def _work(path):
@@ -218,7 +237,8 @@ def iter_file_results(files, decontaminator=None, workers=1, progress=True):
         else:
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(decontaminator,)) as pool:
+            context = mp.get_context("fork")
+            with context.Pool(workers, initializer=_init_worker, initargs=(decontaminator, True)) as pool:
                 for result in pool.imap(_work, files, chunksize=8):
                     yield result
                     bar.update(1)
