@@ -12,6 +12,7 @@ over the candidate's grams.
 """
 import ast
 import io
+import itertools
 import logging
 import re
 import warnings
@@ -92,7 +93,8 @@ def _dump(stmts):
 
 def body_key(stmts):
     """Normalised body: the AST dump of the statements (None when empty or too small to be evidence)."""
-    if not stmts or sum(1 for s in stmts for _ in ast.walk(s)) < MIN_BODY_NODES:
+    nodes = itertools.chain.from_iterable(map(ast.walk, stmts))
+    if len(list(itertools.islice(nodes, MIN_BODY_NODES))) < MIN_BODY_NODES:
         return None
     return _dump(stmts)
 
@@ -109,14 +111,16 @@ def iter_functions(tree):
         stack.extend(reversed(children))
 
 
-def strip_docstrings(source):
-    """`source` with every docstring statement removed (via the AST; falls back to the text when it does not parse)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return source
+def strip_docstrings(source, tree=None):
+    """`source` with every docstring statement removed, via its AST (`tree`, parsed here if not given); the text
+    unchanged when it does not parse."""
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return source
     lines = io.StringIO(source, newline="").readlines()  # lines as the parser counts them
     drop = set()
     for node in ast.walk(tree):
@@ -167,7 +171,8 @@ class Decontaminator:
             text = normalize_text(p["text"])
             if text:
                 self.texts.setdefault(text, i)
-            self.code_sizes.append(self._add(self.code_index, ngrams(code_tokens(strip_docstrings(code)), n), i))
+            stripped = strip_docstrings(code, tree) if tree is not None else code
+            self.code_sizes.append(self._add(self.code_index, ngrams(code_tokens(stripped), n), i))
             self.doc_sizes.append(self._add(self.doc_index, ngrams(text.split(), n), i))
 
     @staticmethod
