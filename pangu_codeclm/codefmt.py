@@ -72,7 +72,7 @@ def source_to_markers(src):
     """
     if not isinstance(src, str):
         raise TypeError(f"source_to_markers expects a str, got {type(src).__name__}")
-    markers = _markers_fast(src)
+    markers = _markers_fast(src) if _FSTRING_START is None else None  # 3.12+ f-strings may nest their own quotes
     return markers if markers is not None else _markers_via_tokenize(src)
 
 
@@ -135,7 +135,8 @@ _STRING_OR_COMMENT = re.compile(r"""
               |"(?!"")[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*")
   | (?P<comment>\#[^\n]*)
 """, re.VERBOSE)
-# text the fast scanner leaves to `tokenize`: null bytes, carriage returns and whitespace that Python does not treat as such
+# text the fast scanner leaves to `tokenize`: null bytes, carriage returns and whitespace that Python does not
+# treat as such
 _UNUSUAL = re.compile("[\x00\r\x0b\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 # characters `tokenize` reports as ERRORTOKEN outside strings (it then keeps the whitespace around them)
 _INVALID_CODE = re.compile(r"[$?`]|!(?!=)")

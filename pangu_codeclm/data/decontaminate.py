@@ -32,7 +32,8 @@ _COMPOUND = tuple(getattr(ast, name) for name in (
     "FunctionDef", "AsyncFunctionDef", "ClassDef", "If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try",
     "TryStar", "Match", "match_case", "ExceptHandler") if hasattr(ast, name))
 _BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
-_BLOCK_FIELDS_OF = {cls: tuple(name for name in _BLOCK_FIELDS if name in cls._fields) for cls in _COMPOUND + (ast.Module,)}
+_BLOCK_FIELDS_OF = {cls: tuple(name for name in _BLOCK_FIELDS if name in cls._fields)
+                    for cls in _COMPOUND + (ast.Module,)}
 
 
 def code_tokens(code):
