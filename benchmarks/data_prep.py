@@ -41,11 +41,11 @@ def _parse_one(path):
 
     from pangu_codeclm.data import mine as miner
 
-    text, reason = miner.read_source(path)
-    if reason or not miner._DOCSTRING_SPOT.search(text):
+    text, reason = miner.candidate_source(path)
+    if reason:
         return 0.0
     t0 = time.perf_counter()
-    with warnings.catch_warnings(), miner._collector_paused():
+    with warnings.catch_warnings(), miner.collector_paused():
         warnings.simplefilter("ignore")
         try:
             ast.parse(text)

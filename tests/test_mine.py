@@ -219,3 +219,22 @@ def test_body_match_ignores_formatting_but_not_structure():
     assert hit is not None and hit.kind == "body" and hit.task_id == "toy/3"
     for changed in ("x * 3", "(x, 2)", "x * 2 + 0"):  # another constant; another node type below the statement
         assert getattr(check(ref.replace("x * 2", changed)), "kind", None) != "body", changed
+
+
+def test_collector_paused_restores_the_callers_setting():
+    import gc
+
+    assert gc.isenabled()
+    with miner.collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with miner.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError), miner.collector_paused():
+        raise ValueError("boom")
+    assert gc.isenabled()

@@ -143,7 +143,7 @@ def extract_function(lines, node):
 
 
 @contextlib.contextmanager
-def _collector_paused():
+def collector_paused():
     """Pause the cyclic garbage collector while a file is mined: parsing allocates a whole AST (no cycles) that
     would trigger many collections that free nothing. The tree is freed by reference counting before the collector
     resumes, so it never scans it (together about a fifth of the miner's time)."""
@@ -196,14 +196,22 @@ def mine_source(text, path, decontaminator=None):
     return result
 
 
-def mine_file(path, decontaminator=None):
-    """Read, filter and mine one file."""
+def candidate_source(path):
+    """(text, None) for a file the miner goes on to parse, else (None, skip reason)."""
     text, reason = read_source(path)
     if reason:
-        return FileResult(path, skipped=reason)
+        return None, reason
     if not _DOCSTRING_SPOT.search(text):
-        return FileResult(path, skipped=NO_CANDIDATE)
-    with _collector_paused():
+        return None, NO_CANDIDATE
+    return text, None
+
+
+def mine_file(path, decontaminator=None):
+    """Read, filter and mine one file."""
+    text, reason = candidate_source(path)
+    if reason:
+        return FileResult(path, skipped=reason)
+    with collector_paused():
         return mine_source(text, path, decontaminator)
 
 
