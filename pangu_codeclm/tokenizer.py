@@ -196,6 +196,15 @@ class PanguTokenizer:
         self._skip_ids = {self.token_to_id(t) for t in SPECIAL_TOKENS if t not in MARKERS}
         self._skip_ids |= {i for i in (sp.bos_id(), sp.eos_id()) if i >= 0}
 
+    def __getstate__(self):  # pickling (worker processes): the direct SentencePiece call is rebuilt on load
+        state = self.__dict__.copy()
+        del state["_sp_encode"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._sp_encode = _direct_encoder(self._sp)
+
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
     def from_vocab(cls, vocab_model, separation="none", separate_tokens_file=None):

@@ -126,6 +126,13 @@ def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
     wrapper = WrapperOnly()
     assert _direct_encoder(wrapper) == wrapper.encode
 
+
+def test_pickle_round_trip(toks):
+    for separation, tok in toks.items():
+        copy = pickle.loads(pickle.dumps(tok))
+        assert copy.encode(CODE) == tok.encode(CODE) and copy.encode_code(CODE) == tok.encode_code(CODE), separation
+        assert copy.vocab_size == tok.vocab_size and copy.separation_map == tok.separation_map
+
 @pytest.mark.parametrize("separation", ["none", "partial", "full"])
 def test_decode_round_trip(toks, separation):
     tok = toks[separation]
