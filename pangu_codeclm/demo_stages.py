@@ -147,7 +147,7 @@ def _parse_rate(samples_path):
             try:
                 ast.parse(row["prompt"] + row["completion"])
                 ok += 1
-            except (SyntaxError, ValueError):
+            except (SyntaxError, ValueError, MemoryError, RecursionError):  # generated code: deep nesting overflows
                 pass
     return ok / total if total else math.nan
 

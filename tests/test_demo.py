@@ -62,3 +62,15 @@ def test_main_reports_the_failed_stage_and_fresh_starts_over(tmp_path, monkeypat
     (tmp_path / "w" / "stale.txt").write_text("old")
     assert demo_mod.main(["--workdir", str(tmp_path / "w"), "--fresh"]) == 1
     assert not (tmp_path / "w" / "stale.txt").exists()
+
+
+def test_parse_rate_survives_hostile_completions(tmp_path):
+    from pangu_codeclm.demo_stages import _parse_rate
+
+    rows = [{"prompt": "def f(x):\n", "completion": "    return x\n"},
+            {"prompt": "def g(x):\n", "completion": "    return (\n"},  # SyntaxError
+            {"prompt": "def h(t):\n", "completion": "    [i = [i, " + "[" * 200 + "\n"},  # the parser's MemoryError
+            {"prompt": "def k():\n", "completion": "    return " + "-" * 100_000 + "1\n"}]  # deep unary nesting
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert _parse_rate(str(path)) == pytest.approx(1 / 4)
