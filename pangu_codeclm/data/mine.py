@@ -218,11 +218,11 @@ def mine_file(path, decontaminator=None):
 _WORKER_DECON = None
 
 
-def _init_worker(decontaminator, pool=False):
+def _init_worker(decontaminator, forked=False):
     global _WORKER_DECON
     _WORKER_DECON = decontaminator
     warnings.simplefilter("ignore")
-    if pool:  # what the forked worker inherited (the decontamination index) is never scanned by the collector again
+    if forked:  # what the worker inherited (the decontamination index) is never scanned by the collector again
         gc.freeze()
 
 
