@@ -238,3 +238,16 @@ def test_collector_paused_restores_the_callers_setting():
     with pytest.raises(ValueError), miner.collector_paused():
         raise ValueError("boom")
     assert gc.isenabled()
+
+
+def test_deeply_nested_body_does_not_stop_the_miner(benchmarks, tmp_path):
+    """A body whose top matches an indexed benchmark shape but is nested too deep for `ast.dump` (a long `a + a + …`
+    chain) is compared by the other checks instead of crashing the run."""
+    problems, _ = benchmarks
+    dec = Decontaminator(problems)
+    src = ('def f(a, b):\n    """Average of many values."""\n    return (a\n' + "            + a\n" * 2000
+           + "    ) / 2\n")
+    path = tmp_path / "deep.py"
+    path.write_text(src, encoding="utf-8")
+    result = miner.mine_file(str(path), dec)
+    assert result.skipped is None and len(result.pairs) == 1 and not result.dropped

@@ -205,7 +205,10 @@ class Decontaminator:
             stmts = body_statements(function_node)
             # only indexed (large enough) bodies can match; the cheap key first
             if stmts and statement_types(stmts) in self.types and body_shape(stmts) in self.shapes:
-                key = _dump(stmts)
+                try:
+                    key = _dump(stmts)
+                except RecursionError:  # nested deeper than any indexed body (they all dumped): no body match
+                    key = None
                 if key in self.bodies:
                     return self._hit(self.bodies[key], "body")
         text = normalize_text(docstring)
