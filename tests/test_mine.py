@@ -251,3 +251,11 @@ def test_deeply_nested_body_does_not_stop_the_miner(benchmarks, tmp_path):
     path.write_text(src, encoding="utf-8")
     result = miner.mine_file(str(path), dec)
     assert result.skipped is None and len(result.pairs) == 1 and not result.dropped
+
+
+def test_body_with_an_unprintable_int_gets_no_body_match():
+    ref = "def f(x):\n    y = x * 3 + 1\n    return y\n"
+    dec = Decontaminator([{"dataset": "toy", "task_id": "toy/4", "text": "", "code": ref}])
+    code = "def g(x):\n    y = x * 0x" + "f" * 5000 + " + 1\n    return y\n"  # ast.dump cannot print it
+    assert dec.check("Some unrelated words here.", code, ast.parse(code).body[0]) is None
+    assert dec.check("Some unrelated words here.", ref, ast.parse(ref).body[0]).kind == "body"

@@ -207,8 +207,8 @@ class Decontaminator:
             if stmts and statement_types(stmts) in self.types and body_shape(stmts) in self.shapes:
                 try:
                     key = _dump(stmts)
-                except RecursionError:  # nested deeper than any indexed body (they all dumped): no body match
-                    key = None
+                except (RecursionError, ValueError):  # nested too deep, or an int too long to print: unlike any
+                    key = None  # indexed body (they all dumped), so no body match
                 if key in self.bodies:
                     return self._hit(self.bodies[key], "body")
         text = normalize_text(docstring)
