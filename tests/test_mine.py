@@ -259,3 +259,20 @@ def test_body_with_an_unprintable_int_gets_no_body_match():
     code = "def g(x):\n    y = x * 0x" + "f" * 5000 + " + 1\n    return y\n"  # ast.dump cannot print it
     assert dec.check("Some unrelated words here.", code, ast.parse(code).body[0]) is None
     assert dec.check("Some unrelated words here.", ref, ast.parse(ref).body[0]).kind == "body"
+
+
+def test_a_file_the_miner_fails_on_is_counted_not_fatal(monkeypatch, tmp_path, caplog):
+    (tmp_path / "a.py").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.py").write_text(GOOD.replace("def add", "def boom"), encoding="utf-8")
+    real = miner.mine_source
+
+    def flaky(text, path, decontaminator=None):
+        if path.endswith("b.py"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(text, path, decontaminator)
+
+    monkeypatch.setattr(miner, "mine_source", flaky)
+    summary = miner.mine([str(tmp_path)], str(tmp_path / "out.jsonl"), decontaminate=False, progress=False)
+    assert summary["files_skipped"] == {"miner error (RecursionError)": 1}
+    assert summary["files_read"] == 1 and summary["pairs_kept"] == 3
+    assert "b.py: skipped, the miner failed on it: RecursionError" in caplog.text

@@ -207,12 +207,17 @@ def candidate_source(path):
 
 
 def mine_file(path, decontaminator=None):
-    """Read, filter and mine one file."""
+    """Read, filter and mine one file. A file the miner fails on (hostile source finding a case it does not handle)
+    is skipped, counted under its error type and logged with its path; the run goes on."""
     text, reason = candidate_source(path)
     if reason:
         return FileResult(path, skipped=reason)
-    with collector_paused():
-        return mine_source(text, path, decontaminator)
+    try:
+        with collector_paused():
+            return mine_source(text, path, decontaminator)
+    except Exception as exc:  # one bad file must not lose a run over thousands
+        logger.warning("%s: skipped, the miner failed on it: %s: %s", path, type(exc).__name__, exc)
+        return FileResult(path, skipped=f"miner error ({type(exc).__name__})")
 
 
 _WORKER_DECON = None
