@@ -138,7 +138,9 @@ def _load_sentencepiece(path):
     return sp, data
 
 
-_PROBES = ("", " ", "def f(x):", "return self._cache.get(key, default)", "  Résumé 東京 \u2581x\t\ty  ", "<NEW_LINE>")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PROBES = ("", " ", "def f(x):", "return self._cache.get(key, default)", "  Résumé 東京 \u2581x\t\ty  ",
+           "<NEW_LINE>")
 
 
 def _direct_encoder(sp):
@@ -362,6 +364,16 @@ class PanguTokenizer:
         """Text-side ids of `text` (no bos/eos added)."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        try:
+            return self._encode(text)
+        except RuntimeError:  # SentencePiece's binding cannot take text that is not valid Unicode
+            bad = _SURROGATE.search(text)
+            if bad is None:
+                raise
+            raise TokenizerError(f"cannot encode text with a lone surrogate {bad.group()!r} at character "
+                                 f"{bad.start()}: it is not valid Unicode") from None
+
+    def _encode(self, text):
         parts = self._split_re.split(text)  # text, token, text, token, ..., text
         if len(parts) == 1:
             return self._sp_encode(text)

@@ -47,6 +47,8 @@ GOOD = json.dumps(RECORDS[0])
     (json.dumps({"_id": "x", "docstring": 3, "code": "pass"}), "key 'docstring' must be a string, found int"),
     (json.dumps({"_id": None, "docstring": "", "code": "pass"}), "key '_id' must be a string"),
     (json.dumps({"_id": "x", "docstring": "", "code": "  "}), "key 'code' is empty"),
+    ('{"_id": "x", "docstring": "caf\\u00e9 \\ud800", "code": "pass"}',
+     "key 'docstring' is not valid Unicode text (surrogates not allowed at character 5)"),
 ])
 @pytest.mark.parametrize("name", ["bad.jsonl", "bad.jsonl.gz"])
 def test_malformed_line_names_file_line_and_reason(name, bad, reason):

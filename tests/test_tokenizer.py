@@ -127,6 +127,14 @@ def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
     assert _direct_encoder(wrapper) == wrapper.encode
 
 
+def test_text_that_is_not_valid_unicode_is_named(toks):
+    for tok in toks.values():
+        with pytest.raises(TokenizerError, match=r"lone surrogate '\\udc80' at character 7: it is not valid Unicode"):
+            tok.encode_code("return \udc80 <NEW_LINE>")
+        with pytest.raises(TokenizerError, match="at character 1"):
+            tok.encode("x\ud800")
+
+
 def test_pickle_round_trip(toks):
     for separation, tok in toks.items():
         copy = pickle.loads(pickle.dumps(tok))

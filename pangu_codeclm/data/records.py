@@ -38,8 +38,15 @@ def validate_record(obj, where):
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         raise RecordError(f"{where}: key '_id' must be a string (or int), found {type(rid).__name__}")
     for key in ("docstring", "code"):
-        if not isinstance(obj[key], str):
-            raise RecordError(f"{where}: key '{key}' must be a string, found {type(obj[key]).__name__}")
+        value = obj[key]
+        if not isinstance(value, str):
+            raise RecordError(f"{where}: key '{key}' must be a string, found {type(value).__name__}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+                raise RecordError(f"{where}: key '{key}' is not valid Unicode text ({exc.reason} at character "
+                                  f"{exc.start})") from None
     if not obj["code"].strip():
         raise RecordError(f"{where}: key 'code' is empty")
     return {"_id": str(rid), "docstring": obj["docstring"], "code": obj["code"]}
