@@ -192,6 +192,10 @@ class PanguTokenizer:
         # every special and every added token is matched in the text before SentencePiece sees it
         self._no_split = set(SPECIAL_TOKENS) | set(self._added)
         self._split_re = _trie_regex(sorted(self._no_split))
+        # text without "[_DUP_]" (nearly all text) cannot hold a code-side twin: a smaller regex that does not stop at
+        # every "[" splits it exactly the same
+        plain = sorted(tok for tok in self._no_split if not tok.startswith(DUP_PREFIX))
+        self._split_plain_re = _trie_regex(plain) if len(plain) < len(self._no_split) else self._split_re
         self._no_split_ids = {tok: self.token_to_id(tok) for tok in self._no_split}
         self._standalone_ids = set(self._no_split_ids.values())
         self._specials = frozenset(SPECIAL_TOKENS)
@@ -374,7 +378,8 @@ class PanguTokenizer:
                                  f"{bad.start()}: it is not valid Unicode") from None
 
     def _encode(self, text):
-        parts = self._split_re.split(text)  # text, token, text, token, ..., text
+        split_re = self._split_re if DUP_PREFIX in text else self._split_plain_re
+        parts = split_re.split(text)  # text, token, text, token, ..., text
         if len(parts) == 1:
             return self._sp_encode(text)
         # Whitespace next to a token is dropped, but not at the ends of the text. Each chunk is encoded on its own

@@ -127,6 +127,16 @@ def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
     assert _direct_encoder(wrapper) == wrapper.encode
 
 
+def test_text_with_and_without_dup_prefix_splits_alike(toks, sp):
+    """Text without "[_DUP_]" is split by a smaller regex; text with it by the full one: both as the reference."""
+    partial = toks["partial"]
+    dup_return = partial.token_to_id("[_DUP_]\u2581return")
+    assert partial.encode("x[_DUP_]\u2581return[1]") == sp.encode("x") + [dup_return] + sp.encode("[1]")
+    assert partial.encode("x[_DUP_ ]\u2581return[1]") == sp.encode("x[_DUP_ ]\u2581return[1]")
+    full = toks["full"]
+    assert full.encode("a[i] <NEW_LINE> [_DUP_]a") == sp.encode("a[i]") + [3, full.token_to_id("[_DUP_]a")]
+
+
 def test_text_that_is_not_valid_unicode_is_named(toks):
     for tok in toks.values():
         with pytest.raises(TokenizerError, match=r"lone surrogate '\\udc80' at character 7: it is not valid Unicode"):
