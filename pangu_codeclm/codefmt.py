@@ -227,9 +227,6 @@ class _LineBuilder:
                     raise _Unsupported("continuation before any token")
                 self.continued = self.gap = True
 
-    def string(self, text):
-        self.token(text)
-
     def comment(self, text):
         if not self.cur:  # comment-only line
             self.out += [text, NEW_LINE]
@@ -269,7 +266,7 @@ def _markers_fast(src):
             if match.start() > pos:
                 builder.code(src[pos:match.start()])
             if match.lastgroup == "string":
-                builder.string(match.group())
+                builder.token(match.group())
             else:
                 builder.comment(match.group())
             pos = match.end()
