@@ -30,36 +30,50 @@ def numbers(line):
 def _fmt(value, like):
     decimals = len(like.split(".")[1]) if "." in like and "e" not in like.lower() else 0
     text = f"{value:,.{decimals}f}" if "," in like else f"{value:.{decimals}f}"
-    return text
+    return "+" + text if like.startswith("+") and value >= 0 else text
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")  # library log records, not figures
+
+
+def _merge_line(rows):
+    """One line from the same-shaped line of every run: varying numbers become median [min–max]."""
+    first = rows[0]
+    values = [numbers(line) for line in rows]
+    parts, pos = [], 0
+    for j, match in enumerate(NUMBER.finditer(first)):
+        column = [v[j] for v in values]
+        text = match.group(0)
+        parts.append(first[pos:match.start()])
+        if len(set(column)) == 1:
+            parts.append(text)
+        else:
+            parts.append(f"{_fmt(statistics.median(column), text)} [{_fmt(min(column), text)}–"
+                         f"{_fmt(max(column), text)}]")
+        pos = match.end()
+    return "".join(parts) + first[pos:]
 
 
 def combine(runs):
-    """Merge the output lines of several runs: one line per shape, numbers as median [min–max]."""
-    keyed = [[(shape(line), line) for line in run if line.strip()] for run in runs]
-    if len({tuple(k for k, _ in run) for run in keyed}) != 1:
-        out = []
-        for i, run in enumerate(runs, 1):
-            out += [f"[run {i}] {line}" for line in run if line.strip()]
-        return out
-    merged = []
-    for rows in zip(*keyed):
-        first = rows[0][1]
-        values = [numbers(line) for _, line in rows]
-        if all(v == values[0] for v in values):  # constants (sizes, counts): print once
-            merged.append(first)
-            continue
-        parts, pos = [], 0
-        for j, match in enumerate(NUMBER.finditer(first)):
-            column = [v[j] for v in values]
-            text = match.group(0)
-            parts.append(first[pos:match.start()])
-            if len(set(column)) == 1:
-                parts.append(text)
-            else:
-                parts.append(f"{_fmt(statistics.median(column), text)} [{_fmt(min(column), text)}–"
-                             f"{_fmt(max(column), text)}]")
-            pos = match.end()
-        merged.append("".join(parts) + first[pos:])
+    """Merge the output lines of several runs: the k-th line of each shape is merged across runs.
+
+    Log records (a leading timestamp) are dropped; a shape that does not occur equally often in every run is
+    printed per run, prefixed with the run number.
+    """
+    runs = [[line for line in run if line.strip() and not LOG_LINE.match(line)] for run in runs]
+    by_shape = [{} for _ in runs]
+    for index, run in enumerate(runs):
+        for line in run:
+            by_shape[index].setdefault(shape(line), []).append(line)
+    merged, seen = [], {}
+    for line in runs[0]:
+        key = shape(line)
+        k = seen[key] = seen.get(key, -1) + 1
+        groups = [table.get(key, []) for table in by_shape]
+        if len({len(g) for g in groups}) == 1:
+            merged.append(_merge_line([g[k] for g in groups]))
+        elif k == 0:
+            merged += [f"[run {i}] {other}" for i, g in enumerate(groups, 1) for other in g]
     return merged
 
 
@@ -67,8 +81,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--log", help="write each run's full output to LOG.runN.txt")
+    parser.add_argument("--combine", nargs="+", metavar="RUN.txt", help="merge saved run outputs instead of running")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the benchmark command")
     args = parser.parse_args(argv)
+    if args.combine:
+        runs = []
+        for path in args.combine:
+            with open(path, encoding="utf-8") as f:
+                runs.append(f.read().splitlines())
+        print(f"# {len(runs)} runs: {' '.join(args.combine)}  (numbers that vary: median [min–max])")
+        print("\n".join(combine(runs)))
+        return 0
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.runs < 1:
         parser.error("give --runs >= 1 and a command after --")

@@ -1,0 +1,24 @@
+"""benchmarks/repeat.py: figures of several runs merged into median [min–max], log noise ignored."""
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import repeat  # noqa: E402
+
+
+def test_numbers_become_median_and_range_constants_stay():
+    runs = [["ratio 2.5x | size 32013", "overhead +3.0%"], ["ratio 2.1x | size 32013", "overhead +3.9%"],
+            ["ratio 2.9x | size 32013", "overhead +3.4%"]]
+    assert repeat.combine(runs) == ["ratio 2.5 [2.1–2.9]x | size 32013", "overhead +3.4 [+3.0–+3.9]%"]
+
+
+def test_thousands_separators_and_log_lines():
+    runs = [["2026-12-01 09:15:33,375 - INFO - x 17", "x 1,735 pairs/s"],
+            ["2026-12-01 09:16:01,001 - INFO - y", "x 1,900 pairs/s"]]
+    assert repeat.combine(runs) == ["x 1,818 [1,735–1,900] pairs/s"]
+
+
+def test_a_line_missing_from_one_run_is_printed_per_run():
+    runs = [["a 1.0", "warning: slow 3"], ["a 2.0"]]
+    assert repeat.combine(runs) == ["a 1.5 [1.0–2.0]", "[run 1] warning: slow 3"]
