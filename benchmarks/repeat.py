@@ -19,8 +19,8 @@ NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 def shape(line):
-    """The line with every number replaced by a placeholder."""
-    return NUMBER.sub("#", line)
+    """The line with every number replaced by a placeholder and runs of spaces (column padding) collapsed."""
+    return re.sub(r"\s+", " ", NUMBER.sub("#", line)).strip()
 
 
 def numbers(line):

@@ -22,3 +22,8 @@ def test_thousands_separators_and_log_lines():
 def test_a_line_missing_from_one_run_is_printed_per_run():
     runs = [["a 1.0", "warning: slow 3"], ["a 2.0"]]
     assert repeat.combine(runs) == ["a 1.5 [1.0–2.0]", "[run 1] warning: slow 3"]
+
+
+def test_column_padding_does_not_split_a_line():
+    runs = [["stage   1.06     7628       9847"], ["stage   1.05     7711      10158"]]
+    assert repeat.combine(runs) == ["stage   1.06 [1.05–1.06]     7670 [7628–7711]       10002 [9847–10158]"]
