@@ -1,4 +1,5 @@
 """The sandboxed executor: every hostile sample fails, is contained, and leaves the evaluator and the host intact."""
+import ast
 import os
 import socket
 import tempfile
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from pangu_codeclm.evaluation.execute import Executor, ExecutorError, run_programs
+from pangu_codeclm.evaluation.execute import SANDBOX_ENV, Executor, ExecutorError, run_programs
 
 TIMEOUT = 1.0
 SANITY = "def check(f):\n    assert f(2) == 4\ncheck(lambda x: x * 2)\n"
@@ -230,3 +231,48 @@ def test_supervisor_path_without_a_private_uid(tmp_root):
                                           "import os\nos._exit(0)\nassert False\n"])
     assert killer["status"] == "killed" and not killer["passed"]
     assert sanity["passed"] and early["status"] == "exited_early"
+
+
+SECRET = "pangu-test-secret-4f1c9e"
+
+
+def _environ_probe(secret, server_pid, beyond_server):
+    """A program that fails if `secret` is in its os.environ or in the environ of itself or an ancestor up to the
+    server (and, with `beyond_server`, of any ancestor it can read); it prints its environment's names."""
+    return f"""import os
+def parent(pid):
+    with open(f"/proc/{{pid}}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+pid, past_server = os.getpid(), False
+while pid > 1 and (not past_server or {beyond_server!r}):
+    try:
+        with open(f"/proc/{{pid}}/environ", "rb") as f:
+            assert {secret.encode()!r} not in f.read(), f"secret in /proc/{{pid}}/environ"
+    except PermissionError:  # another uid's process: nothing to read, nothing leaked
+        pass
+    past_server = past_server or pid == {server_pid}
+    pid = parent(pid)
+assert past_server, "the server is not an ancestor"
+assert {secret!r} not in repr(dict(os.environ))
+print(sorted(os.environ))
+"""
+
+
+@pytest.mark.parametrize("sandbox_user", [True, False])
+def test_programs_see_nothing_of_the_evaluators_environment(monkeypatch, tmp_root, sandbox_user):
+    monkeypatch.setenv("PANGU_TEST_SECRET_TOKEN", SECRET)
+    leak = "import os\nraise RuntimeError(os.environ.get('PANGU_TEST_SECRET_TOKEN'))\n"
+    with Executor(workers=1, timeout=TIMEOUT, tmp_root=tmp_root, sandbox_user=sandbox_user) as ex:
+        private_uid = ex.info.get("sandbox_uid") is not None  # then even the evaluator's own environ is unreadable
+        raised, probe = ex.run([leak, _environ_probe(SECRET, ex.info["pid"], beyond_server=private_uid)])
+    assert raised["status"] == "failed" and raised["detail"] == "RuntimeError: None"
+    assert SECRET not in raised["stderr"] + raised["stdout"]
+    assert probe["passed"], probe
+    assert ast.literal_eval(probe["stdout"]) == sorted({*SANDBOX_ENV, "HOME", "TMPDIR", "TMP", "TEMP"})
+
+
+def test_root_only_files_cannot_be_read(executor):
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow on this host")
+    result = _run_one(executor, "print(open('/etc/shadow').read()[:8])")
+    assert result["status"] == "failed" and "PermissionError" in result["detail"] and not result["stdout"]

@@ -4,11 +4,13 @@
 server imports the usual heavy modules once, enters a new network namespace (as `unshare -n`) and, as root, a mount
 namespace with a private size-capped tmpfs for the work dirs. Each program gets one forked child: a new session,
 rlimits (address space, CPU seconds, processes, file size, open files; clamped to the hard limits), a fresh temp cwd
-(removed afterwards), stdin on /dev/null, captured and bounded stdout/stderr, and an audit hook that refuses writes
-outside its cwd, signals to other processes and socket connects. As root, each worker slot runs programs under its
-own unprivileged uid (a block of uids locked per server), so the process limit counts exactly one job and a final
-kill(-1) from that uid sweeps whatever the program left behind; without root, a supervisor process sits between the
-server and the program. On timeout the whole process group (and the slot's uid) is killed.
+(removed afterwards), a fixed minimal environment (`SANDBOX_ENV`: nothing of the evaluator's is inherited), stdin on
+/dev/null, captured and bounded stdout/stderr, and an audit hook that refuses writes outside its cwd, signals to other
+processes and socket connects. As root, each worker slot runs programs under its own unprivileged uid (a block of
+uids locked per server), so the process limit counts exactly one job and a final kill(-1) from that uid sweeps
+whatever the program left behind; without root, a supervisor process sits between the server and the program. On
+timeout the whole process group (and the slot's uid) is killed. Without root a program also runs as the evaluator's
+user and can read what that user can (its files, /proc/<evaluator pid>/environ): only root gets private uids.
 
 A program passes only if its code ran to the end, no thread outlived it, and it then wrote the job's random nonce to a
 private pipe: `sys.exit(0)`, `os._exit(0)`, signals or a killed parent before the tests finish all count as failures.
@@ -36,6 +38,14 @@ STATUSES = ("passed", "failed", "timed_out", "exited_early", "killed", "output_l
 _HEADER = struct.Struct(">Q")
 _UID_FIRST, _UID_BLOCK, _UID_BLOCKS = 200000, 256, 4096  # private uids: one block of 256 per running server
 _UID_LOCK_DIR = "/tmp/.pangu_codeclm_exec_uids"
+# A program's whole environment: nothing of the evaluator's (its API keys, cloud credentials and hub tokens live
+# there). HOME, TMPDIR, TMP and TEMP are set per program to its work dir. The server starts from this environment too
+# (so the memory its children inherit holds no secret), plus only what the interpreter needs to start and find its
+# modules, when the evaluator sets it: SERVER_INHERITED.
+SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1",
+               "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+               "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SERVER_INHERITED = ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")
 
 
 class ExecutorError(RuntimeError):
@@ -109,8 +119,7 @@ class Executor:
             import tempfile
             self.config["scratch"] = tempfile.mkdtemp(prefix="pangu_exec_scratch_")
             os.chmod(self.config["scratch"], 0o711)
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+        env = dict(SANDBOX_ENV, **{name: os.environ[name] for name in SERVER_INHERITED if name in os.environ})
         self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=env, close_fds=True, start_new_session=True)
@@ -332,7 +341,10 @@ def _program_main(program, nonce, status_fd, out_fd, err_fd, workdir, uid, limit
         os.closerange(4, _PATH_FD_BASE)
         os.closerange(_PATH_FD_BASE + _PATH_FDS, 1 << 16)
         os.chdir(workdir)
-        os.environ.update(HOME=workdir, TMPDIR=workdir, TMP=workdir, TEMP=workdir)
+        os.environ.clear()  # the server's (already minimal) environment is replaced, not extended
+        os.environ.update(SANDBOX_ENV, HOME=workdir, TMPDIR=workdir, TMP=workdir, TEMP=workdir)
+        import tempfile
+        tempfile.tempdir = workdir  # the server may have cached its own temp dir
         if uid is not None:
             _enter_private_uid(uid)
         _set_rlimit(resource, resource.RLIMIT_AS, limits["address_space"])
