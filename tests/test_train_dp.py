@@ -2,6 +2,7 @@
 of one process trained on the same global batches."""
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -58,12 +59,24 @@ def test_msrun_two_workers_match_one_process(tmp_path):
     dp_out = tmp_path / "dp"
     train_flags = tiny_args(data, dp_out, steps=STEPS, extra=["--set", f"runner_config.batch_size={PER_RANK}"])[2:]
     train_flags = [f for f in train_flags if f != "--config" and f != str(TINY)]
-    env = {**os.environ, "GLOG_v": "3", "PYTHON": sys.executable}
+    # An environment that is not activated: neither this Python's bin dir nor any msrun is on PATH; the launcher must
+    # run msrun and every worker with exactly the Python it is given.
+    tools = tmp_path / "tools"  # the shell tools the launcher uses, with no python or msrun beside them
+    tools.mkdir()
+    for tool in ("dirname", "mkdir", "mktemp", "chmod", "rm", "sed"):
+        os.symlink(shutil.which(tool), tools / tool)
+    py_bin = os.path.realpath(os.path.dirname(sys.executable))
+    path = os.pathsep.join([str(tools)] + [d for d in ("/usr/bin", "/bin") if os.path.realpath(d) != py_bin])
+    env = {**os.environ, "GLOG_v": "3", "PYTHON": sys.executable, "PATH": path}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "run_msrun_train.sh"), str(TINY), "2", "2", "127.0.0.1",
                            str(_free_port()), "0", "--", *train_flags],
                           capture_output=True, text=True, env=env, timeout=900)
     logs = "".join(p.read_text(errors="replace")[-2000:] for p in (dp_out / "msrun_log").glob("worker_*.log"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+    worker_logs = sorted((dp_out / "msrun_log").glob("worker_*.log"))
+    assert len(worker_logs) == 2
+    for log in worker_logs:
+        assert f"interpreter {sys.executable}\n" in log.read_text(errors="replace"), log
 
     ref = read_metrics(ref_out / "metrics.csv")
     r0 = read_metrics(dp_out / "metrics.csv")

@@ -36,6 +36,8 @@ def run(args):
     import os
     import sys
     from .session import run_training
+    # which Python runs this (msrun workers must run the launcher's own; the msrun test checks this line)
+    logging.getLogger(__name__).info("interpreter %s", sys.executable)
     try:
         overrides = parse_overrides(args.overrides)
         if args.train_dataset_dir:
