@@ -118,6 +118,26 @@ def test_dump_programs_from_reference_ids_and_task_ids(tmp_path, cases, tokenize
         assert [d["program"] for d in dumped] == [c[field]["program"] for c in chosen]
 
 
+def test_scoring_reference_samples_gives_the_reference_verdicts(tmp_path, cases, tokenizers):
+    """The reference's own samples file ({task_id, prompt, generation}) scores as paper without --mode; the same
+    samples as generated ids with --tokenizer score the same; both give the verdicts the reference got."""
+    chosen = [c for c in cases if c["separation"] == "none" and c["category"] != "incremental"]
+    tok_dir = tokenizers["none"].save_pretrained(tmp_path / "tok")
+    runs = {"reference": ([c["humaneval_x"]["sample"] for c in chosen], []),
+            "ids": ([{"task_id": c["humaneval_x"]["sample"]["task_id"], "generated_ids": c["generated_ids"]}
+                     for c in chosen], ["--tokenizer", str(tok_dir)])}
+    for name, (rows, flags) in runs.items():
+        samples, out = tmp_path / f"{name}.jsonl", tmp_path / name
+        _write_samples(samples, rows)
+        assert main(["evaluate", "--samples", str(samples), "--dataset", "humaneval", "--workers", "2",
+                     "--out", str(out), "--quiet"] + flags) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert (summary["assembly"], summary["mode"]) == ("paper", "paper"), name
+        results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        assert [r["passed"] for r in results] == [c["humaneval_x"]["result"] == "passed" for c in chosen], name
+        assert results[0]["task_id"] == "HumanEval/" + chosen[0]["humaneval_x"]["sample"]["task_id"].split("/")[1]
+
+
 def test_generated_ids_need_a_tokenizer(tmp_path):
     samples = tmp_path / "ids.jsonl"
     _write_samples(samples, [{"task_id": "Python/0", "generated_ids": [3, 32001]}])
