@@ -91,23 +91,31 @@ class PanguCodeCLM:
         b, t = ids.shape
         for name, value, shapes in (("attention_mask", attention_mask, ((b, t), (b, t, t))),
                                     ("position_ids", position_ids, ((b, t),)),
-                                    ("prefix_lm_mask", prefix_lm_mask, ((b, t, t),))):
+                                    ("prefix_lm_mask", prefix_lm_mask, ((b, t, t), (b,)))):
             if value is not None and np.shape(value) not in shapes:
                 raise ValueError(f"{name}: expected shape {' or '.join(map(str, shapes))} for input_ids {ids.shape}, "
                                  f"got {np.shape(value)}")
+        if prefix_lm_mask is not None and np.ndim(prefix_lm_mask) == 1:  # the reference's index form
+            from .infer.generate import prefix_lm_matrix
+            prefix_lm_mask = prefix_lm_matrix(prefix_lm_mask, t)
         return dict(input_ids=self._tensor(ids, ms.int32), attention_mask=self._tensor(attention_mask, ms.float32),
                     position_ids=self._tensor(position_ids, ms.int32),
                     prefix_lm_mask=self._tensor(prefix_lm_mask, ms.float32))
 
-    def logits(self, input_ids, attention_mask=None, position_ids=None, prefix_lm_mask=None):
-        """Logits [B,T,V] float32 numpy (unrestricted); masks 2-D [B,T] padding or 3-D [B,T,T] may-attend,
-        `prefix_lm_mask` [B,T,T] ORed into it. Positions default to 0..T−1 as in the reference's forward; left-padded
-        rows need cumsum(mask)−1 (padding 1), which `generate` computes itself."""
+    def logits(self, input_ids, attention_mask=None, position_ids=None, prefix_lm_mask=None, restrict_to_code=False):
+        """Logits [B,T,V] float32 numpy; masks 2-D [B,T] padding or 3-D [B,T,T] may-attend, `prefix_lm_mask` [B,T,T]
+        (or the reference's index form [B]: keys <= index visible to every query) ORed into it. Positions default to
+        0..T−1 as in the reference's forward; left-padded rows need cumsum(mask)−1 (padding 1), which `generate`
+        computes itself. Unrestricted by default; `restrict_to_code=True` gives what the reference's forward returns
+        without labels: -inf outside the code-side vocabulary of a separated model (nothing changes without a map)."""
         self.network.set_train(False)
         inputs = self._inputs(input_ids, attention_mask, position_ids, prefix_lm_mask)
         out = self.network(inputs["input_ids"], None, inputs["position_ids"], inputs["attention_mask"], None,
                            inputs["prefix_lm_mask"])
-        return out.asnumpy().astype(np.float32)
+        logits = out.asnumpy().astype(np.float32)
+        if restrict_to_code and self.separation_map:
+            logits[..., self.network.code_vocabulary() == 0] = -np.inf
+        return logits
 
     def loss(self, input_ids, labels, attention_mask=None, position_ids=None, docstr_mask=None, prefix_lm_mask=None):
         """Mean modality-restricted CE over targets (labels unshifted, −100 ignored) as a Python float."""
@@ -123,8 +131,9 @@ class PanguCodeCLM:
         return float(out.asnumpy())
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0,
-                 top_p=1.0, top_k=0, eos_token_id=None, pad_token_id=None, seed=None):
-        """Prompt + generated ids [B, T+n] (KV cache; left-padded batches; eos-stopped rows padded)."""
+                 top_p=1.0, top_k=0, eos_token_id=None, pad_token_id=None, seed=None, prefix_index=None):
+        """Prompt + generated ids [B, T+n] (KV cache; left-padded batches; eos-stopped rows padded); `prefix_index`
+        [B]: Prefix Code CLM's bidirectional prompt prefix (keys <= index, in input_ids' coordinates; -1: none)."""
         from .infer.generate import generate
         self.network.set_train(False)
         ids = np.asarray(input_ids)
@@ -134,7 +143,8 @@ class PanguCodeCLM:
             self.network, ids, attention_mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             temperature=temperature, top_p=top_p, top_k=top_k,
             eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id,
-            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id, seed=seed))
+            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id, seed=seed,
+            prefix_index=prefix_index))
 
     # ---------------------------------------------------------------------------------------------- saving
     def weights(self):

@@ -15,6 +15,9 @@ SEPARATIONS = ("none", "partial", "full")
 DTYPES = ("float32", "float16", "bfloat16")
 # Vocabulary sizes of the released PanGu vocabulary (32000 pieces + 13 added ids) after each separation.
 RELEASED_VOCAB_SIZES = {"none": 32013, "partial": 32477, "full": 64007}
+# config.json's bos/eos: SentencePiece's <s>/</s>, as in the released configs. This config's `eos_token_id` is <eot>,
+# where generation stops; config.json carries it as "eot_token_id" (see `to_hf_dict`).
+HF_BOS_TOKEN_ID, HF_EOS_TOKEN_ID = 1, 2
 
 PARALLEL_DEFAULTS = {
     "data_parallel": 1,
@@ -211,9 +214,9 @@ class PanguCodeCLMConfig(PretrainedConfig):
             attention_dropout=hf.get("attn_pdrop", 0.1), initializer_range=hf.get("initializer_range", 0.02),
             separation=hf.get("separation", _guess_separation(hf["vocab_size"])),
         )
-        for key in ("pad_token_id", "eos_token_id"):
-            if isinstance(hf.get(key), int):
-                values[key] = hf[key]
+        for ours, key in (("pad_token_id", "pad_token_id"), ("eos_token_id", "eot_token_id")):  # not HF's eos, </s>
+            if isinstance(hf.get(key), int) and not isinstance(hf[key], bool):
+                values[ours] = hf[key]
         values.update(overrides)
         try:
             return cls(**values)
@@ -228,8 +231,14 @@ class PanguCodeCLMConfig(PretrainedConfig):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_hf_dict(hf, source=path, **overrides)
 
-    def to_hf_dict(self):
-        """The released checkpoints' `config.json` contents."""
+    def to_hf_dict(self, torch_dtype="float32"):
+        """The released checkpoints' `config.json` contents (bos 1 and eos 2 as they have; `torch_dtype`: that of the
+        weights written), then the keys this project needs to load a checkpoint without tokenizer files beside it:
+        "separation" (the map is checked against it; only the released vocabulary sizes imply it), "eot_token_id"
+        (where generation stops, <eot>: config.json's eos is </s>) and "pad_token_id" (<pad>: generation's padding).
+        The reference's config class keeps unknown keys as attributes and uses none of these."""
+        if torch_dtype not in DTYPES:
+            raise ConfigError(f"torch_dtype: expected one of {DTYPES}, got {torch_dtype!r}")
         return {
             "architectures": ["PanguAlphaModel"],
             "model_type": "gpt2",
@@ -247,14 +256,17 @@ class PanguCodeCLMConfig(PretrainedConfig):
             "attn_pdrop": self.attention_dropout,
             "initializer_range": self.initializer_range,
             "scale_attn_weights": True,
-            "pad_token_id": self.pad_token_id,
-            "eos_token_id": self.eos_token_id,
+            "bos_token_id": HF_BOS_TOKEN_ID,
+            "eos_token_id": HF_EOS_TOKEN_ID,
+            "torch_dtype": torch_dtype,
             "separation": self.separation,
-            "torch_dtype": "float32",
+            "eot_token_id": self.eos_token_id,
+            "pad_token_id": self.pad_token_id,
         }
 
-    def save_hf_json(self, path):
-        atomic_write_json(path, self.to_hf_dict())
+    def save_hf_json(self, path, torch_dtype="float32"):
+        """Write `to_hf_dict(torch_dtype)` to `path`, atomically."""
+        atomic_write_json(path, self.to_hf_dict(torch_dtype))
 
 
 def _guess_separation(vocab_size):

@@ -1,4 +1,5 @@
 """Checkpoint IO: HF and MindSpore layouts, round trips, and refusal of bad inputs (nothing returned on failure)."""
+import json
 import os
 import pickle
 import sys
@@ -8,6 +9,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
+from conftest import SHARED_DATA
 from pangu_codeclm.cli import main as cli_main
 from pangu_codeclm.config import ConfigError
 from pangu_codeclm.convert import hf
@@ -228,3 +230,88 @@ def test_pytorch_bin_without_torch_is_refused_before_writing(tmp_path, monkeypat
     with pytest.raises(CheckpointError, match=r"writing pytorch_model\.bin needs PyTorch; install it with pip"):
         hf.write_hf(tmp_path / "out", config, weights, write_bin=True)
     assert os.listdir(tmp_path) == []
+
+
+RELEASED_TOKENIZER_FILES = SHARED_DATA / "pangu" / "released_tokenizer_files"
+# config.json keys of the released checkpoints; those this project adds (see `PanguCodeCLMConfig.to_hf_dict`)
+RELEASED_CONFIG_KEYS = {"architectures", "model_type", "activation_function", "n_embd", "n_layer", "n_head", "n_inner",
+                        "n_positions", "n_ctx", "vocab_size", "layer_norm_epsilon", "embd_pdrop", "resid_pdrop",
+                        "attn_pdrop", "initializer_range", "scale_attn_weights", "bos_token_id", "eos_token_id",
+                        "torch_dtype"}
+PROJECT_CONFIG_KEYS = {"separation", "eot_token_id", "pad_token_id", "objective"}
+
+
+def test_write_refuses_a_map_that_disagrees_with_the_config(tmp_path):
+    config, _, _ = tiny_case("none")
+    config = config.replace(vocab_size=64007)  # the released full vocabulary, its 31,994-entry map, separation 'none'
+    full_map = {i: 32013 + i for i in range(31994)}
+    weights = hf.random_weights(config)
+    for write in (hf.write_hf, hf.write_mindspore):
+        with pytest.raises(CheckpointError, match=r"checkpoint to write: its separation map has 31994 separated "
+                                                  r"tokens but the config says separation 'none'"):
+            write(tmp_path / "out", config, weights, full_map)
+    partial, mapping, weights = tiny_case("partial")
+    with pytest.raises(CheckpointError, match=r"the config says separation 'partial' but its separation map is empty"):
+        hf.write_hf(tmp_path / "out", partial, weights, {})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("write_bin, bin_dtype, expected", [(False, "float32", "float32"), (True, "float32", "float32"),
+                                                            (True, "float16", "float16")])
+def test_config_torch_dtype_is_what_was_written(tmp_path, write_bin, bin_dtype, expected):
+    config, mapping, weights = tiny_case("none")
+    hf.write_hf(tmp_path / "out", config, weights, mapping, write_bin=write_bin, bin_dtype=bin_dtype)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["torch_dtype"] == expected
+    if write_bin:
+        state = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
+        assert {str(t.dtype) for t in state.values()} == {f"torch.{expected}"}
+
+
+@pytest.mark.parametrize("separation", ["none", "full"])
+def test_export_is_the_released_format(pangu_vocab_model, tmp_path, separation):
+    """The tokenizer files equal the released ones byte for byte; config.json has the released keys and values
+    (bos 1, eos 2) plus the project's own; loading the export still takes <eot>/<pad> from the tokenizer."""
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    released = RELEASED_TOKENIZER_FILES / separation
+    if not released.is_dir():
+        pytest.skip(f"released tokenizer files not found at {released}")
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation)
+    config, _, _ = tiny_case(separation)
+    config = config.replace(vocab_size=tok.vocab_size, eos_token_id=tok.eot_id, pad_token_id=tok.pad_id)
+    hf.write_mindspore(tmp_path / "ms", config, hf.random_weights(config), tok.separation_map, tok)
+    assert cli_main(["convert", "--to", "hf", str(tmp_path / "ms"), str(tmp_path / "hf")]) == 0
+    for name in ("added_tokens.json", "special_tokens_map.json", "tokenizer_config.json"):
+        assert (tmp_path / "hf" / name).read_bytes() == (released / name).read_bytes(), name
+    written = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert RELEASED_CONFIG_KEYS < set(written) and set(written) - RELEASED_CONFIG_KEYS <= PROJECT_CONFIG_KEYS
+    assert (written["bos_token_id"], written["eos_token_id"], written["torch_dtype"]) == (1, 2, "float32")
+    assert (written["eot_token_id"], written["pad_token_id"], written["separation"]) == (32001, 32002, separation)
+    back = hf.read_checkpoint(tmp_path / "hf")
+    assert (back.config.eos_token_id, back.config.pad_token_id) == (tok.eot_id, tok.pad_id) == (32001, 32002)
+    assert back.load_tokenizer().separation_map == tok.separation_map
+
+
+@pytest.mark.parametrize("separation", ["none", "full"])
+def test_hf_dir_without_tokenizer_json_files_loads_and_converts(pangu_vocab_model, tmp_path, separation, caplog):
+    """config.json, weights, vocab.model and (separated) the map: what a reference training run leaves when its
+    tokenizer is not saved. The tokenizer is rebuilt from vocab.model and the config's separation."""
+    import shutil
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation)
+    config, _, _ = tiny_case(separation)
+    config = config.replace(vocab_size=tok.vocab_size)
+    src = write_raw_hf(tmp_path / "src", config, hf.random_weights(config), tok.separation_map)
+    shutil.copy(pangu_vocab_model, src / "vocab.model")
+    with caplog.at_level("INFO", logger="pangu_codeclm.tokenizer"):
+        rebuilt = hf.read_checkpoint(src).load_tokenizer()
+    assert f"has no added_tokens.json: rebuilt from vocab.model with separation {separation}" in caplog.text
+    assert (rebuilt.vocab_size, rebuilt.separation_map) == (tok.vocab_size, tok.separation_map)
+    assert rebuilt.encode_code("def f(x): return x") == tok.encode_code("def f(x): return x")
+    assert cli_main(["convert", "--to", "mindspore", str(src), str(tmp_path / "ms")]) == 0
+    assert (tmp_path / "ms" / "added_tokens.json").read_bytes() == \
+        json.dumps(tok._added_ids, ensure_ascii=False).encode("utf-8")
+    if separation == "full":  # a map the rebuilt tokenizer does not give is refused, naming it
+        save_int_map_pickle(src / "replicated_tokens_map.pkl", {k: v for k, v in list(tok.separation_map.items())[1:]})
+        with pytest.raises(ValueError, match=r"no added_tokens\.json, and rebuilding .* does not give the map of "
+                                             r"replicated_tokens_map\.pkl \(31993 entries"):
+            hf.read_checkpoint(src).load_tokenizer()

@@ -22,7 +22,7 @@ class FakeModel:
     def __init__(self, probs, mode, wrong=(), flaky=(), fail_after=None):
         self.tokenizer = FakeTokenizer()
         self.mode = mode
-        self.by_text = {prompts.nl_text(p): p for p in probs}
+        self.by_text = {prompts.nl_text(p, mode): p for p in probs}
         self.wrong, self.flaky = set(wrong), set(flaky)
         self.fail_after = fail_after
         self.calls, self.rows, self.seen = 0, 0, {}
@@ -112,11 +112,11 @@ def test_sampling_counts_and_pass_at_k(tmp_path, executor, humaneval3):
 
 
 def test_incremental_reports_macro_and_micro(tmp_path, executor, mbpp_path):
-    probs = problems.load_mbpp(mbpp_path)[:2]
-    model = FakeModel(probs, "paper")
-    settings = _settings(dataset="mbpp", mode="paper", incremental=True, limit=2, mbpp_path=str(mbpp_path))
+    probs = problems.load_mbpp(mbpp_path)[:2]  # corrected sub-tasks: the fake model answers in codefmt markers
+    model = FakeModel(probs, "corrected")
+    settings = _settings(dataset="mbpp", mode="corrected", incremental=True, limit=2, mbpp_path=str(mbpp_path))
     summary = harness.evaluate(settings, tmp_path, model=model, executor=executor, progress=False)
-    tasks = prompts.build_tasks(probs, "paper", incremental=True)
+    tasks = prompts.build_tasks(probs, "corrected", incremental=True)
     m = summary["metrics"]
     assert m["tasks"] == len(tasks) > 2 and m["problems"] == 2
     assert m["macro"]["pass@1"] == pytest.approx(1.0) and m["micro"]["pass@1"] == pytest.approx(1.0)

@@ -29,6 +29,9 @@ class FakeTokenizer:
     def encode_code(self, code):
         return [i + CODE_OFFSET if i >= 10 else i for i in self.encode(code)]
 
+    def generation_time(self):  # no <s>, </s>, <unk> here: the same tokenizer
+        return self
+
     def decode(self, ids):
         names = {v: k for k, v in MARKERS.items()}
         out = []
@@ -121,17 +124,18 @@ def test_completion_from_generated_markers_is_python_cut_at_top_level():
     assert prompts.completion_from_ids(tok, task, generated) == "    c = a + b\n    return c"
 
 
-def test_incremental_subtasks_give_growing_prefixes(humaneval):
+def test_corrected_incremental_subtasks_give_growing_prefixes(humaneval):
+    """Corrected mode keeps logical-line sub-tasks in codefmt markers (paper mode: tests/test_paper_prompts.py)."""
     problem = humaneval[0]
-    tasks = prompts.build_tasks([problem], "paper", incremental=True)
-    body = prompts.reference_body(problem)
+    tasks = prompts.build_tasks([problem], "corrected", incremental=True)
+    body = prompts.reference_body(problem, "corrected")
     n_lines = sum(1 for line in body.split("\n") if line.strip())
     assert [t["given_lines"] for t in tasks] == list(range(n_lines))
     assert [t["task_id"] for t in tasks][:2] == ["HumanEval/0_0", "HumanEval/0_1"]
-    assert tasks[0]["code_prefix"] == prompts.signature(problem)
+    assert tasks[0]["code_prefix"] == prompts.signature(problem, "corrected")
     assert "for idx, elem in enumerate(numbers):" in tasks[1]["code_prefix"]
     # prefix + the rest of the reference's marker lines rebuilds the reference body
-    full = codefmt.source_to_markers(prompts.signature(problem) + "\n" + body)
+    full = codefmt.source_to_markers(prompts.signature(problem, "corrected") + "\n" + body)
     for task in tasks:
         given = task["code_prefix"]
         rest = full[len(given):] if full.startswith(given) else None

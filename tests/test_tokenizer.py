@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from conftest import SHARED_DATA
 from pangu_codeclm import cli
 from pangu_codeclm.tokenizer import (ADDED_TOKENS_FILE, SEPARATION_MAP_FILE, SPECIAL_TOKENS, SPECIAL_TOKENS_MAP_FILE,
                                      TOKENIZER_CONFIG_FILE, VOCAB_FILE, PanguTokenizer, TokenizerError,
@@ -50,6 +51,7 @@ REFERENCE = {
     },
 }
 SIZES = {"none": (32013, 0), "partial": (32477, 348), "full": (64007, 31994)}
+RELEASED_TOKENIZER_FILES = SHARED_DATA / "pangu" / "released_tokenizer_files"
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +218,6 @@ def test_save_and_load(toks, tmp_path):
         assert added["<eod>"] == 32000 and len(added) == tok.vocab_size - 32000
         assert json.loads((out / SPECIAL_TOKENS_MAP_FILE).read_text())["additional_special_tokens"] == \
             list(SPECIAL_TOKENS)
-        assert json.loads((out / TOKENIZER_CONFIG_FILE).read_text())["separation"] == name
         back = PanguTokenizer.from_pretrained(out)
         assert (back.vocab_size, back.separation, back.separation_map) == \
             (tok.vocab_size, tok.separation, tok.separation_map)
@@ -226,11 +227,9 @@ def test_save_and_load(toks, tmp_path):
 
 @pytest.mark.parametrize("separation", ["none", "partial", "full"])
 def test_load_infers_separation_without_config_key(toks, tmp_path, separation):
-    """A released tokenizer_config.json has no 'separation' key: it is inferred from the map."""
+    """A released tokenizer_config.json (and so ours) has no 'separation' key: it is inferred from the map."""
     toks[separation].save_pretrained(tmp_path)
-    config = json.loads((tmp_path / TOKENIZER_CONFIG_FILE).read_text())
-    del config["separation"]
-    (tmp_path / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config))
+    assert "separation" not in json.loads((tmp_path / TOKENIZER_CONFIG_FILE).read_text())
     back = PanguTokenizer.from_pretrained(tmp_path)
     assert (back.separation, back.vocab_size) == (separation, SIZES[separation][0])
 
@@ -250,12 +249,69 @@ def saved_partial(toks, tmp_path):
     return out
 
 
-@pytest.mark.parametrize("name", [VOCAB_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE,
-                                  SEPARATION_MAP_FILE])
-def test_missing_file_is_named(saved_partial, name):
-    os.remove(saved_partial / name)
-    with pytest.raises(FileNotFoundError, match=name.replace(".", r"\.")):
-        PanguTokenizer.from_pretrained(saved_partial)
+@pytest.mark.parametrize("removed", [[VOCAB_FILE], [SEPARATION_MAP_FILE], [SEPARATION_MAP_FILE, ADDED_TOKENS_FILE]])
+def test_missing_file_is_named(saved_partial, removed):
+    for name in removed:
+        os.remove(saved_partial / name)
+    with pytest.raises(FileNotFoundError, match=removed[0].replace(".", r"\.") + ": missing"):
+        PanguTokenizer.from_pretrained(saved_partial, separation="partial")
+
+
+@pytest.mark.parametrize("separation", ["none", "partial", "full"])
+def test_export_is_the_released_format(toks, tmp_path, separation):
+    """The three json files equal, byte for byte, those the reference tokenizer writes (../shared/data/pangu/
+    released_tokenizer_files/; no partial folder there: partial is checked for the same keys)."""
+    toks[separation].save_pretrained(tmp_path)
+    released = RELEASED_TOKENIZER_FILES / ("none" if separation == "partial" else separation)
+    if not released.is_dir():
+        pytest.skip(f"released tokenizer files not found at {released}")
+    for name in (SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
+        assert (tmp_path / name).read_bytes() == (released / name).read_bytes(), name
+    ours = (tmp_path / ADDED_TOKENS_FILE).read_bytes()
+    if separation == "partial":  # the 13 specials as released, then the 464 separation tokens in id order
+        added = json.loads(ours)
+        specials = json.loads((released / ADDED_TOKENS_FILE).read_bytes())
+        assert list(added.items())[:13] == list(specials.items()) and list(added.values()) == list(range(32000, 32477))
+        assert ours == json.dumps(added, ensure_ascii=False).encode("utf-8")
+    else:
+        assert ours == (released / ADDED_TOKENS_FILE).read_bytes()
+
+
+@pytest.mark.parametrize("separation", ["none", "partial", "full"])
+def test_directory_without_json_files_is_rebuilt_from_vocab_and_map(toks, pangu_vocab_model, tmp_path, separation,
+                                                                     caplog):
+    """What a reference training run leaves when its tokenizer is not saved: vocab.model (+ the map). Partial: the
+    default token list (the list a rebuild can know)."""
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model, "partial") if separation == "partial" else toks[separation]
+    tok.save_pretrained(tmp_path)
+    for name in (ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
+        os.remove(tmp_path / name)
+    if separation == "none":
+        os.remove(tmp_path / SEPARATION_MAP_FILE)
+    for hint in (None, separation):
+        with caplog.at_level("INFO", logger="pangu_codeclm.tokenizer"):
+            back = PanguTokenizer.from_pretrained(tmp_path, separation=hint)
+        assert (back.vocab_size, back.separation, back.separation_map) == \
+            (tok.vocab_size, separation, tok.separation_map)
+        assert f"has no {ADDED_TOKENS_FILE}: rebuilt from {VOCAB_FILE} with separation {separation}" in caplog.text
+        for text in (CODE, DOC, OPS, SPECIALS_TEXT, DUP):
+            assert back.encode(text) == tok.encode(text) and back.encode_code(text) == tok.encode_code(text)
+            if separation != "partial":
+                assert back.encode_code(text) == (REFERENCE[separation][text][1] or REFERENCE[separation][text][0])
+    if separation != "none":  # a map no separation of this vocabulary gives is refused, naming the file
+        with open(tmp_path / SEPARATION_MAP_FILE, "wb") as f:
+            pickle.dump(dict(list(tok.separation_map.items())[:-1]), f)
+        with pytest.raises(TokenizerError, match=rf"no {ADDED_TOKENS_FILE}, and rebuilding .* does not give the map "
+                                                 rf"of {SEPARATION_MAP_FILE} \({len(tok.separation_map) - 1} entries"):
+            PanguTokenizer.from_pretrained(tmp_path)
+
+
+def test_optional_json_files_are_checked_only_when_present(saved_partial, toks):
+    for name in (SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
+        os.remove(saved_partial / name)
+        back = PanguTokenizer.from_pretrained(saved_partial)
+        assert back.separation_map == toks["partial"].separation_map
+        assert back.encode(DUP) == REFERENCE["partial"][DUP][0]
 
 
 def test_missing_map_is_fine_without_separation(toks, tmp_path):

