@@ -14,11 +14,12 @@ space around each marker) without added tokens, `decode(encode(x)) == x`. Whites
 by the encoder itself (as in the reference), so decode restores it by rule: `s.rindex(x)`, `nonlocal x`, `x -= 1` come
 back as written, but `__aiter__` (with `aiter` an added token) comes back as `__ aiter __`.
 """
+import json
 import logging
 import os
 import re
 
-from pangu_codeclm.io_utils import (atomic_write_bytes, atomic_write_json, load_int_map_pickle, load_json,
+from pangu_codeclm.io_utils import (atomic_write_bytes, atomic_write_text, load_int_map_pickle, load_json,
                                     save_int_map_pickle)
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ BASE_SPECIAL_TOKENS = ("<s>", "</s>", "<unk>", "<pad>", "<mask>")
 DUP_PREFIX = "[_DUP_]"
 SPIECE_UNDERLINE = "\u2581"
 SEPARATIONS = ("none", "partial", "full")
-MODEL_MAX_LENGTH = 1024
 
 VOCAB_FILE = "vocab.model"
 ADDED_TOKENS_FILE = "added_tokens.json"
@@ -248,27 +248,43 @@ class PanguTokenizer:
         return tok
 
     @classmethod
-    def from_pretrained(cls, directory):
-        """Read a tokenizer saved by `save_pretrained` (the released checkpoints' layout)."""
+    def from_pretrained(cls, directory, separation=None):
+        """Read a tokenizer directory (the released checkpoints' layout, as `save_pretrained` writes it).
+
+        Only vocab.model is required (and replicated_tokens_map.pkl when separated). Without added_tokens.json (what a
+        training run of the reference leaves when its tokenizer is not saved) the tokenizer is rebuilt from vocab.model
+        with the separation of tokenizer_config.json, else `separation` (e.g. the model config's), else the one whose
+        map equals replicated_tokens_map.pkl; the rebuilt map must equal that file's. special_tokens_map.json and
+        tokenizer_config.json are checked when present.
+        """
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"tokenizer directory not found: {directory}")
         paths = {name: os.path.join(directory, name) for name in
                  (VOCAB_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, SEPARATION_MAP_FILE)}
-        for name in (VOCAB_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE):
-            if not os.path.isfile(paths[name]):
-                raise FileNotFoundError(f"{paths[name]}: missing; a tokenizer directory needs {VOCAB_FILE}, "
-                                        f"{ADDED_TOKENS_FILE}, {SPECIAL_TOKENS_MAP_FILE}, {TOKENIZER_CONFIG_FILE} "
-                                        f"(and {SEPARATION_MAP_FILE} when separated)")
+        if not os.path.isfile(paths[VOCAB_FILE]):
+            raise FileNotFoundError(f"{paths[VOCAB_FILE]}: missing; a tokenizer directory needs {VOCAB_FILE} (and "
+                                    f"{SEPARATION_MAP_FILE} when separated; {ADDED_TOKENS_FILE}, "
+                                    f"{SPECIAL_TOKENS_MAP_FILE}, {TOKENIZER_CONFIG_FILE} are checked when present)")
+        if os.path.isfile(paths[SPECIAL_TOKENS_MAP_FILE]):
+            _check_special_tokens_map(paths[SPECIAL_TOKENS_MAP_FILE])
+        config = {}
+        if os.path.isfile(paths[TOKENIZER_CONFIG_FILE]):
+            config = load_json(paths[TOKENIZER_CONFIG_FILE], TokenizerError)
+            if not isinstance(config, dict):
+                raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: expected a JSON object")
+        separation = config.get("separation") or separation
+        if separation is not None and separation not in SEPARATIONS:
+            where = paths[TOKENIZER_CONFIG_FILE] + ": key 'separation'" if config.get("separation") else "separation"
+            raise TokenizerError(f"{where} is {separation!r}; expected one of {', '.join(SEPARATIONS)}")
+        has_map = os.path.isfile(paths[SEPARATION_MAP_FILE])
+        mapping = load_int_map_pickle(paths[SEPARATION_MAP_FILE]) if has_map else None
+        if not os.path.isfile(paths[ADDED_TOKENS_FILE]):
+            return cls._rebuild(paths, mapping, separation)
         sp, data = _load_sentencepiece(paths[VOCAB_FILE])
         added = _read_added_tokens(paths[ADDED_TOKENS_FILE], len(sp))
-        _check_special_tokens_map(paths[SPECIAL_TOKENS_MAP_FILE])
-        config = load_json(paths[TOKENIZER_CONFIG_FILE], TokenizerError)
-        if not isinstance(config, dict):
-            raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: expected a JSON object")
         derived = _map_from_added(sp, added)
-        if os.path.isfile(paths[SEPARATION_MAP_FILE]):
-            mapping = load_int_map_pickle(paths[SEPARATION_MAP_FILE])
+        if has_map:
             if mapping != derived:
                 bad = sorted(set(mapping.items()) ^ set(derived.items()))[:3]
                 raise TokenizerError(f"{paths[SEPARATION_MAP_FILE]}: disagrees with {paths[ADDED_TOKENS_FILE]} "
@@ -279,46 +295,55 @@ class PanguTokenizer:
         else:
             mapping = {}
         separation = config.get("separation") or _infer_separation(sp, added, mapping)
-        if separation not in SEPARATIONS:
-            raise TokenizerError(f"{paths[TOKENIZER_CONFIG_FILE]}: key 'separation' is {separation!r}; "
-                                 f"expected one of {', '.join(SEPARATIONS)}")
         tok = cls(sp, data, added, mapping, separation, source=directory)
         logger.info("tokenizer: loaded from %s (vocab %d, separation %s, %d mapped tokens)",
                     directory, tok.vocab_size, separation, len(mapping))
         return tok
 
+    @classmethod
+    def _rebuild(cls, paths, mapping, separation):
+        """The tokenizer of a directory without added_tokens.json: built from vocab.model (see `from_pretrained`)."""
+        directory = os.path.dirname(paths[VOCAB_FILE])
+        if separation in ("partial", "full") and mapping is None:
+            raise FileNotFoundError(f"{paths[SEPARATION_MAP_FILE]}: missing; separation {separation!r} needs the "
+                                    f"separation map to rebuild the tokenizer from {VOCAB_FILE}")
+        mapping = mapping or {}
+        if separation is None:  # the map decides: empty means none; otherwise whichever separation gives it
+            separation_options = ("none",) if not mapping else ("full", "partial")
+        else:
+            separation_options = (separation,)
+        tried = []
+        for option in separation_options:  # partial: `from_vocab`'s default list, the released one
+            tok = cls.from_vocab(paths[VOCAB_FILE], option)
+            if tok.separation_map == mapping:
+                tok.source = directory
+                logger.info("tokenizer: %s has no %s: rebuilt from %s with separation %s, which gives the %d mapped "
+                            "tokens of %s", directory, ADDED_TOKENS_FILE, VOCAB_FILE, option, len(mapping),
+                            SEPARATION_MAP_FILE if mapping else "(no map)")
+                return tok
+            tried.append(f"{option}: {len(tok.separation_map)} entries")
+        raise TokenizerError(f"{directory}: no {ADDED_TOKENS_FILE}, and rebuilding the tokenizer from {VOCAB_FILE} "
+                             f"does not give the map of {SEPARATION_MAP_FILE} ({len(mapping)} entries; tried "
+                             f"{'; '.join(tried)}): add the {ADDED_TOKENS_FILE} the model was trained with")
+
     def save_pretrained(self, directory):
-        """Write vocab.model, added_tokens.json, special_tokens_map.json, tokenizer_config.json and
-        replicated_tokens_map.pkl (a plain dict of ints) into `directory`, each file atomically."""
+        """Write vocab.model, added_tokens.json, special_tokens_map.json and tokenizer_config.json as the reference
+        tokenizer (transformers 4.19) writes them, byte for byte, and replicated_tokens_map.pkl (a plain dict of
+        ints; empty without separation), each file atomically. The separation is not written: loading infers it."""
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
         atomic_write_bytes(os.path.join(directory, VOCAB_FILE), self._sp_bytes)
         save_int_map_pickle(os.path.join(directory, SEPARATION_MAP_FILE), self._map)
-        atomic_write_json(os.path.join(directory, ADDED_TOKENS_FILE), dict(self._added_ids))
-        specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-                    "mask_token": "<mask>", "additional_special_tokens": list(SPECIAL_TOKENS)}
-        atomic_write_json(os.path.join(directory, SPECIAL_TOKENS_MAP_FILE), specials)
-        config = dict(specials, tokenizer_class="PanguAlphaTokenizer", model_max_length=MODEL_MAX_LENGTH,
-                      padding_side="left", do_lower_case=False, remove_space=False, keep_accents=False,
-                      separation=self._separation)
-        atomic_write_json(os.path.join(directory, TOKENIZER_CONFIG_FILE), config)
+        base = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                "mask_token": "<mask>"}
+        config = {"do_lower_case": False, "remove_space": False, "keep_accents": False, **base,
+                  "additional_special_tokens": [], "sp_model_kwargs": {}, "tokenizer_class": "PanguAlphaTokenizer"}
+        for name, obj in ((ADDED_TOKENS_FILE, self._added_ids),
+                          (SPECIAL_TOKENS_MAP_FILE, dict(base, additional_special_tokens=list(SPECIAL_TOKENS))),
+                          (TOKENIZER_CONFIG_FILE, config)):
+            atomic_write_text(os.path.join(directory, name), json.dumps(obj, ensure_ascii=False))
         logger.info("tokenizer: saved to %s (vocab %d, separation %s)", directory, self.vocab_size, self._separation)
         return directory
-
-    def generation_time(self):
-        """This tokenizer as the reference loads it for generation (`from_pretrained`): `<s>`, `</s>` and `<unk>`
-        written in a text are single tokens too (quirk T1). Training data use the tokenizer itself. Built once."""
-        view = self.__dict__.get("_generation_view")
-        if view is None:
-            view = object.__new__(type(self))
-            view.__dict__.update(self.__dict__)
-            view._no_split = self._no_split | {t for t in BASE_SPECIAL_TOKENS[:3] if self._lookup(t) is not None}
-            view._split_re = _trie_regex(sorted(view._no_split))
-            plain = sorted(tok for tok in view._no_split if not tok.startswith(DUP_PREFIX))
-            view._split_plain_re = _trie_regex(plain) if len(plain) < len(view._no_split) else view._split_re
-            view._no_split_ids = {tok: view.token_to_id(tok) for tok in view._no_split}
-            view._generation_view = self._generation_view = view
-        return view
 
     # ---- vocabulary ---------------------------------------------------------------------------------------------
     def _lookup(self, tok):
