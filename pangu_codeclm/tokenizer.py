@@ -345,6 +345,21 @@ class PanguTokenizer:
         logger.info("tokenizer: saved to %s (vocab %d, separation %s)", directory, self.vocab_size, self._separation)
         return directory
 
+    def generation_time(self):
+        """This tokenizer as the reference loads it for generation (`from_pretrained`): `<s>`, `</s>` and `<unk>`
+        written in a text are single tokens too (quirk T1). Training data use the tokenizer itself. Built once."""
+        view = self.__dict__.get("_generation_view")
+        if view is None:
+            view = object.__new__(type(self))
+            view.__dict__.update(self.__dict__)
+            view._no_split = self._no_split | {t for t in BASE_SPECIAL_TOKENS[:3] if self._lookup(t) is not None}
+            view._split_re = _trie_regex(sorted(view._no_split))
+            plain = sorted(tok for tok in view._no_split if not tok.startswith(DUP_PREFIX))
+            view._split_plain_re = _trie_regex(plain) if len(plain) < len(view._no_split) else view._split_re
+            view._no_split_ids = {tok: view.token_to_id(tok) for tok in view._no_split}
+            view._generation_view = self._generation_view = view
+        return view
+
     # ---- vocabulary ---------------------------------------------------------------------------------------------
     def _lookup(self, tok):
         if tok in self._added_ids:
