@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from pangu_codeclm.cli import main
-from pangu_codeclm.evaluation import harness, problems, programs, prompts
+from pangu_codeclm.evaluation import harness, problems, programs
 from pangu_codeclm.evaluation.execute import Executor
 from pangu_codeclm.tokenizer import PanguTokenizer
 

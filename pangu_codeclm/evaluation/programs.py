@@ -104,7 +104,7 @@ def _python_body(marker_text):
 
 
 def completion_from_markers(task, generated_text):
-    """Corrected body from generated marker text: the task's code prefix + generation → Python, minus the signature."""
+    """Corrected body from generated marker text: the task's code prefix + text → Python, minus the signature."""
     return _python_body(task["code_prefix"] + " " + generated_text)
 
 
