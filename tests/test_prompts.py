@@ -4,7 +4,7 @@ import re
 import pytest
 
 from pangu_codeclm import codefmt
-from pangu_codeclm.evaluation import harness, problems, prompts
+from pangu_codeclm.evaluation import harness, problems, programs, prompts
 from pangu_codeclm.evaluation.execute import Executor
 
 MARKERS = {"<NEW_LINE>": 4, "<INDENT>": 5, "<DEDENT>": 6}
@@ -31,6 +31,15 @@ class FakeTokenizer:
 
     def generation_time(self):  # no <s>, </s>, <unk> here: the same tokenizer
         return self
+
+    def id_to_token(self, i):
+        """Token strings as the reference joins them: specials by name, "▁" for a space, `[_DUP_]` code side."""
+        i = int(i)
+        code_side = i >= CODE_OFFSET
+        i = i - CODE_OFFSET if code_side else i
+        names = {0: "<pad>", 1: "<comments>", 2: "<python>", 3: "<eot>", **{v: k for k, v in MARKERS.items()}}
+        text = names[i] if i in names else ("" if i < 10 else chr(i - 10).replace(" ", "\u2581"))
+        return "[_DUP_]" + text if code_side else text
 
     def decode(self, ids):
         names = {v: k for k, v in MARKERS.items()}
@@ -93,9 +102,9 @@ def test_mbpp_paper_uses_the_first_def_and_corrected_the_tested_one(mbpp):
     assert prompts.signature(task18, "paper").startswith("def str_to_list(")
     assert prompts.signature(task18, "corrected").startswith("def remove_dirty_chars(")
     assert task18["entry_point"] == "remove_dirty_chars"
-    paper = prompts.assemble_program(task18, "    return 1\n", "paper")
+    paper = programs.assemble_program(task18, "    return 1\n", "paper")
     assert "def check(str_to_list):" in paper and paper.rstrip().endswith("check(str_to_list)")
-    corrected = prompts.assemble_program(task18, "    return 1\n", "corrected")
+    corrected = programs.assemble_program(task18, "    return 1\n", "corrected")
     assert "def get_char_count_array(" in corrected and "def check(" not in corrected
     with pytest.raises(ValueError, match="unknown mode"):
         prompts.signature(task18, "fixed")
@@ -103,8 +112,8 @@ def test_mbpp_paper_uses_the_first_def_and_corrected_the_tested_one(mbpp):
 
 def test_truncation_at_the_first_top_level_line():
     body = "    x = 1\n\n    return x\ndef helper():\n    pass\nprint('leak')\n"
-    assert prompts.truncate_body(body) == "    x = 1\n\n    return x"
-    assert prompts.truncate_body("\tif a:\n\t\treturn 1\n# trailing comment\n") == "\tif a:\n\t\treturn 1"
+    assert programs.truncate_body(body) == "    x = 1\n\n    return x"
+    assert programs.truncate_body("\tif a:\n\t\treturn 1\n# trailing comment\n") == "\tif a:\n\t\treturn 1"
 
 
 def test_prompt_ids_layout():
@@ -118,10 +127,12 @@ def test_prompt_ids_layout():
 def test_completion_from_generated_markers_is_python_cut_at_top_level():
     task = {"code_prefix": "def add(a, b):"}
     text = "<NEW_LINE> <INDENT> c = a + b <NEW_LINE> return c <NEW_LINE> <DEDENT> print(add(1, 2)) <NEW_LINE>"
-    assert prompts.completion_from_markers(task, text) == "    c = a + b\n    return c"
+    assert programs.completion_from_markers(task, text) == "    c = a + b\n    return c"
     tok = FakeTokenizer()
     generated = tok.encode_code(text) + [tok.eot_id] + tok.encode_code("garbage <NEW_LINE> <INDENT> x")
-    assert prompts.completion_from_ids(tok, task, generated) == "    c = a + b\n    return c"
+    assert programs.completion_from_ids(tok, task, generated, "corrected") == "    c = a + b\n    return c"
+    # paper (the default): the reference's text processing; the evaluator truncates the top-level print later
+    assert programs.completion_from_ids(tok, task, generated) == "\n    c = a + b\n    return c\nprint(add(1, 2))\n"
 
 
 def test_corrected_incremental_subtasks_give_growing_prefixes(humaneval):
@@ -140,7 +151,7 @@ def test_corrected_incremental_subtasks_give_growing_prefixes(humaneval):
         given = task["code_prefix"]
         rest = full[len(given):] if full.startswith(given) else None
         assert rest is not None, task["task_id"]
-        rebuilt = prompts.completion_from_markers(task, rest)
+        rebuilt = programs.completion_from_markers(task, rest)
         assert rebuilt.split() == codefmt.markers_to_source(full).split("\n", 1)[1].split()
 
 
