@@ -217,6 +217,8 @@ class PanguCodeCLMConfig(PretrainedConfig):
         for ours, key in (("pad_token_id", "pad_token_id"), ("eos_token_id", "eot_token_id")):  # not HF's eos, </s>
             if isinstance(hf.get(key), int) and not isinstance(hf[key], bool):
                 values[ours] = hf[key]
+        if "objective" in hf:
+            values["objective"] = hf["objective"]
         values.update(overrides)
         try:
             return cls(**values)
@@ -229,6 +231,8 @@ class PanguCodeCLMConfig(PretrainedConfig):
         hf = load_json(path, ConfigError, what="config.json")
         if not isinstance(hf, dict):
             raise ConfigError(f"{path}: expected a JSON object")
+        if "objective" not in hf and "-prefix-" in os.path.basename(os.path.dirname(os.path.abspath(path))):
+            overrides.setdefault("objective", "prefix_code")  # the released `*-prefix-*` dirs, as geneval.sh decides
         return cls.from_hf_dict(hf, source=path, **overrides)
 
     def to_hf_dict(self, torch_dtype="float32"):
@@ -262,6 +266,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
             "separation": self.separation,
             "eot_token_id": self.eos_token_id,
             "pad_token_id": self.pad_token_id,
+            "objective": self.objective,
         }
 
     def save_hf_json(self, path, torch_dtype="float32"):

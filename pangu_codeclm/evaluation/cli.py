@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--incremental", action="store_true",
                         help="sub-task i gives the first i reference body lines; macro and micro pass@k")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--prefix-lm", choices=("auto", "on", "off"), default="auto",
+                        help="bidirectional <comments>...<python> prompt prefix (Prefix Code CLM models); auto: on when "
+                             "the checkpoint's objective is prefix_code")
     parser.add_argument("--max-length", type=int, default=None,
                         help="prompt + generation limit (default: the model's max positions, 1024)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="cap on generated tokens")
@@ -55,7 +58,7 @@ def _settings(args):
                     top_p=args.top_p, top_k=args.top_k, batch_size=args.batch_size,
                     max_length=args.max_length or 1024, max_new_tokens=args.max_new_tokens or 1024, seed=args.seed,
                     limit=args.limit, workers=args.workers, timeout=args.timeout, ks=ks, split=args.split,
-                    mbpp_path=args.mbpp_path)
+                    mbpp_path=args.mbpp_path, prefix_lm=args.prefix_lm)
 
 
 def run(args):

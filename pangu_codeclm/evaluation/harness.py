@@ -15,7 +15,8 @@ import sys
 import time
 
 from .. import io_utils
-from . import metrics, problems as problems_mod, prompts
+from ..infer.generate import PREFIX_LM_SETTINGS, prefix_lm_enabled
+from . import batching, metrics, problems as problems_mod, programs, prompts
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Settings:
     ks: tuple = (1, 10, 100)
     split: str = "test"
     mbpp_path: str = None
+    prefix_lm: str = "auto"  # Prefix Code CLM prefix at inference: auto (the model's objective), on, off
 
     def validate(self):
         if self.dataset not in problems_mod.DATASETS:
@@ -73,12 +75,14 @@ class Settings:
             raise EvaluationError("sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0")
         if self.timeout <= 0:
             raise EvaluationError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.prefix_lm not in PREFIX_LM_SETTINGS:
+            raise EvaluationError(f"prefix_lm: expected one of {PREFIX_LM_SETTINGS}, got {self.prefix_lm!r}")
         return self
 
     def generation_key(self):
         """The settings a resumed run must share with the run that wrote samples.jsonl."""
         keys = ("dataset", "mode", "incremental", "n_samples", "greedy", "temperature", "top_p", "top_k",
-                "max_length", "max_new_tokens", "seed", "split")
+                "max_length", "max_new_tokens", "seed", "split", "prefix_lm")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -153,17 +157,11 @@ def check_canonical(problems, mode, executor):
 
 # ----------------------------------------------------------------------------- generation
 
-def _rows_to_generate(tasks, settings, done):
-    rows = []
-    for task in tasks:
-        for index in range(settings.n_samples):
-            if (task["task_id"], index) not in done:
-                rows.append((task, index))
-    return rows
-
-
 def generate_samples(model, tasks, settings, samples_path, prefixes, progress=True):
-    """Generate the samples missing from `samples_path` (appending, one fsynced batch at a time)."""
+    """Generate the samples missing from `samples_path` (appending, one fsynced batch at a time).
+
+    Batches, budgets and prefix indices follow `settings.mode` (evaluation/batching.py); a batch is always generated
+    whole, so a resumed run sees the batches of an uninterrupted one. Records keep the raw `generated_ids`."""
     import numpy as np
     from tqdm import tqdm
 
@@ -173,49 +171,55 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
         existing = read_jsonl(samples_path)
         _write_jsonl_atomic(samples_path, existing)  # drops a torn last line for good
         done = {(r["task_id"], int(r.get("sample_index", 0))) for r in existing}
-    encoded = {t["task_id"]: prompts.prompt_ids(tokenizer, t) for t in tasks}
-    rows = _rows_to_generate(tasks, settings, done)
-    rows.sort(key=lambda row: len(encoded[row[0]["task_id"]]))  # similar lengths share a batch: less padding
+    encoded = {t["task_id"]: prompts.encode_prompt(tokenizer, t) for t in tasks}  # (ids, prefix index)
+    use_prefix = prefix_lm_enabled(settings.prefix_lm, getattr(model, "config", None))
+    rows = batching.generation_rows(tasks, settings.n_samples, settings.mode,
+                                    {task_id: len(ids) for task_id, (ids, _) in encoded.items()})
+    batches = [rows[b:b + settings.batch_size] for b in range(0, len(rows), settings.batch_size)]
+    batches = [batch for batch in batches if any((t["task_id"], i) not in done for t, i in batch)]
+    missing = sum((t["task_id"], i) not in done for batch in batches for t, i in batch)
     if done:
-        logger.info("resuming: %d samples already in %s, %d to generate", len(done), samples_path, len(rows))
-    bar = tqdm(total=len(rows), desc="generating", unit="sample", disable=not progress)
+        logger.info("resuming: %d samples already in %s, %d to generate", len(done), samples_path, missing)
+    logger.info("generating %d samples (%s mode, prefix LM %s)", missing, settings.mode, "on" if use_prefix else "off")
+    bar = tqdm(total=missing, desc="generating", unit="sample", disable=not progress)
     tokens, start = 0, time.monotonic()
     with open(samples_path, "a", encoding="utf-8") as out:
-        for b in range(0, len(rows), settings.batch_size):
-            batch = rows[b:b + settings.batch_size]
-            ids = [encoded[task["task_id"]] for task, _ in batch]
-            width = max(len(x) for x in ids)
-            room = min(settings.max_new_tokens, settings.max_length - width)
-            records = []
-            if room <= 0:
+        for batch in batches:
+            ids, prefix_indices = zip(*(encoded[task["task_id"]] for task, _ in batch))
+            padded = batching.collate(ids, prefix_indices, tokenizer.pad_id, settings.mode, settings.max_length,
+                                      settings.max_new_tokens)
+            steps = int(padded.budgets.max())
+            if steps <= 0:
                 logger.warning("prompt of %d tokens leaves no room within %d positions: empty completion for %s",
-                               width, settings.max_length, ", ".join(t["task_id"] for t, _ in batch))
+                               padded.padded_length, settings.max_length, ", ".join(t["task_id"] for t, _ in batch))
                 generated = [[] for _ in batch]
             else:
-                input_ids = np.full((len(batch), width), tokenizer.pad_id, dtype=np.int64)
-                mask = np.zeros((len(batch), width), dtype=np.int64)
-                for r, x in enumerate(ids):
-                    input_ids[r, width - len(x):] = x
-                    mask[r, width - len(x):] = 1
                 seed = (settings.seed * 1000003 + hash_key(batch[0][0]["task_id"], batch[0][1])) % (2 ** 31)
-                output = model.generate(input_ids, attention_mask=mask, max_new_tokens=room,
-                                        do_sample=not settings.greedy, temperature=settings.temperature,
-                                        top_p=settings.top_p, top_k=settings.top_k, eos_token_id=tokenizer.eot_id,
-                                        pad_token_id=tokenizer.pad_id, seed=None if settings.greedy else seed)
-                generated = [list(np.asarray(output)[r, width:]) for r in range(len(batch))]
+                prefix = dict(prefix_index=padded.prefix_index) if use_prefix else {}
+                output = np.asarray(model.generate(
+                    padded.input_ids, attention_mask=padded.attention_mask, max_new_tokens=steps,
+                    do_sample=not settings.greedy, temperature=settings.temperature, top_p=settings.top_p,
+                    top_k=settings.top_k, eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id,
+                    seed=None if settings.greedy else seed, **prefix))
+                generated = [batching.generated_ids(output[r, padded.padded_length:], int(padded.budgets[r]),
+                                                    tokenizer.eot_id) for r in range(len(batch))]
+            records = []
             for (task, index), gen in zip(batch, generated):
-                tokens += min(len(prompts.until_stop(tokenizer, gen)) + 1, len(gen))  # with the stop token, if any
+                if (task["task_id"], index) in done:
+                    continue
+                tokens += len(gen)
                 records.append({"task_id": task["task_id"], "sample_index": index,
                                 "prompt": prefixes[task["problem_id"]],
-                                "completion": prompts.completion_from_ids(tokenizer, task, gen),
-                                "given_lines": task["given_lines"], "mode": settings.mode})
+                                "completion": programs.completion_from_ids(tokenizer, task, gen, settings.mode),
+                                "generated_ids": programs.sample_ids(tokenizer, task, gen),  # G6: given + new ids
+                                "given_lines": task["given_lines"], "mode": settings.mode, "prefix_lm": use_prefix})
             out.write(_jsonl(records))
             out.flush()
             os.fsync(out.fileno())
-            bar.update(len(batch))
+            bar.update(len(records))
             bar.set_postfix(tok_s=f"{tokens / max(time.monotonic() - start, 1e-9):.1f}")
     bar.close()
-    return len(rows)
+    return missing
 
 
 def hash_key(task_id, index):

@@ -12,13 +12,15 @@ def add_arguments(parser):
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --temperature)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k best ids (with --temperature; 0 = all)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
+    parser.add_argument("--prefix-lm", choices=("auto", "on", "off"), default="auto",
+                        help="bidirectional <comments>...<python> prefix (Prefix Code CLM); auto: the model's objective")
     parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend (default CPU)")
 
 
 def completion_source(tokenizer, signature, generated):
     """Python source of the signature + the generated ids, cut at the first `<eot>` / `<pad>`."""
     from ..codefmt import markers_to_source
-    from ..evaluation.prompts import until_stop
+    from ..evaluation.programs import until_stop
     return markers_to_source((signature + " " + tokenizer.decode(until_stop(tokenizer, generated))).strip())
 
 
@@ -29,7 +31,8 @@ def run(args):
     import numpy as np
 
     from ..api import from_pretrained
-    from ..evaluation.prompts import prompt_ids
+    from ..evaluation.prompts import encode_prompt
+    from .generate import prefix_lm_enabled
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.max_new_tokens <= 0:
@@ -42,16 +45,18 @@ def run(args):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     signature = args.signature.strip()
-    ids = prompt_ids(tokenizer, {"text": args.prompt, "code_prefix": signature})  # the evaluation's prompt format
+    ids, prefix_index = encode_prompt(tokenizer, {"text": args.prompt, "code_prefix": signature})  # as evaluated
     room = model.config.max_position_embeddings - len(ids)
     if room <= 0:
         print(f"error: the prompt has {len(ids)} tokens; the model takes at most "
               f"{model.config.max_position_embeddings}", file=sys.stderr)
         return 1
     sample = args.temperature is not None
+    prefix = [prefix_index] if prefix_lm_enabled(args.prefix_lm, model.config) else None
     out = model.generate(np.array([ids]), np.ones((1, len(ids)), np.int64),
                          max_new_tokens=min(args.max_new_tokens, room), do_sample=sample,
                          temperature=args.temperature if sample else 1.0, top_p=args.top_p, top_k=args.top_k,
-                         eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id, seed=args.seed)
+                         eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id, seed=args.seed,
+                         prefix_index=prefix)
     print(completion_source(tokenizer, signature, out[0, len(ids):].tolist()))
     return 0
