@@ -150,3 +150,28 @@ def test_prefix_lm_setting_decides_what_generate_gets(tmp_path, objective, setti
     assert model.calls[0]["max_new_tokens"] == 4
     with pytest.raises(harness.EvaluationError, match="prefix_lm: expected one of"):
         harness.Settings(prefix_lm="yes").validate()
+
+
+def test_prefix_model_through_both_clis(tmp_path, pangu_vocab_model, capsys):
+    """A tiny random `prefix_code` checkpoint: `evaluate` (auto) and `generate --prefix-lm on` run the prefix path."""
+    from pangu_codeclm.cli import main
+    from pangu_codeclm.config import PanguCodeCLMConfig
+    from pangu_codeclm.convert import hf
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model)
+    config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                                       ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
+                                       pad_token_id=tok.pad_id, eos_token_id=tok.eot_id, objective="prefix_code")
+    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=1, std=0.02), {}, tok)
+    out = tmp_path / "run"
+    assert main(["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "humaneval", "--mode", "paper",
+                 "--limit", "2", "--batch-size", "2", "--max-new-tokens", "5", "--workers", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]  # dataset order
+    assert all(s["prefix_lm"] is True and 0 < len(s["generated_ids"]) <= 5 for s in samples)
+    assert json.loads((out / "summary.json").read_text())["settings"]["prefix_lm"] == "auto"
+    capsys.readouterr()
+    assert main(["generate", "--model", str(tmp_path / "ckpt"), "--prompt", "Add two numbers.", "--signature",
+                 "def add(a, b):", "--max-new-tokens", "4", "--prefix-lm", "on"]) == 0
+    assert capsys.readouterr().out.startswith("def add(a, b):")
