@@ -8,6 +8,7 @@ import pytest
 
 from pangu_codeclm.data.mindrecord import create_dataset, dataset_info, expand_row, resolve_files, write_dataset
 from pangu_codeclm.data.objectives import SpecialIds, build_sample
+from pangu_codeclm.data.prepare import reference_order
 from pangu_codeclm.data.packing import pack_samples, row_columns
 
 IDS = SpecialIds(comments_id=911, python_id=904, eot_id=901, mask_id=912, pad_id=902, random_high=900)
@@ -17,7 +18,7 @@ T = 24
 def _rows(n_samples=60, objective="prefix_code", seed=0):
     rng = np.random.default_rng(seed)
     samples = [build_sample(rng.integers(0, 800, rng.integers(0, 8)), rng.integers(0, 800, rng.integers(1, 12)),
-                            objective, IDS, index=i) for i in range(n_samples)]
+                            objective, IDS) for _ in range(n_samples)]
     rows = list(pack_samples(samples, T, IDS.pad_id))
     for i, r in enumerate(rows):  # tag each row: its first token becomes a unique id so rows can be told apart
         r.input_ids[0] = 10000 + i
@@ -143,14 +144,15 @@ def test_prepare_cli_end_to_end(ms_cpu, tokenizer_dir, capsys):
     assert meta["records_read"] == 41 and meta["samples"] == 41 and meta["dropped_too_long"] == 1
     assert meta["objective"] == "corrupt_code" and meta["seq_length"] == 128 and meta["separation"] == "partial"
     assert meta["tokenizer"] == os.path.abspath(tokenizer_dir) and meta["num_shards"] == 2
+    assert meta["shuffle_seed"] == 5 and meta["corruption"]["mask_id"] == 32012
+    assert meta["corruption"]["random_high"] == 32477  # D6: ids drawn from the whole vocabulary
     import hashlib
     assert meta["records_sha256"] == hashlib.sha256(open("r.jsonl.gz", "rb").read()).hexdigest()
 
-    # the stored rows hold exactly the samples encode_pair builds (in order, seeded by record index)
+    # the stored rows hold exactly the (clean) samples encode_pair builds, shuffled with --seed as the reference
     tok = PanguTokenizer.from_pretrained(tokenizer_dir)
-    expected = [encode_pair(tok, r["docstring"], r["code"], "corrupt_code", seed=5, index=i)
-                for i, r in enumerate(recs)]
-    expected = [s for s in expected if len(s) <= 128]
+    all_samples = [encode_pair(tok, r["docstring"], r["code"], "corrupt_code") for r in recs]
+    expected = [s for s in all_samples if len(s) <= 128]
     assert meta["tokens"] == sum(len(s) for s in expected)
     assert meta["target_tokens"] == sum(int((s.labels != -100).sum()) for s in expected)
     got = _read_all(create_dataset("a", batch_size=1, shuffle=False, drop_remainder=False))
@@ -161,6 +163,8 @@ def test_prepare_cli_end_to_end(ms_cpu, tokenizer_dir, capsys):
         starts = np.where((pos == 0) & (ids != tok.pad_id))[0].tolist() + [int((ids != tok.pad_id).sum())]
         segs += [ids[a:z].tolist() for a, z in zip(starts, starts[1:])]
     assert sorted(segs) == sorted(s.input_ids.tolist() for s in expected)
+    order = reference_order([len(s) for s in all_samples], 128, 5)
+    assert segs == [all_samples[i].input_ids.tolist() for i in order] != [s.input_ids.tolist() for s in expected]
 
     # one worker gives the same dataset as two
     assert main(argv + ["--out", "b", "--workers", "1"]) == 0

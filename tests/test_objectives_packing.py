@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from pangu_codeclm.data.objectives import (CORRUPT_PROB, IGNORE_INDEX, MASK_FRACTION, OBJECTIVES, SpecialIds,
-                                           build_sample, corrupt_docstring, encode_pair)
+                                           build_sample, corrupt_row, corrupt_tokens, corruptible_positions,
+                                           encode_pair)
 from pangu_codeclm.data.packing import PackStats, attention_mask, pack_samples, position_ids, row_columns
 
 IDS = SpecialIds(comments_id=911, python_id=904, eot_id=901, mask_id=912, pad_id=902, random_high=900)
@@ -23,11 +24,11 @@ def test_sample_layout_and_labels_per_objective():
     assert build_sample(DOC, CODE, "code", IDS).prefix_len == 0
     assert build_sample(DOC, CODE, "prefix_code", IDS).prefix_len == 5
     text_code = build_sample(DOC, CODE, "text_code", IDS)
-    assert text_code.labels.tolist() == [-100] + expected_ids[1:]
-    corrupt = build_sample(DOC * 40, CODE, "corrupt_code", IDS, seed=3, index=1)
+    assert text_code.labels.tolist() == expected_ids  # <comments> too: the previous sample's <eot> predicts it
+    corrupt = build_sample(DOC * 40, CODE, "corrupt_code", IDS)  # corrupted per batch, not here
     assert corrupt.labels.tolist() == [-100] * 122 + [20, 21, 22, 23, 901]
     assert corrupt.input_ids[[0, 121]].tolist() == [911, 904] and corrupt.input_ids[122:].tolist() == CODE + [901]
-    assert corrupt.input_ids[1:121].tolist() != DOC * 40  # 120 tokens at p=0.15: unchanged has p≈3e-9
+    assert corrupt.input_ids[1:121].tolist() == DOC * 40
     with pytest.raises(ValueError, match="unknown objective 'mlm'; expected one of text_code, code"):
         build_sample(DOC, CODE, "mlm", IDS)
 
@@ -40,9 +41,11 @@ def test_empty_docstring_sample():
 
 def test_corruption_statistics_and_seeding():
     doc = np.full(40000, 7, np.int32)
-    out, chosen = corrupt_docstring(doc, IDS, np.random.default_rng(0))
-    n = len(doc)
-    assert abs(chosen.mean() - CORRUPT_PROB) < 0.01  # binomial sd ≈ 0.0018
+    eligible = np.ones(len(doc), bool)
+    eligible[:100] = False
+    out, chosen = corrupt_tokens(doc, eligible, np.random.default_rng(0), IDS.mask_id, IDS.random_high)
+    assert not chosen[:100].any() and (out[:100] == 7).all()   # only eligible positions are ever touched
+    assert abs(chosen[100:].mean() - CORRUPT_PROB) < 0.01  # binomial sd ≈ 0.0018
     masked = out == IDS.mask_id
     assert not (masked & ~chosen).any()
     assert abs(masked.sum() / chosen.sum() - MASK_FRACTION) < 0.03  # sd ≈ 0.005
@@ -52,17 +55,23 @@ def test_corruption_statistics_and_seeding():
     assert len(np.unique(rand)) > 0.5 * min(len(rand), IDS.random_high)  # spread over the range, not one id
     assert abs(rand.mean() - (IDS.random_high - 1) / 2) < 0.05 * IDS.random_high  # uniform mean
     assert (out[~chosen] == 7).all()
-    a = build_sample(doc[:500], CODE, "corrupt_code", IDS, seed=1, index=4)
-    b = build_sample(doc[:500], CODE, "corrupt_code", IDS, seed=1, index=4)
-    c = build_sample(doc[:500], CODE, "corrupt_code", IDS, seed=1, index=5)
-    d = build_sample(doc[:500], CODE, "corrupt_code", IDS, seed=2, index=4)
-    assert np.array_equal(a.input_ids, b.input_ids)
-    assert not np.array_equal(a.input_ids, c.input_ids) and not np.array_equal(a.input_ids, d.input_ids)
+    # a packed row: docstring tokens only (not <comments>, <python>, code, <eot>, padding), seeded by the position
+    row = build_sample(doc[:300], CODE, "corrupt_code", IDS)
+    ids = np.concatenate([row.input_ids, row.input_ids, np.full(5, IDS.pad_id, np.int32)])
+    docstr = np.concatenate([row.docstr_mask, row.docstr_mask, np.zeros(5, np.int32)])
+    elig = corruptible_positions(docstr)
+    n = len(row)
+    assert np.where(~elig & (docstr > 0))[0].tolist() == [0, 301, n, n + 301]
+    a = corrupt_row(ids, docstr, seed=1, position=4, mask_id=IDS.mask_id, random_high=IDS.random_high)
+    assert not ((a != ids) & ~elig).any() and (a != ids).sum() > 0
+    assert np.array_equal(a, corrupt_row(ids, docstr, 1, 4, IDS.mask_id, IDS.random_high))
+    assert not np.array_equal(a, corrupt_row(ids, docstr, 1, 5, IDS.mask_id, IDS.random_high))
+    assert not np.array_equal(a, corrupt_row(ids, docstr, 2, 4, IDS.mask_id, IDS.random_high))
 
 
 def _random_samples(rng, n, objective, max_doc=12, max_code=20):
     return [build_sample(rng.integers(0, 800, rng.integers(0, max_doc)),
-                         rng.integers(0, 800, rng.integers(1, max_code)), objective, IDS, seed=0, index=i)
+                         rng.integers(0, 800, rng.integers(1, max_code)), objective, IDS)
             for i in range(n)]
 
 
@@ -101,7 +110,7 @@ def test_packing_invariants(objective):
             # labels: −100 exactly where the objective says
             target = seg_labels != IGNORE_INDEX
             if objective == "text_code":
-                assert target.tolist() == [False] + [True] * (n - 1)
+                assert target.all()
             else:
                 assert target.tolist() == [False] * (p + 1) + [True] * (n - p - 1)
             assert (seg_labels[target] == seg_ids[target]).all()
@@ -151,4 +160,4 @@ def test_encode_pair_with_the_released_tokenizer(pangu_vocab_model, python_token
     assert s.input_ids.tolist() == [tok.comments_id] + doc_ids + [tok.python_id] + code_ids + [tok.eot_id]
     assert code_ids != tok.encode(code)  # partial separation maps code tokens (e.g. `def`, `return`) to new ids
     assert s.labels.tolist() == [-100] * (len(doc_ids) + 2) + code_ids + [tok.eot_id]
-    assert SpecialIds.from_tokenizer(tok).random_high == tok.eod_id == 32000
+    assert SpecialIds.from_tokenizer(tok).random_high == tok.vocab_size == 32477  # D6: the whole vocabulary

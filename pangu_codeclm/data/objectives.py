@@ -1,14 +1,16 @@
-"""Per-sample arrays for the four pre-training objectives (see ../shared/DESIGN.md, "Sample layout and objectives").
+"""Per-sample arrays for the four pre-training objectives (see ../shared/DESIGN.md, "Sample layout and objectives"),
+and the Corrupt Code CLM corruption of a packed row.
 
 A sample is `[<comments>] + enc(docstring) + [<python>] + encode_code(code) + [<eot>]`. For each objective we build
-`input_ids`, unshifted `labels` (−100 where a token is not a target; the model shifts), `docstr_mask` (1 for
-`<comments>` … `<python>`) and `prefix_len` (length of the bidirectional block for Prefix Code CLM, else 0).
+`input_ids`, unshifted `labels` (-100 where a token is not a target; the model shifts over the whole packed row),
+`docstr_mask` (1 for `<comments>` ... `<python>`) and `prefix_len` (length of the bidirectional block for Prefix Code
+CLM, else 0). As in the reference (quirks D4-D6 of ../shared/data/reference/README.md):
 
-- text_code:    every token is a target except the sample's first (`<comments>`, never predicted inside its sample).
+- text_code:    every token is a target, `<comments>` included: in a packed row the previous sample's `<eot>`
+                predicts it (the row's first token is never predicted, as it has no predecessor).
 - code:         targets are the code tokens and `<eot>`.
-- corrupt_code: as `code`, and each docstring token (not `<comments>`/`<python>`) is corrupted with p=0.15:
-                80% → `<mask>`, otherwise a uniformly random ordinary id in [0, first special id); seeded per sample.
-- prefix_code:  as `code`, with a bidirectional block over `<comments>` … `<python>` (`prefix_len` = its length).
+- corrupt_code: as `code`; the docstring is corrupted when a batch is read (`corrupt_row`), not here.
+- prefix_code:  as `code`, with a bidirectional block over `<comments>` ... `<python>` (`prefix_len` = its length).
 """
 from dataclasses import dataclass
 
@@ -28,12 +30,12 @@ class SpecialIds:
     eot_id: int
     mask_id: int
     pad_id: int
-    random_high: int  # corrupted tokens are drawn uniformly from [0, random_high)
+    random_high: int  # corrupted tokens are drawn uniformly from [0, random_high) = [0, len(tokenizer)) (D6)
 
     @classmethod
     def from_tokenizer(cls, tok):
         return cls(comments_id=tok.comments_id, python_id=tok.python_id, eot_id=tok.eot_id, mask_id=tok.mask_id,
-                   pad_id=tok.pad_id, random_high=min(tok.eod_id, tok.pad_id, tok.eot_id, tok.comments_id))
+                   pad_id=tok.pad_id, random_high=tok.vocab_size)
 
 
 @dataclass
@@ -55,41 +57,53 @@ def check_objective(name):
     return name
 
 
-def corrupt_docstring(doc_ids, ids, rng, prob=CORRUPT_PROB, mask_fraction=MASK_FRACTION):
-    """Return a corrupted copy of `doc_ids` (int32) and the boolean array of corrupted positions."""
-    doc = np.asarray(doc_ids, dtype=np.int32).copy()
-    chosen = rng.random(len(doc)) < prob
-    to_mask = rng.random(len(doc)) < mask_fraction
-    random_ids = rng.integers(0, ids.random_high, size=len(doc), dtype=np.int64).astype(np.int32)
-    doc[chosen & to_mask] = ids.mask_id
-    doc[chosen & ~to_mask] = random_ids[chosen & ~to_mask]
-    return doc, chosen
+def corruptible_positions(docstr_mask):
+    """bool [T]: the docstring tokens of a packed row (docstr_mask 1, without each sample's `<comments>` and
+    `<python>`, which are the first and last position of its docstr block)."""
+    d = np.asarray(docstr_mask) > 0
+    before = np.concatenate([[False], d[:-1]])
+    after = np.concatenate([d[1:], [False]])
+    return d & before & after
 
 
-def build_sample(doc_ids, code_ids, objective, ids, seed=0, index=0):
-    """Objective arrays for one pair from docstring ids (`encode`) and code ids (`encode_code`).
+def corrupt_tokens(ids, eligible, rng, mask_id, random_high, prob=CORRUPT_PROB, mask_fraction=MASK_FRACTION):
+    """(corrupted int32 copy of `ids`, bool array of selected positions): each eligible position is selected with
+    `prob`; of those, `mask_fraction` become `mask_id` and all others a uniform id in [0, random_high) (the
+    reference's DataCollatorWithPaddingForCorruptCLM: no keep-original case)."""
+    out = np.asarray(ids, dtype=np.int32).copy()
+    n = len(out)
+    chosen = (rng.random(n) < prob) & np.asarray(eligible, bool)
+    to_mask = rng.random(n) < mask_fraction
+    random_ids = rng.integers(0, random_high, size=n, dtype=np.int64).astype(np.int32)
+    out[chosen & to_mask] = mask_id
+    out[chosen & ~to_mask] = random_ids[chosen & ~to_mask]
+    return out, chosen
 
-    `seed` and `index` seed the corruption (so any worker builds the same sample for the same index).
-    """
+
+def corrupt_row(input_ids, docstr_mask, seed, position, mask_id, random_high):
+    """Corrupt Code CLM input of one packed row, drawn afresh each time the row is read: seeded by (seed, the row's
+    position in the run's global row stream), so a run, its resume and any data-parallel split draw the same."""
+    rng = np.random.default_rng([int(seed), int(position)])
+    return corrupt_tokens(input_ids, corruptible_positions(docstr_mask), rng, mask_id, random_high)[0]
+
+
+def build_sample(doc_ids, code_ids, objective, ids):
+    """Objective arrays for one pair from docstring ids (`encode`) and code ids (`encode_code`)."""
     check_objective(objective)
     doc = np.asarray(doc_ids, dtype=np.int32)
-    if objective == "corrupt_code":
-        doc, _ = corrupt_docstring(doc, ids, np.random.default_rng([seed, index]))
     code = np.asarray(code_ids, dtype=np.int32)
     prefix = len(doc) + 2
     input_ids = np.concatenate([np.array([ids.comments_id], np.int32), doc, np.array([ids.python_id], np.int32),
                                 code, np.array([ids.eot_id], np.int32)])
     labels = input_ids.copy()
-    if objective == "text_code":
-        labels[0] = IGNORE_INDEX
-    else:
+    if objective != "text_code":
         labels[:prefix] = IGNORE_INDEX
     docstr_mask = np.zeros(len(input_ids), np.int32)
     docstr_mask[:prefix] = 1
     return Sample(input_ids, labels, docstr_mask, prefix if objective == "prefix_code" else 0)
 
 
-def encode_pair(tokenizer, docstring, code, objective, seed=0, index=0, ids=None):
+def encode_pair(tokenizer, docstring, code, objective, ids=None):
     """Tokenize one record's docstring (text side) and code (code side, mapped) and build its sample."""
     ids = ids or SpecialIds.from_tokenizer(tokenizer)
-    return build_sample(tokenizer.encode(docstring), tokenizer.encode_code(code), objective, ids, seed, index)
+    return build_sample(tokenizer.encode(docstring), tokenizer.encode_code(code), objective, ids)

@@ -1,7 +1,11 @@
-"""`pangu-codeclm prepare`: records → tokenized objective samples → greedy packed rows → MindRecord shards + meta.json.
+"""`pangu-codeclm prepare`: records → tokenized objective samples → shuffled as the reference → greedy packed rows →
+MindRecord shards + meta.json.
 
-Tokenization runs in worker processes on chunks of records; the result does not depend on the number of workers
-(corruption is seeded by `(seed, record index)` and packing runs in record order in the main process).
+Tokenization runs in worker processes on chunks of records; the result does not depend on the number of workers.
+The order of the samples before packing is the reference's (`sample_concatenation.main`, quirk D2): the records are
+shuffled with `--seed` (42), tokenized, samples longer than `--seq-length` dropped, and the kept samples shuffled again
+with the same seed; `datasets.Dataset.shuffle(seed)` is `np.random.default_rng(seed).permutation(n)`. Shuffling holds
+the tokenized corpus in memory; `--no-shuffle` streams it in file order instead.
 """
 import itertools
 import logging
@@ -9,33 +13,35 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ..io_utils import file_sha256
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 256
+SHUFFLE_SEED = 42
 
 _W = {}
 
 
-def _init_worker(tokenizer_dir, objective, seed, tok=None):
+def _init_worker(tokenizer_dir, objective, tok=None):
     from pangu_codeclm.data.objectives import SpecialIds
     from pangu_codeclm.tokenizer import PanguTokenizer
 
     if tok is None:
         tok = PanguTokenizer.from_pretrained(tokenizer_dir)
-    _W.update(tok=tok, ids=SpecialIds.from_tokenizer(tok), objective=objective, seed=seed)
+    _W.update(tok=tok, ids=SpecialIds.from_tokenizer(tok), objective=objective)
 
 
 def _encode_chunk(chunk):
     from pangu_codeclm.data.objectives import encode_pair
 
-    return [encode_pair(_W["tok"], doc, code, _W["objective"], _W["seed"], index, _W["ids"])
-            for index, doc, code in chunk]
+    return [encode_pair(_W["tok"], doc, code, _W["objective"], _W["ids"]) for doc, code in chunk]
 
 
 def _chunks(records, size=CHUNK):
-    it = ((i, r["docstring"], r["code"]) for i, r in enumerate(records))
+    it = ((r["docstring"], r["code"]) for r in records)
     while True:
         chunk = list(itertools.islice(it, size))
         if not chunk:
@@ -43,19 +49,18 @@ def _chunks(records, size=CHUNK):
         yield chunk
 
 
-def iter_samples(records, tokenizer_dir, objective, seed=1234, workers=1, tokenizer=None):
+def iter_samples(records, tokenizer_dir, objective, workers=1, tokenizer=None):
     """Objective samples for `records`, in order, tokenized by `workers` processes (with one worker, by `tokenizer`
     when it is already loaded from `tokenizer_dir`)."""
     if workers <= 1:
-        _init_worker(tokenizer_dir, objective, seed, tokenizer)
+        _init_worker(tokenizer_dir, objective, tokenizer)
         for chunk in _chunks(records):
             yield from _encode_chunk(chunk)
         return
     import multiprocessing as mp
 
     window = workers * 4  # bounded look-ahead: never queue the whole corpus
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker,
-                                     initargs=(tokenizer_dir, objective, seed)) as pool:
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir, objective)) as pool:
         chunks = _chunks(records)
         while True:
             batch = list(itertools.islice(chunks, window))
@@ -65,13 +70,32 @@ def iter_samples(records, tokenizer_dir, objective, seed=1234, workers=1, tokeni
                 yield from samples
 
 
-def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=1, seed=1234, workers=1,
-            skip_bad=False, overwrite=False, progress=True):
+def reference_order(lengths, seq_length, seed=SHUFFLE_SEED):
+    """Indices of the samples to pack, in the reference's order: permute all samples (`default_rng(seed)`), drop
+    those longer than `seq_length`, permute the kept ones with the same seed."""
+    lengths = np.asarray(lengths)
+    first = np.random.default_rng(seed).permutation(len(lengths))
+    kept = first[lengths[first] <= seq_length]
+    return kept[np.random.default_rng(seed).permutation(len(kept))].tolist()
+
+
+def ordered_samples(samples, seq_length, seed, stats):
+    """`samples` in `reference_order`, counting the dropped ones in `stats` (a PackStats) as packing would."""
+    samples = list(samples)
+    order = reference_order([len(s) for s in samples], seq_length, seed)
+    dropped = len(samples) - len(order)
+    stats.samples += dropped
+    stats.dropped_too_long += dropped
+    return (samples[i] for i in order)
+
+
+def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=1, seed=SHUFFLE_SEED, shuffle=True,
+            workers=1, skip_bad=False, overwrite=False, progress=True):
     """Run the whole step; return the meta dict written to `out/meta.json`."""
     from tqdm import tqdm
 
     from pangu_codeclm.data.mindrecord import write_dataset
-    from pangu_codeclm.data.objectives import check_objective
+    from pangu_codeclm.data.objectives import CORRUPT_PROB, MASK_FRACTION, check_objective
     from pangu_codeclm.data.packing import PackStats, pack_samples
     from pangu_codeclm.data.records import iter_records
     from pangu_codeclm.tokenizer import PanguTokenizer
@@ -95,11 +119,16 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
 
     records = iter_records(records_path, skip_bad=skip_bad, stats=read_stats)
     pack = PackStats()
-    rows = pack_samples(counted(iter_samples(records, tokenizer_dir, objective, seed, workers, tok)), seq_length,
-                        tok.pad_id, pack)
-    meta = {"objective": objective, "seq_length": seq_length, "seed": seed,
+    samples = counted(iter_samples(records, tokenizer_dir, objective, workers, tok))
+    if shuffle:
+        samples = ordered_samples(samples, seq_length, seed, pack)
+    rows = pack_samples(samples, seq_length, tok.pad_id, pack)
+    meta = {"objective": objective, "seq_length": seq_length, "shuffle_seed": seed if shuffle else None,
             "tokenizer": os.path.abspath(tokenizer_dir), "separation": tok.separation, "vocab_size": tok.vocab_size,
             "records": os.path.abspath(records_path), "records_sha256": sha}
+    if objective == "corrupt_code":  # what the training pipeline needs to corrupt each batch (objectives.corrupt_row)
+        meta["corruption"] = {"mask_id": tok.mask_id, "random_high": tok.vocab_size, "prob": CORRUPT_PROB,
+                              "mask_fraction": MASK_FRACTION}
     try:
         meta = write_dataset(rows, out, seq_length, num_shards, meta=meta, overwrite=overwrite,
                              late_meta=lambda: dict(
@@ -113,10 +142,11 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
 
 def format_summary(meta):
     """Human-readable summary of a prepare run."""
+    order = f"shuffled (seed {meta['shuffle_seed']})" if meta.get("shuffle_seed") is not None else "file order"
     return "\n".join([
         f"records: {meta['records_read']} read, {meta['records_bad']} bad (skipped) from {meta['records']}",
         f"samples: {meta['samples']} built, {meta['packed']} packed, {meta['dropped_too_long']} dropped "
-        f"(longer than seq_length {meta['seq_length']})",
+        f"(longer than seq_length {meta['seq_length']}), {order}",
         f"rows: {meta['rows']} in {meta['num_shards']} shard(s); tokens {meta['tokens']} "
         f"(targets {meta['target_tokens']}, padding {meta['padding_tokens']})",
         f"objective {meta['objective']}, tokenizer {meta['tokenizer']} ({meta['separation']}), {meta['seconds']} s",
@@ -132,7 +162,10 @@ def add_arguments(parser):
     parser.add_argument("--seq-length", type=int, default=1024)
     parser.add_argument("--out", required=True, help="output dataset directory")
     parser.add_argument("--num-shards", type=int, default=1, help="MindRecord shard files (default 1)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the corruption (corrupt_code)")
+    parser.add_argument("--seed", type=int, default=SHUFFLE_SEED,
+                        help=f"seed of the two shuffles before packing (default {SHUFFLE_SEED}, the reference's)")
+    parser.add_argument("--no-shuffle", action="store_true",
+                        help="pack in file order, streaming (the default shuffle holds the tokenized corpus in memory)")
     parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
     parser.add_argument("--skip-bad", action="store_true", help="skip (and count) malformed records")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
@@ -145,8 +178,8 @@ def run(args):
 
     try:
         meta = prepare(args.records, args.tokenizer, args.objective, args.seq_length, args.out,
-                       num_shards=args.num_shards, seed=args.seed, workers=args.workers, skip_bad=args.skip_bad,
-                       overwrite=args.overwrite, progress=not args.quiet)
+                       num_shards=args.num_shards, seed=args.seed, shuffle=not args.no_shuffle, workers=args.workers,
+                       skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.quiet)
     except (RecordError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
