@@ -3,7 +3,9 @@
 Prompts are re-packed right-aligned (left padding) into a bucketed length, the cache length is bucketed too, so each
 graph compiles once per (batch, bucket) shape; the masked slots never change a result. The cache holds num_layers + 1
 K/V tensors (the ordinary blocks and the top query layer). Sampling (temperature, top-k, top-p) runs in numpy on the
-fp32 logits with `np.random.default_rng(seed)`. Separated models generate only code-side ids.
+fp32 logits with `np.random.default_rng(seed)`. Separated models generate only code-side ids. Prefix Code CLM: the
+prefill takes a per-row prefix index (the reference's form, moved into the re-packed layout so that it covers the same
+real tokens); decode steps attend the cache causally. Each row stops at its own max position.
 """
 import logging
 import weakref
