@@ -44,19 +44,15 @@ class TokenizerError(ValueError):
     """A tokenizer file or argument is wrong; the message names the file or value and what was expected."""
 
 
-def default_partial_tokens():
-    """Partial-separation token list derived from this Python: keywords, soft keywords, operators and punctuation,
-    public builtin names, and public methods of str/list/dict/set (sorted, unique)."""
-    import builtins
-    import keyword
-    import token
+DEFAULT_PARTIAL_TOKENS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources",
+                                           "python_tokens.txt")
 
-    names = set(keyword.kwlist) | set(getattr(keyword, "softkwlist", ()))
-    names |= set(token.EXACT_TOKEN_TYPES)
-    names |= {name for name in dir(builtins) if not name.startswith("_")}
-    for kind in (str, list, dict, set):
-        names |= {name for name in dir(kind) if not name.startswith("_")}
-    return sorted(names)
+
+def default_partial_tokens():
+    """The released partial-separation token list (the reference's `python_tokens.txt`: 199 lines, 174 distinct
+    keywords, operators and method names; shipped as package data): with the released vocabulary it gives the released
+    348-entry map."""
+    return read_token_file(DEFAULT_PARTIAL_TOKENS_FILE)
 
 
 def read_token_file(path):
@@ -243,7 +239,7 @@ class PanguTokenizer:
         tok = cls(sp, data, added + new_tokens, mapping, separation, source=os.fspath(vocab_model))
         logger.info("tokenizer: %d pieces from %s, %d specials added, separation %s (%s): %d mapped tokens, vocab %d",
                     len(sp), vocab_model, len(added), separation,
-                    separate_tokens_file or ("derived from Python" if separation == "partial" else "-"),
+                    separate_tokens_file or ("package python_tokens.txt" if separation == "partial" else "-"),
                     len(mapping), tok.vocab_size)
         return tok
 
