@@ -22,6 +22,7 @@ def tiny_args(data_dir, out_dir, steps=STEPS, extra=()):
             "--output_dir", str(out_dir), "--train_dataset_dir", str(data_dir),
             "--set", f"pangu.train_steps={steps}", "--set", f"pangu.save_steps={SAVE}", "--set", "pangu.log_steps=1",
             "--set", "pangu.plot_steps=4", "--set", "pangu.keep_checkpoints=2", "--set", "pangu.show_bar=false",
+            "--set", "pangu.eval_steps=4",
             "--set", f"model.model_config.vocab_size={VOCAB}", "--set", "model.model_config.hidden_size=32",
             "--set", "model.model_config.ffn_hidden_size=64", "--set", f"model.model_config.seq_length={SEQ}",
             "--set", f"model.model_config.max_position_embeddings={SEQ}", "--set", f"runner_config.batch_size={BATCH}",
@@ -66,7 +67,11 @@ def test_tiny_run_learns_and_writes_outputs(full_run):
     assert losses[0] == pytest.approx(np.log(VOCAB), rel=0.1)  # random init: about uniform over the vocabulary
     assert losses[-2:].mean() < losses[:2].mean() - 0.1        # 12 rows seen repeatedly: the loss falls
     lrs = [r["lr"] for r in rows]
-    assert lrs[0] == pytest.approx(0.005, rel=1e-5) and lrs[-1] < lrs[0] and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    from pangu_codeclm.train.lr import lr_values
+    np.testing.assert_allclose(lrs, lr_values(0.005, STEPS, 0.01, 1e-4)[:STEPS], rtol=1e-6)  # step 1 runs at lr 0
+    val = [r["val_code_loss"] for r in rows]                  # 1 of 12 rows held out, evaluated every 4 steps
+    assert np.isfinite(val[3]) and np.isfinite(val[7]) and np.isnan(val[:3]).all() and np.isnan(val[4:7]).all()
+    assert abs(val[3] - np.log(VOCAB)) < 1.5 and val[7] < val[3] + 0.5
     assert all(r["grad_norm"] > 0 and r["overflow"] == 0 and r["loss_scale"] == 1 for r in rows)
     assert all(r["code_loss"] == r["loss"] for r in rows)     # Code CLM: the loss is the code-token loss
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -75,7 +80,12 @@ def test_tiny_run_learns_and_writes_outputs(full_run):
     params = _ckpt_params(out / "checkpoint" / "rank_0" / "step_00000008.ckpt")
     assert int(params["global_step"].reshape(-1)[0]) == STEPS
     assert "adam_m.transformer.wte.weight" in params and "adam_v.transformer.wte.weight" in params
-    assert f"step {STEPS}/{STEPS} loss" in proc.stdout + proc.stderr
+    log = proc.stdout + proc.stderr
+    assert f"step {STEPS}/{STEPS} loss" in log
+    n_params = sum(1 for k in params if k.startswith("adam_m."))   # AdamW keeps one moment per trainable parameter
+    # the Trainer built our optimizer: the reference's LR schedule and weight decay on every parameter
+    assert (f"optimizer AdamW, lr FlooredCosineWithWarmUpLR: weight decay 0.01 on {n_params} of {n_params} "
+            f"parameters (pangu.weight_decay_params: all)") in log
 
 
 def test_run_config_lets_convert_export_the_checkpoint(full_run, tmp_path):

@@ -88,11 +88,16 @@ def test_paper_configs(sep):
         assert (cfg.hidden_size, cfg.num_layers, cfg.seq_length) == (1024, 24, 1024)
         assert run["runner_config"]["batch_size"] * cfg.parallel["data_parallel"] == 64 == cfg.batch_size
         assert cfg.compute_dtype == "float16" and cfg.parallel["recompute"] and cfg.objective == "code"
-        assert run["runner_wrapper"]["scale_sense"]["type"] == "DynamicLossScaleUpdateCell"
+        scale = run["runner_wrapper"]["scale_sense"]   # the reference's DeepSpeed fp16 settings
+        assert (scale["type"], scale["loss_scale_value"], scale["scale_window"], scale["hysteresis"]) == \
+            ("HysteresisLossScaleUpdateCell", 65536, 1000, 2)
+        pangu = run["pangu"]                           # run_model.sh: 10 epochs, eval every 5000 steps
+        assert (pangu["epochs"], pangu["train_steps"], pangu["eval_steps"], pangu["validation_fraction"],
+                pangu["weight_decay_params"]) == (10, -1, 5000, 0.001, "all")
         assert run["runner_wrapper"]["max_grad_norm"] == 1.0 and run["context"]["device_target"] == "Ascend"
         lr, opt = run["lr_schedule"], run["optimizer"]
         assert (lr["type"], lr["learning_rate"], lr["lr_end"], lr["warmup_ratio"]) == \
-            ("CosineWithWarmUpLR", 1e-5, 1e-6, 0.01)
+            ("FlooredCosineWithWarmUpLR", 1e-5, 1e-6, 0.01)
         assert (opt["type"], opt["betas"], opt["eps"], opt["weight_decay"]) == ("AdamW", [0.9, 0.999], 1e-8, 0.01)
         assert run["pangu"]["pretrained"] and (sep == "none") == (run["pangu"]["separation_map"] == "")
 
@@ -142,7 +147,7 @@ def test_train_steps_from_epochs(tmp_path):
     cfg = load_run_config(ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml",
                           overrides={"pangu.train_steps": -1, "pangu.epochs": 3,
                                      "train_dataset.dataset_files": str(tmp_path / "d")})
-    assert resolve_train_steps(cfg, gbs=8) == 50 * 3 // 8
+    assert resolve_train_steps(cfg, gbs=8) == (50 - 1) * 3 // 8   # one row held out for validation
     cfg.pangu.epochs = 0
     with pytest.raises(ValueError, match="pangu.train_steps must be positive"):
         resolve_train_steps(cfg, gbs=8)

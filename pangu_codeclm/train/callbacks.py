@@ -13,7 +13,8 @@ from ..io_utils import atomic_path, atomic_write_text
 from . import checkpoint as ckpt_lib
 
 logger = logging.getLogger(__name__)
-FIELDS = ("step", "loss", "code_loss", "lr", "grad_norm", "overflow", "loss_scale", "tokens_per_s", "elapsed_s")
+FIELDS = ("step", "loss", "code_loss", "lr", "grad_norm", "overflow", "loss_scale", "tokens_per_s", "elapsed_s",
+          "val_code_loss")
 
 
 def _scalar(value):
@@ -36,11 +37,15 @@ class TrainMonitor(Callback):
     Logs every `log_steps`, writes `metrics.csv` (one row per step, kept across resumes up to the resume step) and
     refreshes `loss_curve.png` every `plot_steps` and at the end; shows a tqdm bar with the ETA. In data-parallel runs
     each rank logs its own shard's loss: rank 0 writes `metrics.csv` and the PNG, rank r > 0 `metrics_rank<r>.csv`.
+    With a `validator` (`ValidationLoss`), every `eval_steps` and at the last step the held-out code-token loss is
+    added to the row (`val_code_loss`; NaN on other steps).
     """
 
     def __init__(self, output_dir, total_steps, tokens_per_step, start_step=0, log_steps=1, plot_steps=50,
-                 code_loss_is_loss=True, rank_id=0, show_bar=True):
+                 code_loss_is_loss=True, rank_id=0, show_bar=True, validator=None, eval_steps=0):
         super().__init__()
+        self.validator = validator
+        self.eval_steps = int(eval_steps or 0)
         self.output_dir = os.fspath(output_dir)
         self.total_steps = int(total_steps)
         self.tokens_per_step = int(tokens_per_step)
@@ -90,6 +95,12 @@ class TrainMonitor(Callback):
             "tokens_per_s": self.tokens_per_step / max(now - self._last, 1e-9),
             "elapsed_s": now - self._t0,
         }
+        if self.validator is not None and self.eval_steps > 0 and (step % self.eval_steps == 0
+                                                                   or step == self.total_steps):
+            row["val_code_loss"] = self.validator(params.train_network.network)
+            logger.info("step %d/%d validation code-token loss %.6f (%d tokens)", step, self.total_steps,
+                        row["val_code_loss"], self.validator.tokens)
+            now = time.perf_counter()  # the validation pass does not count against tokens/s of the next step
         self._last = now
         self.rows.append(row)
         self._append_csv(row)
@@ -116,12 +127,12 @@ class TrainMonitor(Callback):
         writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({k: _fmt(row[k]) for k in FIELDS})
+            writer.writerow({k: _fmt(row.get(k, math.nan)) for k in FIELDS})
         atomic_write_text(self.csv_path, buf.getvalue())
 
     def _append_csv(self, row):
         with open(self.csv_path, "a", encoding="utf-8", newline="") as f:
-            f.write(",".join(_fmt(row[k]) for k in FIELDS) + "\n")
+            f.write(",".join(_fmt(row.get(k, math.nan)) for k in FIELDS) + "\n")
 
     def plot(self):
         """Redraw the loss curve PNG (atomically) from the rows so far."""
@@ -135,6 +146,9 @@ class TrainMonitor(Callback):
         ax.plot(steps, [r["loss"] for r in self.rows], label="loss")
         if not self.code_loss_is_loss:
             ax.plot(steps, [r["code_loss"] for r in self.rows], label="code-token loss")
+        val = [(r["step"], r["val_code_loss"]) for r in self.rows if math.isfinite(r.get("val_code_loss", math.nan))]
+        if val:
+            ax.plot(*zip(*val), "o-", label="validation code-token loss")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
@@ -143,6 +157,33 @@ class TrainMonitor(Callback):
         with atomic_path(self.png_path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
+
+
+class ValidationLoss:
+    """Loss over the code tokens of held-out batches (docstring targets masked, as the wrapper's code-token loss),
+    token-weighted over all of them: `validator(network)` runs `network` in eval mode and returns the mean."""
+
+    def __init__(self, batches):
+        from ..data.objectives import IGNORE_INDEX
+        self.batches = []
+        self.tokens = 0
+        for ids, labels, pos, mask, docstr in batches:
+            code_labels = np.where(docstr > 0, IGNORE_INDEX, labels).astype(np.int32)
+            count = int((code_labels[:, 1:] != IGNORE_INDEX).sum())  # the model predicts labels[:, 1:]
+            if count:
+                self.batches.append(((ids, code_labels, pos, mask, docstr), count))
+                self.tokens += count
+
+    def __call__(self, network):
+        import mindspore as ms
+        if not self.tokens:
+            return math.nan
+        network.set_train(False)
+        try:
+            total = sum(_scalar(network(*(ms.Tensor(c) for c in cols))) * count for cols, count in self.batches)
+        finally:
+            network.set_train(True)
+        return total / self.tokens
 
 
 def _fmt(value):

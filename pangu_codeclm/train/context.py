@@ -17,6 +17,9 @@ RUN_DEFAULTS = {
     "pretrained": "",          # checkpoint to start from (HF or MindSpore layout), empty = random init
     "separation_map": "",      # replicated_tokens_map.pkl for partial/full separation
     "show_bar": True,
+    "validation_fraction": 0.001,  # packed rows held out as the reference does (train_test_split, seed 42)
+    "eval_steps": 0,           # validation code-token loss every N steps (and at the last step); 0 = never
+    "weight_decay_params": "all",  # all (the reference: DeepSpeed's one group) | except_bias_and_norm (mindformers)
 }
 
 

@@ -1,4 +1,5 @@
-"""`pangu-codeclm plan`: per-device memory and communication of a config on N devices, and whether it fits.
+"""`pangu-codeclm plan`: per-device memory and communication of a config on N devices, and whether it fits; with
+`--lr-out FILE.json --train-steps N`, the LR the optimizer uses at each step 0..N of the config's schedule.
 
 The model is counted exactly from the config (embeddings, 24+1 blocks, top query layer). Memory per device:
 fp32 master weights and AdamW moments (fp32 m, v) — both divided by dp with optimizer sharding, as MindSpore's parallel
@@ -109,6 +110,15 @@ def format_plan(r, name=""):
     return "\n".join(lines)
 
 
+def _read_yaml(config_arg):
+    import yaml
+    with open(config_arg, encoding="utf-8") as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{config_arg}: invalid YAML ({exc})") from None
+
+
 def _load(config_arg):
     """(PanguCodeCLMConfig, rows per dp rank, name) from a run yaml or a preset name (300m, 2.6b, 13b)."""
     from ..config import PanguCodeCLMConfig
@@ -119,12 +129,7 @@ def _load(config_arg):
         return cfg, 8, key
     if not os.path.isfile(config_arg):
         raise FileNotFoundError(f"--config {config_arg}: not a file nor one of {sorted(PRESETS)}")
-    import yaml
-    with open(config_arg, encoding="utf-8") as f:
-        try:
-            run = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{config_arg}: invalid YAML ({exc})") from None
+    run = _read_yaml(config_arg)
     try:
         values = {k: v for k, v in run["model"]["model_config"].items() if k != "type"}
         batch = int(run["runner_config"]["batch_size"])
@@ -133,9 +138,28 @@ def _load(config_arg):
     return PanguCodeCLMConfig(**values), batch, os.path.basename(config_arg)
 
 
+def write_lr_list(config_arg, train_steps, out_path):
+    """Write the LR of optimizer steps 0..train_steps (a JSON list of train_steps + 1 floats) for a run yaml's
+    `lr_schedule`; return the list."""
+    from ..io_utils import atomic_write_json
+    from .lr import lr_values_from_config
+    if not os.path.isfile(config_arg):
+        raise FileNotFoundError(f"--config {config_arg}: --lr-out needs a run yaml with an lr_schedule section")
+    run = _read_yaml(config_arg)
+    section = run.get("lr_schedule") if isinstance(run, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"{config_arg}: no lr_schedule section")
+    if train_steps is None or train_steps < 1:
+        raise ValueError(f"--train-steps: a positive number of optimizer steps is needed with --lr-out, "
+                         f"got {train_steps}")
+    values = lr_values_from_config(section, train_steps, where=f"{config_arg}: lr_schedule")
+    atomic_write_json(out_path, values, indent=None)
+    return values
+
+
 def add_arguments(parser):
     parser.add_argument("--config", required=True, help="run yaml, or a preset: 300m, 2.6b, 13b")
-    parser.add_argument("--devices", type=int, required=True, help="number of devices")
+    parser.add_argument("--devices", type=int, default=None, help="number of devices (needed for the memory plan)")
     parser.add_argument("--device-memory-gb", type=float, default=32.0, help="memory per device (Ascend 910: 32)")
     parser.add_argument("--layout", default=None, metavar="DP,MP,PP",
                         help="override the config's parallel layout (default for presets: DP=devices)")
@@ -143,11 +167,26 @@ def add_arguments(parser):
     parser.add_argument("--micro-batch-num", type=int, default=None)
     parser.add_argument("--recompute", choices=("on", "off"), default=None)
     parser.add_argument("--optimizer-shard", choices=("on", "off"), default=None)
+    parser.add_argument("--train-steps", type=int, default=None, help="optimizer steps of the run (for --lr-out)")
+    parser.add_argument("--lr-out", default=None, metavar="FILE.json",
+                        help="write the LR the optimizer uses at steps 0..N (N = --train-steps) as a JSON list")
 
 
 def run(args):
     import sys
     from ..config import ConfigError
+    if args.devices is None and not args.lr_out:
+        print("error: --devices is required (unless only --lr-out is asked for)", file=sys.stderr)
+        return 2
+    if args.lr_out:
+        try:
+            values = write_lr_list(args.config, args.train_steps, args.lr_out)
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(values)} learning rates (steps 0..{args.train_steps}) to {args.lr_out}")
+        if args.devices is None:
+            return 0
     try:
         cfg, batch, name = _load(args.config)
         par = dict(cfg.parallel)

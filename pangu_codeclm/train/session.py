@@ -7,7 +7,7 @@ import os
 
 from . import checkpoint as ckpt_lib
 from .pretrained import load_pretrained
-from .callbacks import CheckpointCallback, TrainMonitor
+from .callbacks import CheckpointCallback, TrainMonitor, ValidationLoss
 from .context import apply_parallel, build_run_context, device_count, load_run_config, model_config_from
 
 logger = logging.getLogger(__name__)
@@ -64,14 +64,16 @@ def global_batch_size(cfg):
 
 
 def resolve_train_steps(cfg, gbs):
-    """pangu.train_steps, or rows x pangu.epochs // global batch when it is -1."""
+    """pangu.train_steps, or training rows (without the validation rows) x pangu.epochs // global batch when -1."""
     steps = int(cfg.pangu.train_steps)
     if steps == -1:
         from ..data.mindrecord import dataset_info
+        from .dataset import split_rows
         rows = int(dataset_info(cfg.train_dataset.dataset_files)["rows"])
-        steps = rows * int(cfg.pangu.epochs) // gbs
-        logger.info("pangu.train_steps = %d rows x %s epochs // global batch %d = %d", rows, cfg.pangu.epochs, gbs,
-                    steps)
+        train_rows = len(split_rows(rows, float(cfg.pangu.validation_fraction))[0])
+        steps = train_rows * int(cfg.pangu.epochs) // gbs
+        logger.info("pangu.train_steps = %d training rows x %s epochs // global batch %d = %d", train_rows,
+                    cfg.pangu.epochs, gbs, steps)
     if steps <= 0:
         raise ValueError(f"{cfg.config_path}: pangu.train_steps must be positive (or -1 with enough rows), "
                          f"got {steps}")
@@ -87,6 +89,18 @@ def check_data_matches(cfg, model_config):
                              f"model.model_config.{key} is {getattr(model_config, key)!r}")
 
 
+def corruption_settings(cfg, model_config):
+    """Corrupt Code CLM: the dataset meta's `corruption` entry (mask id, random-id range), else None."""
+    if model_config.objective != "corrupt_code":
+        return None
+    path, meta = _dataset_meta(cfg)
+    if not meta.get("corruption"):
+        raise ValueError(f"{path or cfg.train_dataset.dataset_files}: objective corrupt_code needs the dataset's "
+                         f"'corruption' entry (mask id, random-id range) in meta.json; prepare the data again with "
+                         f"`pangu-codeclm prepare --objective corrupt_code`")
+    return {"mask_id": int(meta["corruption"]["mask_id"]), "random_high": int(meta["corruption"]["random_high"])}
+
+
 def run_training(config_path, device_target=None, resume=False, output_dir=None, overrides=None,
                  extra_modules=(), callbacks=()):
     """Train as the yaml says; returns {'output_dir', 'start_step', 'final_step', 'metrics', 'last_checkpoint'} (and
@@ -96,6 +110,11 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     cfg = load_run_config(config_path, device_target, output_dir, overrides)
     model_config = model_config_from(cfg)
     check_data_matches(cfg, model_config)
+    corruption = corruption_settings(cfg, model_config)
+    from .optim import WEIGHT_DECAY_PARAMS
+    if cfg.pangu.weight_decay_params not in WEIGHT_DECAY_PARAMS:
+        raise ValueError(f"{cfg.config_path}: pangu.weight_decay_params must be one of {WEIGHT_DECAY_PARAMS}, "
+                         f"got {cfg.pangu.weight_decay_params!r}")
     apply_parallel(cfg, model_config, device_count())
     rank_id, rank_size = build_run_context(cfg)
     import mindspore as ms
@@ -125,7 +144,8 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
 
     ms.set_seed(int(cfg.seed or 0))
     network = _build_network(cfg, model_config, resume_info is not None)
-    cfg.train_dataset.update(steps=steps, start_step=start_step, seq_length=model_config.seq_length)
+    cfg.train_dataset.update(steps=steps, start_step=start_step, seq_length=model_config.seq_length,
+                             validation_fraction=float(cfg.pangu.validation_fraction), corruption=corruption)
     cfg.train_dataset_task = MindFormerConfig(type=cfg.train_dataset.get("type", "PanguCodeCLMDataset"),
                                               dataset_config=cfg.train_dataset)
     cfg.lr_schedule.total_steps = steps
@@ -137,13 +157,26 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
     if cfg.runner_wrapper.type == "PanguTrainOneStepCell":
         cfg.runner_wrapper.log_code_loss = model_config.objective == "text_code"
     if not (cfg.get("trainer") or {}).get("type"):
-        cfg.trainer = MindFormerConfig(type="CausalLanguageModelingTrainer", model_name="pangu_codeclm")
+        cfg.trainer = MindFormerConfig(type="PanguCodeCLMTrainer", model_name="pangu_codeclm")
     cfg.load_checkpoint = ""
 
+    validator = None
+    if int(cfg.pangu.eval_steps) > 0:
+        from .dataset import validation_batches
+        rows_per_call = gbs if cfg.parallel.get("full_batch") else int(cfg.runner_config.batch_size)
+        batches = validation_batches(cfg.train_dataset.dataset_files, rows_per_call,
+                                     float(cfg.pangu.validation_fraction),
+                                     corruption=dict(corruption, seed=int(cfg.train_dataset.get("seed", 1234)))
+                                     if corruption else None)
+        validator = ValidationLoss(batches) if batches else None
+        if validator is None:
+            logger.warning("pangu.eval_steps=%s but no validation rows are held out (pangu.validation_fraction=%s)",
+                           cfg.pangu.eval_steps, cfg.pangu.validation_fraction)
     monitor = TrainMonitor(out, steps, gbs * model_config.seq_length, start_step=start_step,
                            log_steps=cfg.pangu.log_steps, plot_steps=cfg.pangu.plot_steps,
                            code_loss_is_loss=model_config.objective != "text_code", rank_id=rank_id,
-                           show_bar=bool(cfg.pangu.show_bar) and rank_id == 0)
+                           show_bar=bool(cfg.pangu.show_bar) and rank_id == 0, validator=validator,
+                           eval_steps=cfg.pangu.eval_steps)
     hang = os.environ.get("PANGU_CODECLM_HANG_AFTER_STEP")
     saver = CheckpointCallback(ckpt_dir, steps, cfg.pangu.save_steps, keep=cfg.pangu.keep_checkpoints,
                                start_step=start_step, resume_info=resume_info, global_batch_size=gbs,

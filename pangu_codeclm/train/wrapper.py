@@ -1,4 +1,5 @@
-"""The train-one-step cell used by the Trainer (mindformers WRAPPER `PanguTrainOneStepCell`).
+"""The train-one-step cell used by the Trainer (mindformers WRAPPER `PanguTrainOneStepCell`) and the reference's loss
+scaler (WRAPPER `HysteresisLossScaleUpdateCell`, DeepSpeed's dynamic scale with hysteresis).
 
 Forward + backward with loss scaling, gradient all-reduce (data parallel), an overflow check built from `IsFinite`
 (the stock one calls NPU float-status ops, which do not exist on CPU), dynamic loss-scale update, global-norm clipping
@@ -79,3 +80,54 @@ class PanguTrainOneStepCell(MFTrainOneStepCell):
         """Loss over code targets only (docstring positions set to -100), without gradients."""
         code_labels = ops.select(docstr_mask > 0, ops.full_like(labels, -100), labels)
         return ops.stop_gradient(self.network(input_ids, code_labels, position_ids, attention_mask, docstr_mask))
+
+
+@MindFormerRegister.register(MindFormerModuleType.WRAPPER)
+class HysteresisLossScaleUpdateCell(nn.Cell):
+    """Dynamic loss scale with DeepSpeed's hysteresis (the reference's `ds_config`: initial 2^16, window 1000,
+    hysteresis 2, min 1), for `runner_wrapper.scale_sense`.
+
+    On overflow the scale is divided by `scale_factor` only when the hysteresis budget is spent (otherwise the budget
+    drops by one); the step is skipped either way. Without overflow the scale is multiplied by `scale_factor` whenever
+    (iteration - last overflow iteration) is a multiple of `scale_window`, which also restores the budget. Iterations
+    count from 0 and the last overflow starts at -1, as in DeepSpeed's `DynamicLossScaler`. MindSpore's
+    `DynamicLossScaleUpdateCell` is this rule with hysteresis 1 and a window counted from the last change.
+    """
+
+    def __init__(self, loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=1000, hysteresis=2,
+                 min_loss_scale=1.0):
+        super().__init__()
+        if hysteresis < 1 or scale_window < 1 or scale_factor <= 1 or loss_scale_value < min_loss_scale:
+            raise ValueError(f"runner_wrapper.scale_sense: need hysteresis >= 1, scale_window >= 1, scale_factor > 1 "
+                             f"and loss_scale_value >= min_loss_scale; got {hysteresis}, {scale_window}, "
+                             f"{scale_factor}, {loss_scale_value} < {min_loss_scale}")
+        self.loss_scale_value = float(loss_scale_value)
+        self.scale_factor = ms.Tensor(float(scale_factor), ms.float32)
+        self.scale_window = ms.Tensor(int(scale_window), ms.int32)
+        self.hysteresis = ms.Tensor(int(hysteresis), ms.int32)
+        self.min_loss_scale = ms.Tensor(float(min_loss_scale), ms.float32)
+        self.cur_iter = ms.Parameter(ms.Tensor(0, ms.int32), name="loss_scale_cur_iter")
+        self.last_overflow_iter = ms.Parameter(ms.Tensor(-1, ms.int32), name="loss_scale_last_overflow_iter")
+        self.cur_hysteresis = ms.Parameter(ms.Tensor(int(hysteresis), ms.int32), name="loss_scale_cur_hysteresis")
+        self.one = ms.Tensor(1, ms.int32)
+        self.zero = ms.Tensor(0, ms.int32)
+
+    def get_loss_scale(self):
+        return self.loss_scale_value
+
+    def construct(self, loss_scale, overflow):
+        overflow = ops.cast(overflow, ms.bool_).reshape(())
+        shift = ops.logical_and(overflow, self.cur_hysteresis <= self.one)
+        lowered = ops.maximum(loss_scale / self.scale_factor, self.min_loss_scale)
+        since = self.cur_iter - self.last_overflow_iter
+        grow = ops.logical_and(ops.logical_not(overflow), ops.floor_mod(since, self.scale_window) == self.zero)
+        on_overflow = ops.select(shift, lowered, loss_scale)
+        scale = ops.select(overflow, on_overflow, ops.select(grow, loss_scale * self.scale_factor, loss_scale))
+        budget = ops.select(ops.logical_and(overflow, ops.logical_not(shift)), self.cur_hysteresis - self.one,
+                            ops.select(grow, self.hysteresis, self.cur_hysteresis))
+        last = ops.select(overflow, self.cur_iter, self.last_overflow_iter)
+        done = ops.assign(loss_scale, scale)
+        done = F.depend(done, ops.assign(self.cur_hysteresis, budget))
+        done = F.depend(done, ops.assign(self.last_overflow_iter, last))
+        done = F.depend(done, ops.assign(self.cur_iter, self.cur_iter + self.one))
+        return F.depend(overflow, done)
