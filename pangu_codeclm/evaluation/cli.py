@@ -39,6 +39,9 @@ def add_arguments(parser):
     parser.add_argument("--max-length", type=int, default=None,
                         help="prompt + generation limit (default: the model's max positions, 1024)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="cap on generated tokens")
+    parser.add_argument("--no-memory-check", action="store_true",
+                        help="generate even when the memory estimate (weights + KV cache + working set, from the "
+                             "model's config) exceeds the memory available")
     parser.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k (only k <= n is reported)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N problems only")
     parser.add_argument("--workers", type=int, default=4, help="parallel sandboxed programs")
@@ -115,6 +118,12 @@ def run(args):
                 print("error: --model DIR is required (or --samples FILE / --check-canonical)", file=sys.stderr)
                 return 2
 
+            if not args.no_memory_check:
+                refusal = _memory_refusal(args.model, settings)
+                if refusal:
+                    print(f"error: {refusal}", file=sys.stderr)
+                    return 1
+
             def load():
                 import pangu_codeclm
                 model = pangu_codeclm.from_pretrained(args.model, device_target=args.device_target)
@@ -132,6 +141,16 @@ def run(args):
     print(f"wrote {os.path.join(args.out, harness.SUMMARY)}")
     logging.getLogger(__name__).debug(json.dumps(summary["metrics"]))
     return 0
+
+
+def _memory_refusal(model_dir, settings):
+    """The message refusing a batch whose memory estimate (from the model's config, before any weight is read) does
+    not fit in the memory available; None when it fits or the figure is unknown."""
+    from ..convert.hf import read_config
+    from ..infer.memory import check_fits
+    config = read_config(model_dir)
+    return check_fits(config, settings.batch_size, min(settings.max_length, config.max_position_embeddings),
+                      what=f"{model_dir}")
 
 
 def _dump_prompts(args):

@@ -1,0 +1,99 @@
+"""Host-memory estimate of generation (and so of `evaluate`) from a config, and the up-front refusal of a batch that
+will not fit.
+
+    estimate = fp32 weights + KV cache + working set
+    weights   = 4 bytes x the parameters `train.plan.parameter_counts` counts (embeddings by the vocabulary)
+    KV cache  = batch x (num_layers + 1) x 2 (K, V) x heads x cache length x head_dim x 4 bytes (fp32 caches)
+    working   = RUNTIME_BYTES (interpreter, MindSpore, compiled graphs, tokenizer) + per row: the prefill's
+                activations and attention scores over the cache, and a few [V] logit rows
+
+The cache length is the longest a row may reach (prompt + generation, `max_length`), rounded up to the generator's
+cache bucket, so the estimate is an upper bound for any prompt. The constants were checked against the peak RSS of
+300m runs (benchmarks/generate_300m.py); they are meant to refuse what cannot fit, not to be byte-accurate.
+"""
+import math
+import os
+
+from ..train.plan import parameter_counts
+
+GB = 1e9
+RUNTIME_BYTES = 1.2e9      # python + MindSpore + graphs + tokenizer, measured at 300m batch 1 minus weights and cache
+CACHE_BUCKET = 128         # the generator rounds the cache length up to this
+LOGIT_ROWS = 4             # [V] fp32 logit rows alive per batch row (logits, mask, softmax/argmax temporaries)
+NO_CHECK_FLAG = "--no-memory-check"
+
+
+def parameter_total(config):
+    """Parameters of the network (embeddings, blocks, top query layer, final LayerNorm)."""
+    emb, block, top, ln_f = parameter_counts(config)
+    return emb + config.num_layers * block + top + ln_f
+
+
+def cache_length(config, max_length):
+    """Cache slots a row may need: `max_length` capped by the positions, rounded up to the cache bucket."""
+    length = min(max_length, config.max_position_embeddings)
+    return int(math.ceil(length / CACHE_BUCKET) * CACHE_BUCKET)
+
+
+def estimate(config, batch_size, max_length):
+    """{'weights', 'kv_cache', 'working', 'total', 'per_row', 'fixed'} in bytes for `batch_size` rows of up to
+    `max_length` tokens (prompt + generation)."""
+    h, heads = config.hidden_size, config.num_heads
+    cache_len = cache_length(config, max_length)
+    weights = 4 * parameter_total(config)
+    kv_row = (config.num_layers + 1) * 2 * heads * cache_len * config.head_dim * 4
+    # prefill of one row: hidden states, qkv, FFN and the attention scores of one layer over the cache (fp32)
+    prefill_row = 4 * cache_len * (6 * h + config.ffn_hidden_size + 2 * heads * cache_len)
+    logits_row = 4 * LOGIT_ROWS * config.vocab_size
+    per_row = kv_row + prefill_row + logits_row
+    fixed = weights + RUNTIME_BYTES
+    return {"weights": weights, "kv_cache": batch_size * kv_row, "working": RUNTIME_BYTES + batch_size *
+            (prefill_row + logits_row), "total": fixed + batch_size * per_row, "per_row": per_row, "fixed": fixed,
+            "cache_length": cache_len, "batch_size": batch_size}
+
+
+def largest_batch(config, max_length, available):
+    """The largest batch whose estimate fits in `available` bytes (0 when not even one row does)."""
+    e = estimate(config, 1, max_length)
+    return max(0, int((available - e["fixed"]) // e["per_row"]))
+
+
+def available_bytes(meminfo="/proc/meminfo", cgroup="/sys/fs/cgroup"):
+    """Memory this process may still take: MemAvailable, lowered to the cgroup (v2) limit's headroom when there is
+    one; None where neither can be read (not Linux)."""
+    found = []
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(os.path.join(cgroup, "memory.max"), encoding="ascii") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open(os.path.join(cgroup, "memory.current"), encoding="ascii") as f:
+                found.append(int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_fits(config, batch_size, max_length, available=None, what="generation"):
+    """None when the estimate fits in `available` bytes (default: `available_bytes()`; None: unknown, no check),
+    else the message to refuse with: the figure, the machine's, and the batch that fits."""
+    available = available_bytes() if available is None else available
+    if available is None:
+        return None
+    e = estimate(config, batch_size, max_length)
+    if e["total"] <= available:
+        return None
+    fits = largest_batch(config, max_length, available)
+    parts = (f"weights {e['weights'] / GB:.1f} GB + KV cache {e['kv_cache'] / GB:.1f} GB (cache length "
+             f"{e['cache_length']}) + working set {e['working'] / GB:.1f} GB")
+    advice = (f"lower --batch-size to {fits}" if fits >= 1 else
+              "not even batch 1 fits: lower --max-length or free memory")
+    return (f"{what}: batch {batch_size} needs ~{e['total'] / GB:.1f} GB ({parts}), this machine has "
+            f"{available / GB:.1f} GB available (MemAvailable); {advice}, or pass {NO_CHECK_FLAG} to try anyway")
