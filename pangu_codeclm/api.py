@@ -47,8 +47,8 @@ def load_weights_into(network, weights, source):
         raise hf.CheckpointError(f"{source}: network and checkpoint disagree: missing in the checkpoint "
                                  f"{missing[:3]}, not in the network {unexpected[:3]}")
     for name, param in trainable.items():
-        if tuple(param.shape) != tuple(weights[name].shape):
-            raise hf.CheckpointError(f"{source}: parameter '{name}' has shape {tuple(weights[name].shape)}, the "
+        if tuple(param.shape) != hf.weight_shape(weights, name):  # lazy weights: no tensor read yet
+            raise hf.CheckpointError(f"{source}: parameter '{name}' has shape {hf.weight_shape(weights, name)}, the "
                                      f"network expects {tuple(param.shape)}")
     for name, param in trainable.items():
         param.set_data(ms.Tensor(weights[name], dtype=param.dtype))

@@ -315,3 +315,85 @@ def test_hf_dir_without_tokenizer_json_files_loads_and_converts(pangu_vocab_mode
         with pytest.raises(ValueError, match=r"no added_tokens\.json, and rebuilding .* does not give the map of "
                                              r"replicated_tokens_map\.pkl \(31993 entries"):
             hf.read_checkpoint(src).load_tokenizer()
+
+
+# ---------------------------------------------------------------------------------------------- loading in bounded memory
+def _mapped_rss_kb(path):
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    real, total, inside = os.path.realpath(path), 0, False
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+                inside = len(fields) == 6 and fields[5] == real
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "bin16", "bin32"])
+def test_checkpoint_weights_are_checked_from_the_header_and_read_on_access(tmp_path, layout):
+    config, mapping, weights = tiny_case("partial")
+    hf.write_hf(tmp_path / "out", config, weights, mapping, write_bin=layout != "safetensors",
+                bin_dtype="float16" if layout == "bin16" else "float32")
+    if layout != "safetensors":
+        os.remove(tmp_path / "out" / "model.safetensors")
+    ckpt = hf.read_checkpoint(tmp_path / "out")
+    assert isinstance(ckpt.weights, hf.LazyWeights) and len(ckpt.weights) == len(weights)
+    assert hf.weight_shape(ckpt.weights, "transformer.wte.weight") == (64, 32)
+    cast = np.float16 if layout == "bin16" else np.float32
+    for name, value in weights.items():
+        got = ckpt.weights[name]
+        assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable
+        assert np.array_equal(got, value.astype(cast).astype(np.float32)), name
+    in_memory = {k: v.astype(cast) for k, v in weights.items()}
+    assert_same_weights(dict(ckpt.weights), hf.check_weights(in_memory, config, "in memory"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc/self/smaps")
+def test_bin_pages_are_not_kept_after_a_tensor_is_read(tmp_path):
+    """The memory-mapped pytorch_model.bin: a tensor read (copied and cast) leaves none of its file pages resident,
+    so loading never holds the file's bytes next to the network's weights."""
+    path = tmp_path / "pytorch_model.bin"
+    big = torch.arange(2 ** 21, dtype=torch.float16)  # 4 MiB
+    torch.save({"big": big, "small": torch.ones(3)}, path)
+    tensors = hf.TorchBinFile(str(path))
+    assert tensors.mapped, "the file was not memory-mapped"
+    value = tensors.read("big", np.float32)
+    assert np.array_equal(value, big.float().numpy())
+    assert _mapped_rss_kb(path) < 64  # without the madvise all 4096 kB stay resident
+    assert np.array_equal(tensors.read("big", np.float32), value)  # dropped pages read back from the file
+
+
+def test_bf16_legacy_bin_and_bf16_safetensors_read_as_fp32(tmp_path):
+    from safetensors.torch import save_file as save_torch
+    config, mapping, weights = tiny_case("partial")
+    state = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in weights.items()}
+    expected = {k: t.float().numpy() for k, t in state.items()}
+    for name, write in (("legacy", lambda d: torch.save(state, d / "pytorch_model.bin",
+                                                        _use_new_zipfile_serialization=False)),
+                        ("st", lambda d: save_torch(state, str(d / "model.safetensors")))):
+        d = tmp_path / name
+        os.makedirs(d)
+        config.save_hf_json(d / "config.json")
+        save_int_map_pickle(d / "replicated_tokens_map.pkl", mapping)
+        write(d)
+        assert_same_weights(dict(hf.read_checkpoint(d).weights), expected)
+
+
+def test_truncated_or_inconsistent_safetensors_is_refused_before_any_tensor_is_read(tmp_path):
+    config, mapping, weights = tiny_case("partial")
+    d = write_raw_hf(tmp_path / "cut", config, weights, mapping)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[:-4])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot read safetensors .*tensor '.*': "
+                                              r"data_offsets .* do not match its shape .* or the file size"):
+        hf.read_checkpoint(d)
+    (d / "model.safetensors").write_bytes(b"\xff" * 8 + data[8:])
+    with pytest.raises(CheckpointError, match=r"cannot read safetensors .*header length \d+ does not fit"):
+        hf.read_checkpoint(d)
+    raw = dict(weights, **{"transformer.h.0.mlp.c_fc.bias": np.arange(64, dtype=np.int32)})
+    d = write_raw_hf(tmp_path / "int", config, raw, mapping)
+    with pytest.raises(CheckpointError, match=r"parameter 'transformer\.h\.0\.mlp\.c_fc\.bias' has dtype I32, "
+                                              r"expected a float tensor"):
+        hf.read_checkpoint(d)
