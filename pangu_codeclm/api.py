@@ -26,6 +26,17 @@ def _set_context(device_target):
                                f"({exc})") from None
 
 
+def _parameters_left_uninitialised():
+    """MindSpore's no_init_parameters: parameters made with `initializer` stay unallocated until they are set (no
+    random init of weights that the checkpoint replaces); a no-op where this MindSpore lacks it."""
+    import contextlib
+    try:
+        from mindspore.nn.utils import no_init_parameters
+    except ImportError:
+        return contextlib.nullcontext()
+    return no_init_parameters()
+
+
 def _is_rebuilt(name):
     """Network state rebuilt from the separation map or the config, never read from or written to a checkpoint."""
     from .model.pangu import NON_HF_PARAMETERS
@@ -180,8 +191,12 @@ def from_pretrained(path, device_target="CPU", **config_overrides):
             config = config.replace(**ids)
     _set_context(device_target)
     from .model.pangu import PanguCodeCLMForCausalLM
-    network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)
+    with _parameters_left_uninitialised():  # each is set from the checkpoint next, tensor by tensor
+        network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)
     load_weights_into(network, ckpt.weights, path)  # the vocabulary masks were set from the map above
+    for param in network.get_parameters():
+        if param.has_init:  # anything the checkpoint did not set gets its own initializer's values
+            param.init_data()
     network.set_train(False)
     logger.info("loaded %s checkpoint from %s on %s (separation %s)", ckpt.layout, path, device_target,
                 config.separation)
