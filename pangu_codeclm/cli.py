@@ -17,6 +17,7 @@ COMMANDS = {
     "generate": ("pangu_codeclm.infer.cli", "generate code from a prompt with a trained model"),
     "evaluate": ("pangu_codeclm.evaluation.cli", "HumanEval / MBPP pass@k in a sandbox"),
     "convert": ("pangu_codeclm.convert.cli", "convert checkpoints between MindSpore and the HF PyTorch layout"),
+    "grid": ("pangu_codeclm.grid", "the paper's experiment: objectives x separations, trained and evaluated alike"),
 }
 
 

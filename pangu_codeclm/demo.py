@@ -135,6 +135,9 @@ def add_arguments(parser):
     parser.add_argument("--seq-length", type=int, default=256, help="training row length (default: 256)")
     parser.add_argument("--mbpp-path", default=None, help="MBPP jsonl; MBPP is evaluated only when it is present")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N problems")
+    parser.add_argument("--grid", action="store_true",
+                        help="run the paper's grid (4 objectives x 3 separations; pangu-codeclm grid) instead")
+    parser.add_argument("--grid-steps", type=int, default=60, help="training steps per grid cell (default: 60)")
     parser.add_argument("--mine-source", action="append", default=None,
                         help="source tree to mine (repeatable; default: this Python's stdlib and site-packages)")
 
@@ -147,6 +150,8 @@ def main(argv=None):
         shutil.rmtree(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
     from .demo_stages import run_all
+    if args.grid:
+        from .grid import run_demo_grid as run_all
     demo = Demo(args)
     try:
         run_all(demo)

@@ -2,6 +2,7 @@
 # The main job on an embedded default: mine this machine's Python -> tokenizer -> Code CLM shards -> train the tiny
 # model on CPU -> evaluate on HumanEval (and MBPP when present) -> export to PyTorch and check parity.
 # Usage: bash scripts/demo.sh [--fresh] [--minutes N] [--workdir DIR] [--mbpp-path FILE]
+#        bash scripts/demo.sh --grid [--grid-steps N] [--eval-limit N]   (the paper's 12-cell grid, small budget)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

@@ -89,13 +89,19 @@ def ordered_samples(samples, seq_length, seed, stats):
     return (samples[i] for i in order)
 
 
+def corruption_meta(tok):
+    """meta.json's `corruption` entry: what the training pipeline needs to corrupt each row (objectives.corrupt_row)."""
+    from pangu_codeclm.data.objectives import CORRUPT_PROB, MASK_FRACTION
+    return {"mask_id": tok.mask_id, "random_high": tok.vocab_size, "prob": CORRUPT_PROB, "mask_fraction": MASK_FRACTION}
+
+
 def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=1, seed=SHUFFLE_SEED, shuffle=True,
             workers=1, skip_bad=False, overwrite=False, progress=True):
     """Run the whole step; return the meta dict written to `out/meta.json`."""
     from tqdm import tqdm
 
     from pangu_codeclm.data.mindrecord import write_dataset
-    from pangu_codeclm.data.objectives import CORRUPT_PROB, MASK_FRACTION, check_objective
+    from pangu_codeclm.data.objectives import check_objective
     from pangu_codeclm.data.packing import PackStats, pack_samples
     from pangu_codeclm.data.records import iter_records
     from pangu_codeclm.tokenizer import PanguTokenizer
@@ -126,9 +132,8 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     meta = {"objective": objective, "seq_length": seq_length, "shuffle_seed": seed if shuffle else None,
             "tokenizer": os.path.abspath(tokenizer_dir), "separation": tok.separation, "vocab_size": tok.vocab_size,
             "records": os.path.abspath(records_path), "records_sha256": sha}
-    if objective == "corrupt_code":  # what the training pipeline needs to corrupt each batch (objectives.corrupt_row)
-        meta["corruption"] = {"mask_id": tok.mask_id, "random_high": tok.vocab_size, "prob": CORRUPT_PROB,
-                              "mask_fraction": MASK_FRACTION}
+    if objective == "corrupt_code":
+        meta["corruption"] = corruption_meta(tok)
     try:
         meta = write_dataset(rows, out, seq_length, num_shards, meta=meta, overwrite=overwrite,
                              late_meta=lambda: dict(
