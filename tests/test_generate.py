@@ -1,8 +1,9 @@
-"""KV-cache generation: per-step logits equal full recomputation, bucket independence, eos padding, sampling."""
+"""KV-cache generation: per-step logits equal full recomputation, bucket independence, eos padding, sampling,
+continuous batching (generate_many) equal to one prompt at a time."""
 import numpy as np
 import pytest
 
-from pangu_codeclm.infer.generate import generate, left_pad_positions, select_tokens
+from pangu_codeclm.infer.generate import generate, generate_many, left_pad_positions, select_tokens
 
 V, MAX_POS, PAD, BUCKETS = 90, 48, 0, dict(prompt_bucket=8, cache_bucket=16)
 
@@ -173,3 +174,64 @@ def test_bad_arguments_name_the_argument(net):
         generate(net, ids, mask, do_sample=True, top_p=0.0)
     with pytest.raises(ValueError, match="input_ids"):
         generate(net, np.full((1, 3), V + 5))
+
+
+def one_at_a_time(network, prompts, budgets, eos, **kw):
+    """Greedy ids of each prompt generated alone, cut after eos."""
+    out = []
+    for prompt, budget in zip(prompts, budgets):
+        ids = generate(network, np.asarray(prompt)[None], max_new_tokens=budget, eos_token_id=eos, **BUCKETS,
+                       **kw)[0, len(prompt):].tolist()
+        out.append(ids[:ids.index(eos) + 1] if eos in ids else ids)
+    return out
+
+
+def mixed_prompts():
+    rng = np.random.default_rng(7)
+    return [rng.integers(1, V, n).tolist() for n in (13, 3, 9, 20, 5, 11)], [6, 9, 4, 7, 8, 5]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 6])
+def test_continuous_batching_equals_one_prompt_at_a_time(net, batch_size):
+    prompts, budgets = mixed_prompts()
+    free = one_at_a_time(net, prompts, budgets, eos=None)
+    # the eos id that cuts the rows to the most different lengths: slots free up at different steps
+    eos = max(sorted({i for ids in free for i in ids}),
+              key=lambda e: len({ids.index(e) if e in ids else len(ids) for ids in free}))
+    alone = one_at_a_time(net, prompts, budgets, eos=eos)
+    assert len({len(a) for a in alone}) > 2 and any(len(a) < b for a, b in zip(alone, budgets))
+    got = generate_many(net, prompts, max_new_tokens=budgets, batch_size=batch_size, eos_token_id=eos, **BUCKETS)
+    assert got == alone
+    assert generate_many(net, prompts, max_new_tokens=4, batch_size=batch_size, **BUCKETS) == \
+        [ids[:4] for ids in free]
+
+
+def test_continuous_batching_with_prefix_index_and_position_limit(net):
+    rng = np.random.default_rng(8)
+
+    def alone(prompt, index):
+        return generate(net, np.asarray(prompt)[None], max_new_tokens=6, prefix_index=[index],
+                        **BUCKETS)[0, len(prompt):].tolist()
+
+    # prompts whose greedy ids the prefix changes (with this random network most prompts repeat one id)
+    candidates = [(rng.integers(1, V, int(n)).tolist(), int(n) - 1) for n in rng.integers(6, 20, 30)]
+    changed = [(p, i) for p, i in candidates if alone(p, i) != alone(p, -1)][:3]
+    assert len(changed) == 3
+    long_prompt = rng.integers(1, V, MAX_POS - 2).tolist()
+    prompts = [changed[0][0], long_prompt, changed[1][0], rng.integers(1, V, 6).tolist(), changed[2][0]]
+    index = [changed[0][1], 7, changed[1][1], -1, changed[2][1]]
+    alone = [alone(p, i) for p, i in zip(prompts, index)]
+    assert len(alone[1]) == 2  # stops at the model's max positions
+    assert generate_many(net, prompts, max_new_tokens=6, batch_size=2, prefix_index=index, **BUCKETS) == alone
+
+
+def test_continuous_batching_bad_arguments(net):
+    with pytest.raises(ValueError, match=r"prompts\[1\]: expected 1\.\."):
+        generate_many(net, [[1, 2], []])
+    with pytest.raises(ValueError, match=r"prompts\[0\]: ids must lie"):
+        generate_many(net, [[V + 3]])
+    with pytest.raises(ValueError, match="prefix_index: expected one index per prompt"):
+        generate_many(net, [[1, 2], [3]], prefix_index=[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        generate_many(net, [[1, 2]], batch_size=0)
+    assert generate_many(net, []) == []

@@ -92,45 +92,64 @@ def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, t
 
 
 class IncrementalDecoder:
-    """Prefill/decode graphs of one network with in-place KV caches, one set per (batch, cache length) shape.
+    """Prefill/decode graphs of one network over one set of in-place KV caches (num_layers + 1 pairs of fp32
+    Parameters [B,H,L,D]: no cache copies per token).
 
-    The caches are num_layers + 1 pairs of fp32 Parameters [B,H,L,D] updated in place by the graphs (no cache copies
-    per token). Use `decoder_for(network)`; up to `keep` shapes stay compiled.
+    A prompt is prefilled alone into its cache row (the memory of a prefill is that of one prompt); a decode step
+    advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
+    batching). Greedy decode steps take the argmax on the device and return only ids. Use `decoder_for(network)`; only
+    the caches of one (batch, cache length) shape are kept (a request that fits them reuses them).
     """
 
-    def __init__(self, network, keep=4):
+    def __init__(self, network):
         import mindspore as ms
         self.ms = ms
         self.network = network
-        self.keep = keep
-        self._shapes = {}
+        self._shape = None
+        self._cells = None
 
-    def _cells(self, batch, cache_len):
-        key = (batch, cache_len)
-        if key not in self._shapes:
-            if len(self._shapes) >= self.keep:
-                self._shapes.pop(next(iter(self._shapes)))
-            self._shapes[key] = _make_cells(self.network, batch, cache_len)
-        return self._shapes[key]
+    def _cells_for(self, batch, cache_len):
+        if self._shape is None or self._shape[0] != batch or self._shape[1] < cache_len:
+            self._cells = None  # drop the old caches before allocating new ones
+            self._cells = _make_cells(self.network, batch, cache_len)
+            self._shape = (batch, cache_len)
+        return self._cells
 
-    def prefill(self, ids, positions, mask, cache_len, prefix_index=None):
-        """Run the prompt [B,P] (fills cache slots 0..P-1); returns last-position logits, numpy [B,V].
-        `prefix_index` [B] (the reference's index form, -1 or None: causal) opens the prefix keys to every query."""
+    def reserve(self, batch, cache_len):
+        """Caches for `batch` rows of at least `cache_len` slots; returns the cache length in use."""
+        self._cells_for(batch, cache_len)
+        return self._shape[1]
+
+    def prefill(self, ids, positions, mask, cache_len, prefix_index=None, row=None):
+        """Run the prompt(s) [b,P] (fills cache slots 0..P-1 of rows `row`.. or 0..b-1); returns last-position logits,
+        numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens the prefix keys to every
+        query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a row-wise prefill."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
-        index = _cache_index(batch, self.network.config.num_heads, np.arange(seq))
+        if row is None:
+            self.reserve(batch, cache_len)
+        rows = np.arange(batch) + (0 if row is None else int(row))
+        index = _cache_index(rows, self.network.config.num_heads, np.tile(np.arange(seq), (batch, 1)))
         prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
-        prefill_cell, _ = self._cells(batch, cache_len)
-        return prefill_cell(t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
-                            t(index)).asnumpy()
+        cells = self._cells
+        return cells["prefill"](t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
+                                t(index)).asnumpy()
 
-    def decode(self, ids, positions, valid, slot):
-        """One token per row [B,1] written at cache slot `slot`; returns logits, numpy [B,V]."""
+    def decode(self, ids, positions, valid, slot, vocab_bias=None):
+        """One token per row [B,1] written at cache slot `slot` (an int, or one per row [B]); it attends the slots
+        marked in `valid` [B,L'] (L' <= the cache length; itself included). Returns logits, numpy [B,V], or with
+        `vocab_bias` (fp32 [V]: 0 allowed, -inf not) the greedy ids [B] of logits + vocab_bias, chosen on the device."""
         t, ms = self.ms.Tensor, self.ms
-        batch, cache_len = valid.shape
-        index = _cache_index(batch, self.network.config.num_heads, np.array([slot]))
-        _, decode_cell = self._cells(batch, cache_len)
-        return decode_cell(t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index)).asnumpy()
+        batch = valid.shape[0]
+        cache_len = self.reserve(batch, valid.shape[1])
+        if valid.shape[1] < cache_len:
+            valid = np.pad(valid, ((0, 0), (0, cache_len - valid.shape[1])))
+        slots = np.broadcast_to(np.asarray(slot).reshape(-1, 1), (batch, 1))
+        index = _cache_index(np.arange(batch), self.network.config.num_heads, slots)
+        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index))
+        if vocab_bias is None:
+            return self._cells["decode"](*args).asnumpy()
+        return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)
 
     def full_logits(self, ids, positions, mask, prefix_index=None):
         """Last-position logits [B,V] by recomputing the whole (left-padded) sequence (prefix as in `prefill`)."""
@@ -141,15 +160,19 @@ class IncrementalDecoder:
         return logits[:, -1].asnumpy()
 
 
-def _cache_index(batch, heads, slots):
-    """ScatterNd indices [B,H,len(slots),3] of (b, h, slot)."""
-    b, h, s = np.meshgrid(np.arange(batch), np.arange(heads), slots, indexing="ij")
+def _cache_index(rows, heads, slots):
+    """ScatterNd indices [b,H,T,3] of (row, h, slot): `slots` [b,T] are each row's cache slots."""
+    slots = np.asarray(slots)
+    b = np.broadcast_to(np.asarray(rows)[:, None, None], (slots.shape[0], heads, slots.shape[1]))
+    h = np.broadcast_to(np.arange(heads)[None, :, None], b.shape)
+    s = np.broadcast_to(slots[:, None, :], b.shape)
     return np.stack([b, h, s], axis=-1).astype(np.int32)
 
 
 def _make_cells(network, batch, cache_len):
-    """(prefill cell, decode cell) sharing fresh cache Parameters of shape [B,H,L,D]."""
-    from mindspore import Parameter, ParameterTuple, Tensor, nn
+    """{prefill, decode, greedy} cells sharing fresh cache Parameters of shape [B,H,L,D]."""
+    from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+    import mindspore as ms
     cfg = network.config
     shape = (batch, cfg.num_heads, cache_len, cfg.hidden_size // cfg.num_heads)
     tag = f"kv_cache_{id(network)}_{batch}x{cache_len}"
@@ -178,8 +201,19 @@ def _make_cells(network, batch, cache_len):
         def construct(self, input_ids, position_ids, valid, cache_index):
             return self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
 
-    cells = Prefill(network), Decode(network)
-    for cell in cells:
+    class GreedyDecode(WithCaches):
+        """Decode + argmax of logits + vocab_bias on the device: only [B] int32 ids go back to the host."""
+
+        def __init__(self, net):
+            super().__init__(net)
+            self.argmax = ops.Argmax(axis=-1, output_type=ms.int32)
+
+        def construct(self, input_ids, position_ids, valid, cache_index, vocab_bias):
+            logits = self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
+            return self.argmax(logits + vocab_bias)
+
+    cells = {"prefill": Prefill(network), "decode": Decode(network), "greedy": GreedyDecode(network)}
+    for cell in cells.values():
         cell.set_train(False)
     return cells
 
@@ -250,9 +284,86 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     if real.min() < 0 or real.max() >= vocab:
         raise ValueError(f"input_ids: ids must lie in [0, {vocab}), got [{real.min()}, {real.max()}]")
     pad_id = network.config.pad_token_id if pad_token_id is None else int(pad_token_id)
-    allowed = None
-    if network.separation_map:
-        allowed = network.code_vocabulary() > 0
+    allowed = _allowed_ids(network, allowed_vocab_mask)
+    prefix_counts = None if prefix_index is None else _prefix_counts(prefix_index, mask)
+
+    max_pos = network.max_positions
+    lengths = (mask > 0).sum(-1)
+    longest = int(lengths.max())
+    if longest >= max_pos:
+        raise ValueError(f"input_ids: a prompt has {longest} tokens; the model allows at most {max_pos - 1} "
+                         f"before generating")
+    steps = min(int(max_new_tokens), int((max_pos - lengths).max()))
+    chooser = _Chooser(allowed, np.random.default_rng(seed), do_sample, temperature, top_k, top_p, return_scores)
+    scores = [] if return_scores else None
+    was_training = network.training
+    network.set_train(False)
+    bar = _progress_bar(progress, steps)
+    try:
+        if not use_cache:
+            generated = _generate_recomputing(decoder_for(network), ids, mask, steps, chooser, eos_token_id, pad_id,
+                                              prompt_bucket, prefix_counts, scores, bar)
+        else:
+            rows = [ids[b][mask[b] > 0] for b in range(ids.shape[0])]
+            outputs = _serve(decoder_for(network), rows, np.full(len(rows), steps), len(rows), chooser, eos_token_id,
+                             prefix_counts, prompt_bucket, cache_bucket, lockstep=True, scores=scores, bar=bar)
+            generated = np.full((len(rows), max(map(len, outputs))), pad_id, dtype=np.int64)
+            for b, row in enumerate(outputs):
+                generated[b, :len(row)] = row
+    finally:
+        if bar is not None:
+            bar.close()
+        network.set_train(was_training)
+    out = np.concatenate([ids, generated], axis=1)
+    return (out, scores) if return_scores else out
+
+
+def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=False, temperature=1.0, top_p=1.0,
+                  top_k=0, eos_token_id=None, seed=None, allowed_vocab_mask=None, prompt_bucket=64, cache_bucket=128,
+                  prefix_index=None, progress=False):
+    """Continuous batching: generated ids (lists, up to and including `eos_token_id`) for every prompt of `prompts`
+    (id sequences, no padding), in their order, with at most `batch_size` rows decoding at a time; a row that
+    finishes frees its slot for the next prompt. `max_new_tokens`: one budget, or one per prompt (each also stops at
+    the model's max positions). `prefix_index`: one per prompt in its own coordinates (-1: none). Greedy ids equal
+    one-prompt-at-a-time `generate`; sampling is seeded but depends on the schedule (batch_size)."""
+    rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
+    if not rows:
+        return []
+    budgets = np.broadcast_to(np.asarray(max_new_tokens, dtype=np.int64), (len(rows),)).copy()
+    vocab, max_pos = network.vocab_size, network.max_positions
+    for i, row in enumerate(rows):
+        if row.size == 0 or row.size >= max_pos:
+            raise ValueError(f"prompts[{i}]: expected 1..{max_pos - 1} ids, got {row.size}")
+        if row.min() < 0 or row.max() >= vocab:
+            raise ValueError(f"prompts[{i}]: ids must lie in [0, {vocab}), got [{row.min()}, {row.max()}]")
+    _check_args(rows[0][None], np.ones((1, rows[0].size)), int(budgets.min()), do_sample, temperature, top_p, top_k)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    counts = None
+    if prefix_index is not None:
+        index = np.asarray(prefix_index, dtype=np.int64).reshape(-1)
+        if index.shape != (len(rows),):
+            raise ValueError(f"prefix_index: expected one index per prompt ({len(rows)}), got shape "
+                             f"{np.shape(prefix_index)}")
+        counts = np.array([int(np.clip(i + 1, 0, r.size)) for i, r in zip(index, rows)])
+    chooser = _Chooser(_allowed_ids(network, allowed_vocab_mask), np.random.default_rng(seed), do_sample,
+                       temperature, top_k, top_p, False)
+    was_training = network.training
+    network.set_train(False)
+    bar = _progress_bar(progress, len(rows))
+    try:
+        return _serve(decoder_for(network), rows, budgets, min(int(batch_size), len(rows)), chooser, eos_token_id,
+                      counts, prompt_bucket, cache_bucket, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        network.set_train(was_training)
+
+
+def _allowed_ids(network, allowed_vocab_mask):
+    """bool [V] of the ids generation may produce (a separated model's code side, & `allowed_vocab_mask`), or None."""
+    vocab = network.vocab_size
+    allowed = network.code_vocabulary() > 0 if network.separation_map else None
     if allowed_vocab_mask is not None:
         extra = np.asarray(allowed_vocab_mask).astype(bool)
         if extra.shape != (vocab,):
@@ -261,68 +372,142 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
     if allowed is not None and not allowed.any():
         raise ValueError("allowed_vocab_mask: no vocabulary id is left for generation (a separated model also keeps "
                          "only its code-side ids)")
-    prefix_counts = None if prefix_index is None else _prefix_counts(prefix_index, mask)
+    return allowed
 
-    batch = ids.shape[0]
+
+def _progress_bar(progress, total):
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc="generate", unit="tok")
+
+
+class _Chooser:
+    """Next ids from logits on the host (`select_tokens`), or, for greedy decoding without scores, the fp32 vocabulary
+    bias (0 allowed, -inf not) with which decode steps take the argmax on the device."""
+
+    def __init__(self, allowed, rng, do_sample, temperature, top_k, top_p, keep_logits):
+        self.allowed, self.rng = allowed, rng
+        self.settings = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        self.vocab_bias = None
+        if not do_sample and not keep_logits:
+            self.vocab_bias = np.zeros(allowed.size if allowed is not None else 0, np.float32)
+            if allowed is not None:
+                self.vocab_bias[~allowed] = -np.inf
+
+    def bias(self, vocab):
+        """The device argmax bias [V], or None when logits must come back to the host."""
+        if self.vocab_bias is None:
+            return None
+        return self.vocab_bias if self.vocab_bias.size else np.zeros(vocab, np.float32)
+
+    def __call__(self, logits):
+        return select_tokens(logits, self.rng, allowed=self.allowed, **self.settings)
+
+
+def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, prompt_bucket, cache_bucket,
+           lockstep=False, scores=None, bar=None):
+    """The generated ids of every prompt of `rows`, `slots` cache rows at a time.
+
+    Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket); every decode step
+    then advances all rows by one token at their own cache slot and position. A row stops at `eos_token_id`, its
+    budget or the model's max positions; its slot then takes the next prompt. `lockstep` (rows == slots, as
+    `generate`): finished rows keep decoding their own choices so that every step chooses over the whole batch (one
+    draw of the sampler per step, as before continuous batching); `scores` collects those per-step logits [B,V]."""
+    network = decoder.network
     max_pos = network.max_positions
-    lengths = (mask > 0).sum(-1)
-    longest = int(lengths.max())
-    if longest >= max_pos:
-        raise ValueError(f"input_ids: a prompt has {longest} tokens; the model allows at most {max_pos - 1} "
-                         f"before generating")
-    room = max_pos - lengths  # each row's own position limit: rows are independent of their batch
-    steps = min(int(max_new_tokens), int(room.max()))
-    prompt_len = min(round_up(longest, prompt_bucket), max_pos)
-    cache_len = round_up(prompt_len + steps, cache_bucket)
+    budgets = np.minimum(budgets, [max_pos - r.size for r in rows])
+    widths = [min(round_up(r.size, prompt_bucket), max_pos) for r in rows]
+    need = max(widths) + int(budgets.max()) if lockstep else max(w + int(b) for w, b in zip(widths, budgets))
+    cache_len = decoder.reserve(slots, round_up(need, cache_bucket))  # finished lockstep rows keep writing
+    vocab_bias = chooser.bias(network.vocab_size)
+    outputs = [[] for _ in rows]
+    queue = [r for r in range(len(rows)) if budgets[r] > 0]
+    queue.reverse()
+    owner = np.full(slots, -1)                # the prompt each cache row serves (-1: none)
+    write = np.zeros(slots, np.int64)         # its next cache slot
+    position = np.zeros(slots, np.int64)      # the position of its last token
+    valid = np.zeros((slots, cache_len), np.float32)
+    pending = np.zeros(slots, np.int64)       # the id each row emits next
+
+    def admit(slot, r):
+        prompt, prompt_mask = _right_align(rows[r][None], np.ones((1, rows[r].size)), widths[r], 0)
+        prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts[r:r + 1], prompt_mask)
+        logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len, prefix, row=slot)
+        owner[slot], write[slot], position[slot] = r, widths[r], rows[r].size - 1
+        valid[slot] = 0.0
+        valid[slot, :widths[r]] = prompt_mask[0]
+        return logits[0]
+
+    if lockstep:
+        first = np.stack([admit(slot, queue.pop()) for slot in range(len(queue))]) if queue else None
+        if first is None:
+            return outputs
+        if scores is not None:
+            scores.append(first.copy())
+        pending[:len(first)] = chooser(first)
+    active = owner >= 0
+    while True:
+        finished = []
+        for slot in np.flatnonzero(active):
+            r = owner[slot]
+            outputs[r].append(int(pending[slot]))
+            if len(outputs[r]) >= budgets[r] or (eos_token_id is not None and pending[slot] == eos_token_id):
+                active[slot] = False
+                finished.append(slot)
+        if lockstep and bar is not None:
+            bar.update(1)
+        fresh = np.zeros(slots, bool)
+        if not lockstep:
+            for slot in list(np.flatnonzero(owner < 0)) + finished:
+                if bar is not None and owner[slot] >= 0:
+                    bar.update(1)
+                owner[slot] = -1
+                if queue:
+                    logits = admit(slot, queue.pop())
+                    pending[slot] = chooser(logits[None])[0]
+                    active[slot] = fresh[slot] = True
+        if not active.any():
+            return outputs
+        stepping = (owner >= 0) & ~fresh
+        valid[stepping, write[stepping]] = 1.0
+        position[stepping] = np.minimum(position[stepping] + 1, max_pos - 1)  # rows at their limit are done
+        # finished rows (lockstep) keep decoding their own choice (pad ids may lie outside a small vocabulary)
+        result = decoder.decode(pending[:, None], position[:, None], valid, write, vocab_bias)
+        write[stepping] += 1
+        if vocab_bias is None:
+            if scores is not None:
+                scores.append(result.copy())
+            result = chooser(result)
+        pending[stepping] = result[stepping]
+
+
+def _generate_recomputing(decoder, ids, mask, steps, chooser, eos_token_id, pad_id, prompt_bucket, prefix_counts,
+                          scores, bar):
+    """Baseline without a cache: every step recomputes the whole (re-packed) sequence; returns ids [B, n]."""
+    batch = ids.shape[0]
+    room = decoder.network.max_positions - (mask > 0).sum(-1)
+    prompt_len = min(round_up(int((mask > 0).sum(-1).max()), prompt_bucket), decoder.network.max_positions)
     prompt, prompt_mask = _right_align(ids, mask, prompt_len, 0)
-    prompt_prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts, prompt_mask)
-    decoder = decoder_for(network)
-    was_training = network.training
-    network.set_train(False)
-    rng = np.random.default_rng(seed)
     generated = np.full((batch, steps), pad_id, dtype=np.int64)
     fed = np.zeros((batch, steps), dtype=np.int64)  # what the model reads back (finished rows: their own choice)
     done = np.zeros(batch, dtype=bool)
-    scores = []
-    last_pos = left_pad_positions(prompt_mask)[:, -1].astype(np.int64)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=steps, desc="generate", unit="tok")
-    try:
-        if steps > 0 and use_cache:
-            logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len, prompt_prefix)
-            valid = np.zeros((batch, cache_len), np.float32)
-            valid[:, :prompt_len] = prompt_mask
-        for i in range(steps):
-            if not use_cache:
-                logits = _recompute_last(decoder, prompt, prompt_mask, fed[:, :i], prompt_bucket, prefix_counts)
-            if return_scores:
-                scores.append(logits.copy())
-            chosen = select_tokens(logits, rng, do_sample, temperature, top_k, top_p, allowed)
-            token = np.where(done, pad_id, chosen)
-            generated[:, i] = token
-            fed[:, i] = chosen
-            if eos_token_id is not None:
-                done |= token == eos_token_id
-            done |= i + 1 >= room
-            if bar is not None:
-                bar.update(1)
-            if done.all() or i == steps - 1:
-                generated = generated[:, :i + 1]
-                break
-            if use_cache:
-                slot = prompt_len + i
-                valid[:, slot] = 1.0
-                last_pos = np.minimum(last_pos + 1, max_pos - 1)  # rows at their limit are done; outputs unused
-                # finished rows keep decoding their own choice (pad ids may lie outside a small vocabulary)
-                logits = decoder.decode(chosen[:, None], last_pos[:, None], valid, slot)
-    finally:
+    for i in range(steps):
+        logits = _recompute_last(decoder, prompt, prompt_mask, fed[:, :i], prompt_bucket, prefix_counts)
+        if scores is not None:
+            scores.append(logits.copy())
+        chosen = chooser(logits)
+        token = np.where(done, pad_id, chosen)
+        generated[:, i] = token
+        fed[:, i] = chosen
+        if eos_token_id is not None:
+            done |= token == eos_token_id
+        done |= i + 1 >= room
         if bar is not None:
-            bar.close()
-        network.set_train(was_training)
-    out = np.concatenate([ids, generated], axis=1)
-    return (out, scores) if return_scores else out
+            bar.update(1)
+        if done.all():
+            return generated[:, :i + 1]
+    return generated
 
 
 def _recompute_last(decoder, prompt, prompt_mask, generated, bucket, prefix_counts=None):

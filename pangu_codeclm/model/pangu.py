@@ -194,6 +194,12 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return self.loss(logits, labels, docstr_mask, self.code_vocab_mask, self.text_vocab_mask)
 
     # ------------------------------------------------------------------ incremental decoding (infer/generate.py)
+    def _per_head(self, may, bias):
+        """may/bias [B,1,Tq,Tk] broadcast once to [B,H,Tq,Tk]: every layer's mask ops then see equal shapes (a
+        broadcasting elementwise op keeps ~4x its output alive per graph on CPU; see model/layers.py)."""
+        shape = (may.shape[0], self.config.num_heads, may.shape[2], may.shape[3])
+        return ops.broadcast_to(may, shape), ops.broadcast_to(bias, shape)
+
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
         """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_layers+1
         Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V].
@@ -202,7 +208,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         form, ORed into the causal mask); -1 leaves the row causal. Decode steps stay causal over the cache (the
         prefix keys are cached as computed here)."""
         batch, seq = input_ids.shape
-        may, bias = self._masks(batch, seq, attention_mask, None, prefix_index)
+        may, bias = self._per_head(*self._masks(batch, seq, attention_mask, None, prefix_index))
         h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, False)
         h = self.reshape(h, (batch, seq, self.hidden_size))
         last = self.reshape(self.slice_last(h, (0, seq - 1, 0), (batch, seq, self.hidden_size), (1, 1, 1)),
@@ -216,5 +222,6 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         cache_len = valid.shape[1]
         may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
         bias = self._fill_bias(may, ops.zeros((batch, 1, 1, cache_len), ms.float32))
+        may, bias = self._per_head(may, bias)
         h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, True)
         return self._logits(h)
