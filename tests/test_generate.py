@@ -235,3 +235,14 @@ def test_continuous_batching_bad_arguments(net):
     with pytest.raises(ValueError, match="batch_size"):
         generate_many(net, [[1, 2]], batch_size=0)
     assert generate_many(net, []) == []
+
+
+def test_api_generate_many_uses_the_config_eos(net):
+    from pangu_codeclm.api import PanguCodeCLM
+    prompts, budgets = mixed_prompts()
+    free = one_at_a_time(net, prompts, budgets, eos=None)
+    eos = free[0][1]
+    model = PanguCodeCLM(net.config.replace(eos_token_id=eos), net, {})
+    got = model.generate_many(prompts, max_new_tokens=budgets, batch_size=3)
+    assert got == one_at_a_time(net, prompts, budgets, eos=eos)
+    assert len(got[0]) <= 2
