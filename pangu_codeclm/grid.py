@@ -759,7 +759,7 @@ def run_demo_grid(demo):
                     "--steps", demo.args.grid_steps, "--seq-length", demo.args.seq_length, "--prepare-workers", 2,
                     "--eval-workers", 2, "--set", "runner_config.batch_size=8", "--set",
                     "model.model_config.batch_size=8")
-    argv += ["--eval-limit", demo.args.eval_limit or DEMO_EVAL_LIMIT]
+    argv += ["--eval-limit", str(demo.args.eval_limit or DEMO_EVAL_LIMIT)]
     if demo.args.mbpp_path:
         argv += ["--mbpp-path", demo.args.mbpp_path]
 

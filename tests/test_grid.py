@@ -161,3 +161,33 @@ def test_grid_plans_resumes_reports_a_failure_and_keeps_cells_comparable(grid_in
     assert "| Corrupt Code CLM | full |" in text and "HumanEval incr. micro pass@1" in text
     assert "## Reproduce a cell" in text and (out / "results.png").stat().st_size > 1000
     assert last.stdout.count("done earlier") >= 9  # three finished cells skipped entirely
+
+
+def test_demo_grid_runs_mine_tokenizer_init_then_the_grid(tmp_path, monkeypatch):
+    import argparse
+
+    from pangu_codeclm import demo as demo_mod
+    from pangu_codeclm import demo_stages, grid
+    parser = argparse.ArgumentParser()
+    demo_mod.add_arguments(parser)
+    runner = demo_mod.Demo(parser.parse_args(["--workdir", str(tmp_path), "--grid", "--grid-steps", "7"]))
+    commands = {}
+
+    def run_command(name, argv, budget_s=None):
+        assert all(isinstance(a, str) for a in argv), argv  # the log line joins them
+        commands[name] = argv
+        if name == "grid_init":
+            (tmp_path / "grid_init").mkdir()
+            (tmp_path / "grid_init" / "init.json").write_text('{"vocab_size": 9}')
+        if name == "grid":
+            (tmp_path / "grid").mkdir()
+            (tmp_path / "grid" / "results.json").write_text('{"rows": [{"status": "done"}, {"status": "failed"}]}')
+
+    monkeypatch.setattr(runner, "run_command", run_command)
+    monkeypatch.setattr(demo_stages, "mine", lambda d: {"pairs_kept": 1})
+    monkeypatch.setattr(demo_stages, "tokenizer", lambda d: {"vocab_size": 9})
+    grid.run_demo_grid(runner)
+    argv = commands["grid"]
+    assert argv[argv.index("grid") + 1:argv.index("grid") + 3] == ["--init", str(tmp_path / "grid_init")]
+    assert argv[argv.index("--steps") + 1] == "7" and argv[argv.index("--eval-limit") + 1] == str(grid.DEMO_EVAL_LIMIT)
+    assert runner.results["grid"]["summary"] == {"cells": 2, "done": 1}
