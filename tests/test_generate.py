@@ -200,8 +200,13 @@ def test_continuous_batching_equals_one_prompt_at_a_time(net, batch_size):
               key=lambda e: len({ids.index(e) if e in ids else len(ids) for ids in free}))
     alone = one_at_a_time(net, prompts, budgets, eos=eos)
     assert len({len(a) for a in alone}) > 2 and any(len(a) < b for a, b in zip(alone, budgets))
-    got = generate_many(net, prompts, max_new_tokens=budgets, batch_size=batch_size, eos_token_id=eos, **BUCKETS)
+    finished = []
+    got = generate_many(net, prompts, max_new_tokens=budgets, batch_size=batch_size, eos_token_id=eos,
+                        on_finish=lambda i, ids: finished.append((i, list(ids))), **BUCKETS)
     assert got == alone
+    assert sorted(finished) == list(enumerate(alone))
+    if batch_size == 2:  # the short row's slot was refilled: a later prompt finished before an earlier one
+        assert [i for i, _ in finished] != sorted(i for i, _ in finished)
     assert generate_many(net, prompts, max_new_tokens=4, batch_size=batch_size, **BUCKETS) == \
         [ids[:4] for ids in free]
 

@@ -320,12 +320,13 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
 
 def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=False, temperature=1.0, top_p=1.0,
                   top_k=0, eos_token_id=None, seed=None, allowed_vocab_mask=None, prompt_bucket=64, cache_bucket=128,
-                  prefix_index=None, progress=False):
+                  prefix_index=None, progress=False, on_finish=None):
     """Continuous batching: generated ids (lists, up to and including `eos_token_id`) for every prompt of `prompts`
     (id sequences, no padding), in their order, with at most `batch_size` rows decoding at a time; a row that
     finishes frees its slot for the next prompt. `max_new_tokens`: one budget, or one per prompt (each also stops at
     the model's max positions). `prefix_index`: one per prompt in its own coordinates (-1: none). Greedy ids equal
-    one-prompt-at-a-time `generate`; sampling is seeded but depends on the schedule (batch_size)."""
+    one-prompt-at-a-time `generate`; sampling is seeded but depends on the schedule (batch_size). `on_finish(i, ids)`
+    is called as soon as prompt i is done (e.g. to write its record)."""
     rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
     if not rows:
         return []
@@ -353,7 +354,7 @@ def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=
     bar = _progress_bar(progress, len(rows))
     try:
         return _serve(decoder_for(network), rows, budgets, min(int(batch_size), len(rows)), chooser, eos_token_id,
-                      counts, prompt_bucket, cache_bucket, bar=bar)
+                      counts, prompt_bucket, cache_bucket, bar=bar, on_finish=on_finish)
     finally:
         if bar is not None:
             bar.close()
@@ -406,14 +407,15 @@ class _Chooser:
 
 
 def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, prompt_bucket, cache_bucket,
-           lockstep=False, scores=None, bar=None):
+           lockstep=False, scores=None, bar=None, on_finish=None):
     """The generated ids of every prompt of `rows`, `slots` cache rows at a time.
 
     Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket); every decode step
     then advances all rows by one token at their own cache slot and position. A row stops at `eos_token_id`, its
     budget or the model's max positions; its slot then takes the next prompt. `lockstep` (rows == slots, as
     `generate`): finished rows keep decoding their own choices so that every step chooses over the whole batch (one
-    draw of the sampler per step, as before continuous batching); `scores` collects those per-step logits [B,V]."""
+    draw of the sampler per step, as before continuous batching); `scores` collects those per-step logits [B,V].
+    `on_finish(r, ids)` is called when prompt r is done."""
     network = decoder.network
     max_pos = network.max_positions
     budgets = np.minimum(budgets, [max_pos - r.size for r in rows])
@@ -423,6 +425,10 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
     vocab_bias = chooser.bias(network.vocab_size)
     outputs = [[] for _ in rows]
     queue = [r for r in range(len(rows)) if budgets[r] > 0]
+    if on_finish is not None:
+        for r in range(len(rows)):
+            if budgets[r] <= 0:
+                on_finish(r, outputs[r])
     queue.reverse()
     owner = np.full(slots, -1)                # the prompt each cache row serves (-1: none)
     write = np.zeros(slots, np.int64)         # its next cache slot
@@ -455,6 +461,8 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
             if len(outputs[r]) >= budgets[r] or (eos_token_id is not None and pending[slot] == eos_token_id):
                 active[slot] = False
                 finished.append(slot)
+                if on_finish is not None:
+                    on_finish(int(r), outputs[r])
         if lockstep and bar is not None:
             bar.update(1)
         fresh = np.zeros(slots, bool)
