@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pangu_codeclm.evaluation import batching
-from pangu_codeclm.infer.generate import generate, left_pad_positions, prefix_lm_enabled, prefix_lm_matrix
+from pangu_codeclm.infer.generate import (generate, generate_many, left_pad_positions, prefix_lm_enabled,
+                                          prefix_lm_matrix)
 
 V, MAX_POS, PAD, PYTHON = 97, 48, 0, 5
 BUCKETS = dict(prompt_bucket=8, cache_bucket=16)
@@ -164,3 +165,20 @@ def test_logits_restricted_to_code_like_the_reference_forward(tmp_path, ms_cpu):
     np.testing.assert_array_equal(model.logits(ids, prefix_lm_mask=[2]),
                                   model.logits(ids, prefix_lm_mask=prefix_lm_matrix([2], 5)))
     assert np.abs(model.logits(ids, prefix_lm_mask=[2]) - free).max() > 1e-4
+
+
+def test_corrected_mode_continuous_batching_equals_its_batches(net):
+    rows, python_at = prompts()
+    max_length, max_new = 20, 10
+    padded = batching.collate(rows, python_at, PAD, "corrected", max_length, max_new)
+    out = generate(net, padded.input_ids, padded.attention_mask, max_new_tokens=int(padded.budgets.max()),
+                   prefix_index=padded.prefix_index, **BUCKETS)
+    eos = int(out[0, padded.padded_length + 2])  # cuts some row short
+    out = generate(net, padded.input_ids, padded.attention_mask, max_new_tokens=int(padded.budgets.max()),
+                   prefix_index=padded.prefix_index, eos_token_id=eos, **BUCKETS)
+    batched = [batching.generated_ids(out[r, padded.padded_length:], int(padded.budgets[r]), eos) for r in range(3)]
+    prompt_ids, budgets, index = batching.continuous_rows(rows, python_at, max_length, max_new)
+    assert budgets.tolist() == padded.budgets.tolist() == [10, 10, 8]
+    assert generate_many(net, prompt_ids, max_new_tokens=budgets, batch_size=2, eos_token_id=eos,
+                         prefix_index=index, **BUCKETS) == batched
+    assert len(batched[0]) <= 3

@@ -58,8 +58,22 @@ def collate(prompts, prefix_indices, pad_id, mode, max_length, max_new_tokens):
         budgets = np.full(len(prompts), min(max_new_tokens, max_length - width))
     else:
         prefix = prefix + padding
-        budgets = np.minimum(max_new_tokens, max_length - lengths)
+        budgets = corrected_budgets(lengths, max_length, max_new_tokens)
     return PaddedBatch(ids, mask, padding, prefix, np.maximum(budgets, 0))
+
+
+def corrected_budgets(lengths, max_length, max_new_tokens):
+    """`corrected`: each row's own budget, max_length - its prompt length (at most max_new_tokens, at least 0)."""
+    return np.maximum(np.minimum(max_new_tokens, max_length - np.asarray(lengths, dtype=np.int64)), 0)
+
+
+def continuous_rows(prompts, prefix_indices, max_length, max_new_tokens):
+    """`corrected` without batches, for continuous batching (`generate_many`): (prompts, budgets, prefix indices in
+    each prompt's own coordinates). Rows are independent in this mode, so greedy ids equal those of `collate`'s
+    batches; `paper` keeps its batches of 16 (its budget and prefix index depend on the batch: G4, G5)."""
+    lengths = [len(p) for p in prompts]
+    return list(prompts), corrected_budgets(lengths, max_length, max_new_tokens), np.asarray(prefix_indices,
+                                                                                            dtype=np.int64)
 
 
 def generated_ids(row, budget, eos_id):
