@@ -1,11 +1,14 @@
 """Incremental decoding for PanguCodeCLMForCausalLM: a prefill graph and a one-token decode graph with a KV cache.
 
-Prompts are re-packed right-aligned (left padding) into a bucketed length, the cache length is bucketed too, so each
-graph compiles once per (batch, bucket) shape; the masked slots never change a result. The cache holds num_layers + 1
-K/V tensors (the ordinary blocks and the top query layer). Sampling (temperature, top-k, top-p) runs in numpy on the
-fp32 logits with `np.random.default_rng(seed)`. Separated models generate only code-side ids. Prefix Code CLM: the
-prefill takes a per-row prefix index (the reference's form, moved into the re-packed layout so that it covers the same
-real tokens); decode steps attend the cache causally. Each row stops at its own max position.
+Each prompt is re-packed right-aligned (left padding) into a bucketed length and prefilled alone into its own cache
+row; the cache length is bucketed too, so each graph compiles once per (prompt bucket, batch, cache length) shape and
+the masked slots never change a result. Decode steps advance every row at its own cache slot and position, so a row
+that finishes can take the next prompt (`generate_many`, continuous batching); `generate` keeps its batch in
+lockstep. The cache holds num_layers + 1 K/V tensors (the ordinary blocks and the top query layer). Greedy steps take
+the argmax on the device (ids only come back); sampling (temperature, top-k, top-p) runs in numpy on the fp32 logits
+with `np.random.default_rng(seed)`. Separated models generate only code-side ids. Prefix Code CLM: the prefill takes
+a per-row prefix index (the reference's form, moved into the re-packed layout so that it covers the same real
+tokens); decode steps attend the cache causally. Each row stops at its own max position.
 """
 import logging
 import weakref
