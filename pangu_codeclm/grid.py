@@ -278,6 +278,7 @@ class Grid:
         from .io_utils import load_int_map_pickle
         mapping = load_int_map_pickle(os.path.join(self.tokenizer_dir(separation), SEPARATION_MAP_FILE))
         return {"rows": meta["rows"], "samples": meta["samples"], "tokens": meta["tokens"],
+                "dropped_too_long": meta.get("dropped_too_long"),
                 "shuffle_seed": meta["shuffle_seed"], "records_sha256": meta["records_sha256"],
                 "fingerprint": data_fingerprint(out, mapping)}
 
@@ -287,11 +288,26 @@ class Grid:
         for cell in self.cells:
             self.root.stage(f"data_{cell.separation}_{cell.objective}",
                             lambda c=cell: self.make_data(c.objective, c.separation))
-        rows = {self.root.results[f"data_{c.separation}_{c.objective}"]["summary"]["rows"] for c in self.cells}
-        if len(rows) != 1:
-            raise GridError(f"the cells' prepared data differ in row count ({sorted(rows)}); they cannot share a data "
-                            f"order")
-        self.rows = rows.pop()
+        data = {c: self.root.results[f"data_{c.separation}_{c.objective}"]["summary"] for c in self.cells}
+        for key in ("records_sha256", "shuffle_seed", "samples"):
+            if len({str(d.get(key)) for d in data.values()}) != 1:
+                raise GridError(f"the cells' prepared data differ in {key}: "
+                                + ", ".join(f"{c.name} {d.get(key)}" for c, d in data.items()))
+        self.data_notes = []
+        if len({d.get("dropped_too_long") for d in data.values()}) != 1:  # longer samples under one separation
+            self.data_notes.append("samples dropped as too long differ: " + ", ".join(
+                f"{c.name} {d.get('dropped_too_long')}" for c, d in data.items()))
+        self.rows_of = {}
+        for c, d in data.items():  # the objectives of one separation pack the same rows
+            if self.rows_of.setdefault(c.separation, (d["rows"], d["fingerprint"])) != (d["rows"], d["fingerprint"]):
+                raise GridError(f"separation {c.separation}: {c.name}'s packed rows differ from the other objectives'")
+        self.rows_of = {sep: rows for sep, (rows, _) in self.rows_of.items()}
+        if len(set(self.rows_of.values())) > 1:  # partial's added tokens are matched in text too: other lengths
+            self.data_notes.append("packed rows per separation: " + ", ".join(
+                f"{sep} {rows}" for sep, rows in self.rows_of.items()))
+        for note in self.data_notes:
+            print(f"[grid] note: {note}")
+        self.rows = min(self.rows_of.values())
         self.steps = self.resolve_steps()
 
     def resolve_steps(self):
@@ -450,9 +466,10 @@ class Grid:
     def cell_record(self, cell, stages):
         data = self.root.results[f"data_{cell.separation}_{cell.objective}"]["summary"]
         return {"cell": cell.name, "objective": cell.objective, "separation": cell.separation,
-                "init": self.init, "config": self.config, "steps": self.steps, "rows": self.rows,
+                "init": self.init, "config": self.config, "steps": self.steps,
+                "rows": self.rows_of[cell.separation],
                 "settings": self.settings, "data": data,
-                "data_order_sha256": data_order(self.rows, self.settings, self.steps),
+                "data_order_sha256": data_order(self.rows_of[cell.separation], self.settings, self.steps),
                 "train": stages["train"]["summary"], "evaluation": stages["evaluate"]["summary"],
                 "seconds": {name: round(r["seconds"], 1) for name, r in stages.items()},
                 "reproduce": self.reproduce(cell)}
@@ -506,7 +523,8 @@ class Grid:
         data_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(self.out, "data"))
                          for f in fs)
         per_cell = ckpt_bytes * keep + ckpt_bytes // 3 * (2 if self.args.hf else 1)
-        plan = {"cells": [c.name for c in self.cells], "steps": self.steps, "rows": self.rows,
+        plan = {"cells": [c.name for c in self.cells], "steps": self.steps, "rows": self.rows_of,
+                "data_notes": self.data_notes,
                 "settings": self.settings, "step_s": round(step_s, 4),
                 "train_s_per_cell": round(step_s * self.steps, 1), "train_s_total": round(step_s * self.steps *
                                                                                           len(self.cells), 1),
@@ -533,7 +551,7 @@ def format_plan(plan):
     return "\n".join([
         f"[grid] plan: {len(plan['cells'])} cells: {', '.join(plan['cells'])}",
         f"[grid] each: {plan['steps']} steps of global batch {plan['settings']['global_batch']} x "
-        f"{plan['settings']['seq_length']} tokens over {plan['rows']} rows (seed {plan['settings']['seed']}, data "
+        f"{plan['settings']['seq_length']} tokens; packed rows {plan['rows']} (seed {plan['settings']['seed']}, data "
         f"seed {plan['settings']['data_seed']})",
         f"[grid] calibration: {plan['step_s']:.3f} s/step -> training {plan['train_s_per_cell'] / 60:.1f} min per "
         f"cell, {plan['train_s_total'] / 3600:.2f} h for the grid (evaluation not included: "
@@ -578,7 +596,8 @@ def write_results(grid, results):
             row["status"] = "failed" if cell.name in grid.failures else "not run"
         rows.append(row)
     settings = {"init": grid.init, "records": grid.records, "records_sha256": file_sha256(grid.records),
-                "config": grid.config, "overrides": grid.user_overrides, "steps": grid.steps, "rows": grid.rows,
+                "config": grid.config, "overrides": grid.user_overrides, "steps": grid.steps,
+                "rows_per_separation": grid.rows_of, "data_notes": grid.data_notes,
                 **grid.settings, "launcher": grid.args.launcher, "device_target": grid.args.device_target,
                 "evaluation": {name: s for name, s in grid.eval_runs()}}
     payload = {"rows": rows, "settings": settings, "failures": grid.failures,
