@@ -317,7 +317,7 @@ def test_hf_dir_without_tokenizer_json_files_loads_and_converts(pangu_vocab_mode
             hf.read_checkpoint(src).load_tokenizer()
 
 
-# ---------------------------------------------------------------------------------------------- loading in bounded memory
+# ------------------------------------------------------------------------------------ loading in bounded memory
 def _mapped_rss_kb(path):
     """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
     real, total, inside = os.path.realpath(path), 0, False
