@@ -139,14 +139,13 @@ class IncrementalDecoder:
                                 t(index)).asnumpy()
 
     def decode(self, ids, positions, valid, slot, vocab_bias=None):
-        """One token per row [B,1] written at cache slot `slot` (an int, or one per row [B]); it attends the slots
-        marked in `valid` [B,L'] (L' <= the cache length; itself included). Returns logits, numpy [B,V], or with
+        """One token per row [B,1] written at cache slot `slot` (an int, or one per row [B]); it attends the first W
+        slots, those marked in `valid` [B,W] (W <= the cache length, one graph per W; itself included). Returns
+        logits, numpy [B,V], or with
         `vocab_bias` (fp32 [V]: 0 allowed, -inf not) the greedy ids [B] of logits + vocab_bias, chosen on the device."""
         t, ms = self.ms.Tensor, self.ms
         batch = valid.shape[0]
-        cache_len = self.reserve(batch, valid.shape[1])
-        if valid.shape[1] < cache_len:
-            valid = np.pad(valid, ((0, 0), (0, cache_len - valid.shape[1])))
+        self.reserve(batch, valid.shape[1])
         slots = np.broadcast_to(np.asarray(slot).reshape(-1, 1), (batch, 1))
         index = _cache_index(np.arange(batch), self.network.config.num_heads, slots)
         args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index))
@@ -484,7 +483,8 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
         valid[stepping, write[stepping]] = 1.0
         position[stepping] = np.minimum(position[stepping] + 1, max_pos - 1)  # rows at their limit are done
         # finished rows (lockstep) keep decoding their own choice (pad ids may lie outside a small vocabulary)
-        result = decoder.decode(pending[:, None], position[:, None], valid, write, vocab_bias)
+        window = min(round_up(int(write.max()) + 1, cache_bucket), cache_len)  # the slots any row uses
+        result = decoder.decode(pending[:, None], position[:, None], valid[:, :window], write, vocab_bias)
         write[stepping] += 1
         if vocab_bias is None:
             if scores is not None:

@@ -192,6 +192,7 @@ class _CachedAttention(nn.Cell):
         self.core = AttentionCore(config, strategies)
         self.write_k = KVCacheWrite()
         self.write_v = KVCacheWrite()
+        self.window = ops.StridedSlice()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def _attend_and_project(self, q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
@@ -208,13 +209,19 @@ class _CachedAttention(nn.Cell):
 
         Without a cache: plain attention. With cache Parameters [B,H,L,D] and `cache_index` [B,H,T,3] ((b, h, slot)
         per new position) the new k/v are written in place; `attend_cache=False` (prefill) attends over the new k/v,
-        `attend_cache=True` (decode) over the whole cache (`may_attend` then covers the L slots).
+        `attend_cache=True` (decode) over the first W cache slots, W = the last axis of `may_attend` (<= L: the
+        slots in use, so that a step reads no more of the cache than it needs).
         """
         if k_cache is None:
             return self.core(q, k, v, may_attend, bias)
         k_all = self.write_k(k_cache, k, cache_index)
         v_all = self.write_v(v_cache, v, cache_index)
         if attend_cache:
+            window = may_attend.shape[-1]
+            if window < k_all.shape[2]:
+                b, h, _, d = k_all.shape
+                k_all = self.window(k_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
+                v_all = self.window(v_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
             return self.core(q, k_all, v_all, may_attend, bias)
         out = self.core(q, k, v, may_attend, bias)
         return ops.depend(ops.depend(out, k_all), v_all)

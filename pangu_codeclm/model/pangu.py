@@ -217,7 +217,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
 
     def decode(self, input_ids, position_ids, valid, cache_index, k_caches, v_caches):
         """One token per row [B,1] written at `cache_index` [B,H,1,3]; it attends the cache slots marked in `valid`
-        [B,L] (itself included). Returns logits [B,V]."""
+        [B,W] (itself included; W <= L: the first W slots). Returns logits [B,V]."""
         batch = input_ids.shape[0]
         cache_len = valid.shape[1]
         may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
