@@ -158,17 +158,18 @@ class PanguCodeCLM:
             prefix_index=prefix_index))
 
     def generate_many(self, prompts, max_new_tokens=64, batch_size=16, do_sample=False, temperature=1.0, top_p=1.0,
-                      top_k=0, eos_token_id=None, seed=None, prefix_index=None):
+                      top_k=0, eos_token_id=None, seed=None, prefix_index=None, on_finish=None):
         """Continuous batching: the generated ids (lists, up to and including eos) of every prompt (id lists, no
         padding), `batch_size` rows decoding at a time, a finished row's slot taken by the next prompt;
         `max_new_tokens` one budget or one per prompt; `prefix_index` one per prompt in its own coordinates. Greedy ids
-        equal `generate` one prompt at a time (pangu_codeclm.infer.generate.generate_many)."""
+        equal `generate` one prompt at a time (pangu_codeclm.infer.generate.generate_many); `on_finish(i, ids)` is called
+        as soon as prompt i is done."""
         from .infer.generate import generate_many
         return generate_many(
             self.network, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
             temperature=temperature, top_p=top_p, top_k=top_k,
             eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id, seed=seed,
-            prefix_index=prefix_index)
+            prefix_index=prefix_index, on_finish=on_finish)
 
     # ---------------------------------------------------------------------------------------------- saving
     def weights(self):

@@ -175,3 +175,53 @@ def test_prefix_model_through_both_clis(tmp_path, pangu_vocab_model, capsys):
     assert main(["generate", "--model", str(tmp_path / "ckpt"), "--prompt", "Add two numbers.", "--signature",
                  "def add(a, b):", "--max-new-tokens", "4", "--prefix-lm", "on"]) == 0
     assert capsys.readouterr().out.startswith("def add(a, b):")
+
+
+class BatchesOnly:
+    """The same model without `generate_many`: generate_samples falls back to padded batches."""
+
+    def __init__(self, model):
+        self.tokenizer, self.config, self.generate = model.tokenizer, model.config, model.generate
+
+
+class ContinuousOnly:
+    """The same model with only `generate_many`, recording its calls (a padded-batch call would fail)."""
+
+    def __init__(self, model):
+        self.tokenizer, self.config, self.model, self.calls = model.tokenizer, model.config, model, []
+
+    def generate_many(self, prompts, **kwargs):
+        self.calls.append(dict(kwargs, prompts=prompts))
+        return self.model.generate_many(prompts, **kwargs)
+
+
+@pytest.mark.parametrize("objective", ["code", "prefix_code"])
+def test_continuous_batching_in_the_harness_gives_the_records_of_padded_batches(tmp_path, pangu_vocab_model,
+                                                                                objective):
+    """Corrected greedy evaluation through generate_many (slots refilled as rows finish) writes the same records as
+    length-sorted padded batches; the prefix index and each row's budget go with it."""
+    import pangu_codeclm
+    from pangu_codeclm.config import PanguCodeCLMConfig
+    from pangu_codeclm.convert import hf
+    from pangu_codeclm.tokenizer import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(pangu_vocab_model)
+    config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                                       ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
+                                       pad_token_id=tok.pad_id, eos_token_id=tok.eot_id, objective=objective)
+    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=5, std=0.05), {}, tok)
+    model = pangu_codeclm.from_pretrained(tmp_path / "ckpt")
+    probs = problems.load_problems("humaneval", limit=5, mode="corrected")
+    tasks = prompts.build_tasks(probs, "corrected")
+    prefixes = {p["task_id"]: "" for p in probs}
+    settings = harness.Settings(mode="corrected", batch_size=2, max_length=256, max_new_tokens=12)
+    records = {}
+    continuous = ContinuousOnly(model)
+    for name, runner in (("continuous", continuous), ("batches", BatchesOnly(model))):
+        path = tmp_path / f"{name}.jsonl"
+        assert harness.generate_samples(runner, tasks, settings, path, prefixes, progress=False) == 5
+        records[name] = {r["task_id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    assert records["continuous"] == records["batches"]
+    (call,) = continuous.calls
+    assert call["batch_size"] == 2 and call["max_new_tokens"] == [12] * 5
+    python_at = [prompt.index(tok.python_id) for prompt in call["prompts"]]
+    assert call["prefix_index"] == (python_at if objective == "prefix_code" else None)

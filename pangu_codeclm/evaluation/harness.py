@@ -179,11 +179,11 @@ def check_canonical(problems, mode, executor):
 # ----------------------------------------------------------------------------- generation
 
 def generate_samples(model, tasks, settings, samples_path, prefixes, progress=True):
-    """Generate the samples missing from `samples_path` (appending, one fsynced batch at a time).
+    """Generate the samples missing from `samples_path` (appending, fsynced as rows finish).
 
     Batches, budgets and prefix indices follow `settings.mode` (evaluation/batching.py); a batch is always generated
-    whole, so a resumed run sees the batches of an uninterrupted one. Records keep the raw `generated_ids`."""
-    import numpy as np
+    whole, so a resumed run sees the batches of an uninterrupted one. Corrected greedy decoding uses continuous
+    batching when the model offers it (`generate_many`). Records keep the raw `generated_ids`."""
     from tqdm import tqdm
 
     tokenizer = model.tokenizer
@@ -204,28 +204,13 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
     logger.info("generating %d samples (%s mode, prefix LM %s)", missing, settings.mode, "on" if use_prefix else "off")
     bar = tqdm(total=missing, desc="generating", unit="sample", disable=not progress)
     tokens, start = 0, time.monotonic()
+
     with open(samples_path, "a", encoding="utf-8") as out:
-        for batch in batches:
-            ids, prefix_indices = zip(*(encoded[task["task_id"]] for task, _ in batch))
-            padded = batching.collate(ids, prefix_indices, tokenizer.pad_id, settings.mode, settings.max_length,
-                                      settings.max_new_tokens)
-            steps = int(padded.budgets.max())
-            if steps <= 0:
-                logger.warning("prompt of %d tokens leaves no room within %d positions: empty completion for %s",
-                               padded.padded_length, settings.max_length, ", ".join(t["task_id"] for t, _ in batch))
-                generated = [[] for _ in batch]
-            else:
-                seed = (settings.seed * 1000003 + hash_key(batch[0][0]["task_id"], batch[0][1])) % (2 ** 31)
-                prefix = dict(prefix_index=padded.prefix_index) if use_prefix else {}
-                output = np.asarray(model.generate(
-                    padded.input_ids, attention_mask=padded.attention_mask, max_new_tokens=steps,
-                    do_sample=not settings.greedy, temperature=settings.temperature, top_p=settings.top_p,
-                    top_k=settings.top_k, eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id,
-                    seed=None if settings.greedy else seed, **prefix))
-                generated = [batching.generated_ids(output[r, padded.padded_length:], int(padded.budgets[r]),
-                                                    tokenizer.eot_id) for r in range(len(batch))]
+        def write(pairs):
+            """Append the records of (row, generated ids) pairs, fsynced; rows already in the file are skipped."""
+            nonlocal tokens
             records = []
-            for (task, index), gen in zip(batch, generated):
+            for (task, index), gen in pairs:
                 if (task["task_id"], index) in done:
                     continue
                 tokens += len(gen)
@@ -239,8 +224,60 @@ def generate_samples(model, tasks, settings, samples_path, prefixes, progress=Tr
             os.fsync(out.fileno())
             bar.update(len(records))
             bar.set_postfix(tok_s=f"{tokens / max(time.monotonic() - start, 1e-9):.1f}")
+
+        if settings.mode == "corrected" and settings.greedy and hasattr(model, "generate_many"):
+            _generate_continuously(model, [row for batch in batches for row in batch if
+                                           (row[0]["task_id"], row[1]) not in done], encoded, settings, use_prefix,
+                                   write)
+        else:
+            for batch in batches:
+                write(zip(batch, _generate_batch(model, batch, encoded, settings, use_prefix)))
     bar.close()
     return missing
+
+
+def _generate_batch(model, batch, encoded, settings, use_prefix):
+    """Generated ids of one padded batch (the mode's budgets and prefix indices; evaluation/batching.py)."""
+    import numpy as np
+    tokenizer = model.tokenizer
+    ids, prefix_indices = zip(*(encoded[task["task_id"]] for task, _ in batch))
+    padded = batching.collate(ids, prefix_indices, tokenizer.pad_id, settings.mode, settings.max_length,
+                              settings.max_new_tokens)
+    steps = int(padded.budgets.max())
+    if steps <= 0:
+        logger.warning("prompt of %d tokens leaves no room within %d positions: empty completion for %s",
+                       padded.padded_length, settings.max_length, ", ".join(t["task_id"] for t, _ in batch))
+        return [[] for _ in batch]
+    seed = (settings.seed * 1000003 + hash_key(batch[0][0]["task_id"], batch[0][1])) % (2 ** 31)
+    prefix = dict(prefix_index=padded.prefix_index) if use_prefix else {}
+    output = np.asarray(model.generate(
+        padded.input_ids, attention_mask=padded.attention_mask, max_new_tokens=steps,
+        do_sample=not settings.greedy, temperature=settings.temperature, top_p=settings.top_p,
+        top_k=settings.top_k, eos_token_id=tokenizer.eot_id, pad_token_id=tokenizer.pad_id,
+        seed=None if settings.greedy else seed, **prefix))
+    return [batching.generated_ids(output[r, padded.padded_length:], int(padded.budgets[r]), tokenizer.eot_id)
+            for r in range(len(batch))]
+
+
+def _generate_continuously(model, rows, encoded, settings, use_prefix, write):
+    """Corrected greedy decoding with continuous batching: `settings.batch_size` rows decode at a time, a finished
+    row's slot goes to the next prompt, and each record is written as soon as its row is done. Rows are independent
+    in this mode, so the ids equal those of `_generate_batch` (tested)."""
+    ids, prefix_indices = zip(*(encoded[task["task_id"]] for task, _ in rows)) if rows else ((), ())
+    prompts_, budgets, index = batching.continuous_rows(ids, prefix_indices, settings.max_length,
+                                                        settings.max_new_tokens)
+    live = [r for r, budget in enumerate(budgets) if budget > 0]
+    if len(live) < len(rows):
+        empty = [rows[r] for r in range(len(rows)) if budgets[r] <= 0]
+        logger.warning("prompts leave no room within %d positions: empty completion for %s", settings.max_length,
+                       ", ".join(t["task_id"] for t, _ in empty))
+        write((row, []) for row in empty)
+    if not live:
+        return
+    model.generate_many([prompts_[r] for r in live], max_new_tokens=[int(budgets[r]) for r in live],
+                        batch_size=settings.batch_size, eos_token_id=model.tokenizer.eot_id,
+                        prefix_index=[int(index[r]) for r in live] if use_prefix else None,
+                        on_finish=lambda i, gen: write([(rows[live[i]], list(gen))]))
 
 
 def hash_key(task_id, index):
