@@ -608,7 +608,7 @@ def write_results(grid, results):
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(h)) if h not in ("objective", "separation", "status")
                                        else row[h] for h in header) + " |")
-    lines += ["", "## Run settings (equal in every cell)", ""]
+    lines += ["", "## Run settings (the same for every cell; packed rows per separation as listed)", ""]
     lines += [f"- {k}: `{json.dumps(v)}`" for k, v in settings.items() if k != "evaluation"]
     lines += [f"- evaluation `{name}`: `{json.dumps(s)}`" for name, s in settings["evaluation"].items()]
     lines += ["", "## Wall time per stage (s)", "", "| cell | train | export | evaluate |", "|---|---|---|---|"]
