@@ -42,6 +42,26 @@ def ms_cpu():
     return ms
 
 
+def random_network(seed=0, **dims):
+    """A tiny PanguCodeCLMForCausalLM with N(0, 0.1) weights, small biases and LayerNorm gains near 1 (keeps greedy
+    outputs varied); `dims` are PanguCodeCLMConfig keys."""
+    import mindspore as ms
+    import numpy as np
+    from pangu_codeclm.config import PanguCodeCLMConfig
+    from pangu_codeclm.model import NON_HF_PARAMETERS, PanguCodeCLMForCausalLM
+    network = PanguCodeCLMForCausalLM(PanguCodeCLMConfig(**dims))
+    rng = np.random.default_rng(seed)
+    for name, param in network.parameters_and_names():
+        if name not in NON_HF_PARAMETERS:
+            value = rng.normal(0, 0.1, param.shape)
+            if name.endswith("bias"):
+                value *= 0.1
+            elif ".ln_" in name:
+                value = 1 + 0.1 * value
+            param.set_data(ms.Tensor(value.astype(np.float32)))
+    return network
+
+
 @pytest.fixture(autouse=True)
 def _run_in_tmp_cwd(tmp_path, monkeypatch):
     """Run each test in its own directory, so mindformers' ./output logs and stray files stay out of the repo."""

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import random_network
 from pangu_codeclm.evaluation import batching
 from pangu_codeclm.infer.generate import (generate, generate_many, left_pad_positions, prefix_lm_enabled,
                                           prefix_lm_matrix)
@@ -16,22 +17,8 @@ BUCKETS = dict(prompt_bucket=8, cache_bucket=16)
 
 @pytest.fixture(scope="module")
 def net(ms_cpu):
-    import mindspore as ms
-    from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.model import NON_HF_PARAMETERS, PanguCodeCLMForCausalLM
-    cfg = PanguCodeCLMConfig(vocab_size=V, hidden_size=32, num_heads=4, ffn_hidden_size=64, num_layers=2,
-                             max_position_embeddings=MAX_POS, seq_length=32, pad_token_id=PAD, objective="prefix_code")
-    network = PanguCodeCLMForCausalLM(cfg)
-    rng = np.random.default_rng(3)
-    for name, param in network.parameters_and_names():
-        if name not in NON_HF_PARAMETERS:
-            value = rng.normal(0, 0.1, param.shape)
-            if name.endswith("bias"):
-                value *= 0.1
-            elif ".ln_" in name:
-                value = 1 + 0.1 * value
-            param.set_data(ms.Tensor(value.astype(np.float32)))
-    return network
+    return random_network(seed=3, vocab_size=V, hidden_size=32, num_heads=4, ffn_hidden_size=64, num_layers=2,
+                          max_position_embeddings=MAX_POS, seq_length=32, pad_token_id=PAD, objective="prefix_code")
 
 
 def prompts():
