@@ -178,10 +178,15 @@ class ValidationLoss:
         import mindspore as ms
         if not self.tokens:
             return math.nan
+        # Run eagerly: compiling a second graph over the training network's cells from inside a training callback
+        # intermittently failed to parse in graph mode (a block call resolved to a class __init__, ~1 in 10 runs).
+        mode = ms.get_context("mode")
         network.set_train(False)
+        ms.set_context(mode=ms.PYNATIVE_MODE)
         try:
             total = sum(_scalar(network(*(ms.Tensor(c) for c in cols))) * count for cols, count in self.batches)
         finally:
+            ms.set_context(mode=mode)
             network.set_train(True)
         return total / self.tokens
 
