@@ -16,7 +16,6 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
-SHARED_MBPP = os.path.join(os.path.dirname(ROOT), "shared", "data", "mbpp", "mbpp.jsonl")
 CALIBRATION_STEPS = 12
 BATCH_SIZE = 8
 
@@ -32,10 +31,8 @@ def _read_metrics(path):
 
 
 def _mbpp_path(demo):
-    for path in (demo.args.mbpp_path, SHARED_MBPP):
-        if path and os.path.isfile(path):
-            return os.path.abspath(path)
-    return None
+    from .evaluation.problems import local_mbpp_path
+    return local_mbpp_path(demo.args.mbpp_path)
 
 
 # ---------------------------------------------------------------------------------------------------------- stages

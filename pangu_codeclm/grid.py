@@ -30,7 +30,6 @@ from .tokenizer import SEPARATION_MAP_FILE, SEPARATIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
-SHARED_MBPP = os.path.join(os.path.dirname(ROOT), "shared", "data", "mbpp", "mbpp.jsonl")
 OBJECTIVE_NAMES = {"text_code": "Text-Code CLM", "code": "Code CLM", "corrupt_code": "Corrupt Code CLM",
                    "prefix_code": "Prefix Code CLM"}
 SHARES_ROWS_WITH = {"corrupt_code": "code"}  # identical packed rows; corruption happens as rows are read
@@ -220,10 +219,8 @@ class Grid:
         self.settings = run_settings(self.tree)
 
     def mbpp_path(self):
-        for path in (self.args.mbpp_path, SHARED_MBPP):
-            if path and os.path.isfile(path):
-                return os.path.abspath(path)
-        return None
+        from .evaluation.problems import local_mbpp_path
+        return local_mbpp_path(self.args.mbpp_path)
 
     # ------------------------------------------------------------------------------------------------- shared data
     def tokenizer_dir(self, separation):

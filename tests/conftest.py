@@ -42,6 +42,15 @@ def ms_cpu():
     return ms
 
 
+def reference_rows(name):
+    """The JSON lines of ../shared/data/reference/NAME (the reference's own outputs); skips when it is missing."""
+    import json
+    path = SHARED_DATA / "reference" / name
+    if not path.exists():
+        pytest.skip(f"reference fixture not found at {path}")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def random_network(seed=0, **dims):
     """A tiny PanguCodeCLMForCausalLM with N(0, 0.1) weights, small biases and LayerNorm gains near 1 (keeps greedy
     outputs varied); `dims` are PanguCodeCLMConfig keys."""

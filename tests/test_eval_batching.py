@@ -7,27 +7,19 @@ import types
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import reference_rows
 from pangu_codeclm.evaluation import batching, harness, problems, prompts
 from test_prefix_generate import net  # noqa: F401 (the tiny random model fixture)
 from test_prompts import FakeTokenizer
 
-REFERENCE = SHARED_DATA / "reference"
 FIXTURES = ("problems_humaneval_x.jsonl", "problems_mbpp_test.jsonl", "incremental_humaneval_x.jsonl",
             "incremental_mbpp_test.jsonl")
 PAD_ID, MAX_LENGTH, BATCH = 32002, 1024, 16  # <pad>; geneval.sh's max_length and BS
 
 
-def _fixture(name):
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference fixture not found at {path}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 @pytest.mark.parametrize("name", FIXTURES)
 def test_paper_batches_equal_the_reference_collation(name):
-    rows = _fixture(name)
+    rows = reference_rows(name)
     tasks = [{"task_id": r["task_id"]} for r in rows]
     lengths = {r["task_id"]: len(r["encoded_prompt_none"]) for r in rows}
     order = batching.generation_rows(tasks, 2, "paper", lengths)  # dataset order, one round per sample

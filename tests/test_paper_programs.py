@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, reference_rows
 from pangu_codeclm.cli import main
 from pangu_codeclm.evaluation import harness, problems, programs
 from pangu_codeclm.evaluation.execute import Executor
@@ -25,8 +25,7 @@ def _reference_file(name):
 
 @pytest.fixture(scope="module")
 def cases():
-    path = _reference_file("postprocess.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return reference_rows("postprocess.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ import re
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import reference_rows, SHARED_DATA
 from pangu_codeclm.evaluation import problems, prompts
 from pangu_codeclm.tokenizer import PanguTokenizer
 
-REFERENCE = SHARED_DATA / "reference"
 FIXTURES = {  # file -> (dataset, incremental)
     "problems_humaneval_x.jsonl": ("humaneval", False),
     "problems_mbpp_test.jsonl": ("mbpp", False),
@@ -22,14 +21,6 @@ FIXTURES = {  # file -> (dataset, incremental)
 }
 # P2: MBPP test tasks whose first textual `def` is not the function the tests call
 FIRST_DEF_TASKS = {18, 30, 45, 56, 70, 148, 151, 152, 164, 181, 323, 338, 342, 348, 364, 367, 466, 485, 486, 501}
-
-
-def _fixture(name):
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference fixture not found at {path}")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +95,7 @@ def test_humaneval_x_without_a_check_call_names_the_line(tmp_path):
 @pytest.mark.parametrize("name", sorted(FIXTURES))
 def test_tasks_equal_the_reference_read_problems(name, paper_tasks):
     """Ids, NL text (P1/P2), signature (P1/P2) and the given completion (P3) of every (sub-)task, in order."""
-    reference = _fixture(name)
+    reference = reference_rows(name)
     tasks = paper_tasks(name)
     assert len(tasks) == len(reference)
     assert _mismatches(((t["ref_task_id"], t["text"], t["signature"], t["completion"]),
@@ -133,7 +124,7 @@ def test_incremental_counts_and_ids(paper_tasks):
 def test_prompt_ids_equal_the_reference_pangu_dataset(name, separation, paper_tasks, tokenizers):
     """`[<comments>] + enc(text) + [<python>] + map(enc(signature) + enc(completion))` and the index of <python>."""
     tok = tokenizers[separation]
-    reference = _fixture(name)
+    reference = reference_rows(name)
     tasks = paper_tasks(name)
     assert len(tasks) == len(reference)
     ours = []
@@ -147,7 +138,7 @@ def test_prompt_ids_equal_the_reference_pangu_dataset(name, separation, paper_ta
 
 
 def test_build_tasks_with_a_tokenizer_carries_prompt_ids_and_prefix_index(paper_problems, tokenizers):
-    reference = _fixture("problems_humaneval_x.jsonl")[:3]
+    reference = reference_rows("problems_humaneval_x.jsonl")[:3]
     tasks = prompts.build_tasks(paper_problems["humaneval"][:3], "paper", tokenizer=tokenizers["none"])
     assert [(t["prompt_ids"], t["prefix_index"]) for t in tasks] == [
         (r["encoded_prompt_none"], r["prefix_lm_mask"]) for r in reference]
@@ -167,7 +158,7 @@ def test_mbpp_first_def_and_check_name(paper_problems):
 
 
 def test_paper_and_corrected_nl_text_differ_where_the_reference_reads_raw_text(paper_problems):
-    reference = {r["task_id"]: r["prompt"] for r in _fixture("problems_humaneval_x.jsonl")}
+    reference = {r["task_id"]: r["prompt"] for r in reference_rows("problems_humaneval_x.jsonl")}
     wheel = problems.load_problems("humaneval", mode="corrected")
     differ = [p["task_id"] for p in wheel if prompts.nl_text(p, "corrected") != reference[p["ref_task_id"]]]
     assert differ == ["HumanEval/51", "HumanEval/142"]
@@ -221,7 +212,7 @@ def test_dump_prompts_cli_writes_the_reference_prompts(tmp_path, tokenizers, mbp
     assert main(["evaluate", "--dump-prompts", str(out), "--dataset", "mbpp", "--mbpp-path", str(mbpp_path),
                  "--incremental", "--mode", "paper", "--tokenizer", str(tok_dir)]) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    reference = _fixture("incremental_mbpp_test.jsonl")
+    reference = reference_rows("incremental_mbpp_test.jsonl")
     assert [(x["ref_task_id"], x["prompt_ids"], x["completion"], x["prefix_index"]) for x in lines] == [
         (r["task_id"], r["encoded_prompt_none"], r["completion"], r["prefix_lm_mask"]) for r in reference]
     assert lines[1]["task_id"] == "MBPP/11_1" and set(lines[0]) == {"task_id", "ref_task_id", "prompt_ids",
@@ -232,7 +223,7 @@ def test_dump_prompts_cli_writes_the_reference_prompts(tmp_path, tokenizers, mbp
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(x["task_id"], x["ref_task_id"], x["prompt_ids"]) for x in lines] == [
         (f"HumanEval/{i}", r["task_id"], r["encoded_prompt_none"])
-        for i, r in enumerate(_fixture("problems_humaneval_x.jsonl"))]
+        for i, r in enumerate(reference_rows("problems_humaneval_x.jsonl"))]
     assert main(["evaluate", "--dump-prompts", str(tmp_path / "x.jsonl"), "--dataset", "humaneval"]) == 2
     assert main(["evaluate", "--dump-prompts", str(tmp_path / "x.jsonl"), "--tokenizer",
                  str(tmp_path / "missing")]) == 1

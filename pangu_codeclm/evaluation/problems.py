@@ -239,6 +239,18 @@ def mbpp_cache_path(cache_dir=None):
     return os.path.join(base, "mbpp", "mbpp.jsonl")
 
 
+CHECKOUT_MBPP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))), "shared", "data", "mbpp", "mbpp.jsonl")  # ../shared beside a source checkout
+
+
+def local_mbpp_path(path=None):
+    """`path` if it is a file, else the checkout's ../shared copy if there is one, else None (no download)."""
+    for candidate in (path, CHECKOUT_MBPP):
+        if candidate and os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    return None
+
+
 def resolve_mbpp_path(path=None, cache_dir=None, download=True):
     """`path` if given, else the cached copy, downloading it from google-research once (clear error when offline)."""
     if path is not None:
