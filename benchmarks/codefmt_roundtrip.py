@@ -36,7 +36,7 @@ _TOKENIZER = None
 def _init_worker(vocab, tokens_file):
     global _TOKENIZER
     if vocab:
-        from pangu_codeclm.tokenizer import PanguTokenizer
+        from pangu_codeclm.tokenization.pangu import PanguTokenizer
         _TOKENIZER = PanguTokenizer.from_vocab(vocab, "partial", tokens_file or None)
 
 

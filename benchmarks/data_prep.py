@@ -83,7 +83,7 @@ def main(argv=None):
     from pangu_codeclm.data import mine as miner
     from pangu_codeclm.data.prepare import prepare
     from pangu_codeclm.data.records import read_records
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     t0 = time.perf_counter()
     importlib.import_module("mindspore.mindrecord")  # prepare's writer: a one-time import, reported, not counted

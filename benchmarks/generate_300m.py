@@ -62,7 +62,7 @@ def child_setup(a):
     """Write the two checkpoints (same random weights): DIR/st (model.safetensors fp32), DIR/bin (fp16
     pytorch_model.bin only, the released format)."""
     from pangu_codeclm.convert import hf
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     config = _config(a.vocab)
     tokenizer = PanguTokenizer.from_vocab(VOCAB_MODEL, separation=config.separation)
     config = config.replace(pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eot_id)

@@ -9,7 +9,7 @@ import sys
 
 COMMANDS = {
     "mine": ("pangu_codeclm.data.mine", "mine (docstring, code) pairs from Python source trees"),
-    "tokenizer": ("pangu_codeclm.tokenizer_train", "train a SentencePiece tokenizer with the PanGu recipe"),
+    "tokenizer": ("pangu_codeclm.tokenization.training", "train a SentencePiece tokenizer with the PanGu recipe"),
     "prepare": ("pangu_codeclm.data.prepare", "tokenize records, build objectives, pack into MindRecord shards"),
     "train": ("pangu_codeclm.train.launch", "train through the mindformers Trainer"),
     "plan": ("pangu_codeclm.train.plan", "memory and communication plan for a config on N devices"),

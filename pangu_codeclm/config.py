@@ -9,6 +9,7 @@ import os
 from mindformers.models.configuration_utils import PretrainedConfig
 from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 
+from .families.pangu_alpha import ARCHITECTURES, MODEL_TYPE
 from .io_utils import atomic_write_json, load_json
 
 SEPARATIONS = ("none", "partial", "full")
@@ -30,12 +31,9 @@ PARALLEL_DEFAULTS = {
     "gradient_aggregation_group": 4,
 }
 
-PRESETS = {
-    "300m": dict(hidden_size=1024, num_layers=24, num_heads=16, ffn_hidden_size=4096, max_position_embeddings=1024,
-                 seq_length=1024),
-    "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, ffn_hidden_size=256, max_position_embeddings=128,
-                 seq_length=128),
-}
+# Presets: the family's architectures with seq_length = max positions (`300m` is the released model, `tiny` for tests).
+PRESETS = {name: {**arch, "seq_length": arch["max_position_embeddings"]}
+           for name, arch in ARCHITECTURES.items() if name in ("300m", "tiny")}
 
 
 class ConfigError(ValueError):
@@ -75,7 +73,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
     released none/partial/full models). `num_layers` counts the ordinary blocks; the top query layer is extra.
     """
 
-    model_type = "pangu_codeclm"
+    model_type = MODEL_TYPE
 
     def __init__(self, vocab_size=32013, hidden_size=1024, num_layers=24, num_heads=16, ffn_hidden_size=4096,
                  max_position_embeddings=1024, seq_length=1024, batch_size=1, embedding_dropout=0.1,

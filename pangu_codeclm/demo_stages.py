@@ -52,7 +52,7 @@ def tokenizer(demo):
     demo.run_command("tokenizer", demo.cli("tokenizer", "train", "--records", demo.path("pairs.jsonl"),
                                            "--vocab-size", demo.args.vocab_size, "--separation", "full",
                                            "--out", demo.path("tokenizer")))
-    from .tokenizer import PanguTokenizer
+    from .tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_pretrained(demo.path("tokenizer"))
     return {"vocab_size": tok.vocab_size, "separation": tok.separation, "map_entries": len(tok.separation_map)}
 
@@ -67,7 +67,7 @@ def prepare(demo):
 
 
 def _train_argv(demo, output_dir, steps):
-    from .tokenizer import PanguTokenizer
+    from .tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_pretrained(demo.path("tokenizer"))
     seq = demo.args.seq_length
     sets = {

@@ -26,7 +26,7 @@ import time
 from .data.objectives import OBJECTIVES
 from .demo import Demo, StageFailed
 from .io_utils import atomic_write_json, atomic_write_text, file_sha256, load_json
-from .tokenizer import SEPARATION_MAP_FILE, SEPARATIONS
+from .tokenization.pangu import SEPARATION_MAP_FILE, SEPARATIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
@@ -232,7 +232,7 @@ class Grid:
         return os.path.join(self.out, "data", separation, cell_or_objective)
 
     def make_tokenizer(self, separation):
-        from .tokenizer import PanguTokenizer
+        from .tokenization.pangu import PanguTokenizer
         if separation == "none":
             tok = PanguTokenizer.from_pretrained(self.init, separation="none")
         else:
@@ -248,7 +248,7 @@ class Grid:
         """Prepared shards for (objective, separation); corrupt_code links code's (preparing those first)."""
         from .data.mindrecord import META_NAME
         from .data.prepare import corruption_meta, prepare
-        from .tokenizer import PanguTokenizer
+        from .tokenization.pangu import PanguTokenizer
         out = self.data_dir(objective, separation)
         source = SHARES_ROWS_WITH.get(objective)
         if source is None:
@@ -747,7 +747,7 @@ def write_random_init(tokenizer_dir, out_dir, seq_length, seed=1234):
 
     from .config import PanguCodeCLMConfig
     from .convert.hf import random_weights, write_mindspore
-    from .tokenizer import PanguTokenizer
+    from .tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(os.path.join(tokenizer_dir, "vocab.model"), "none")
     with open(TINY_CONFIG, encoding="utf-8") as f:
         arch = yaml.safe_load(f)["model"]["model_config"]

@@ -168,7 +168,7 @@ def test_config_override_that_changes_shapes_is_refused(tmp_path):
 def test_tokenizer_travels_with_the_checkpoint_and_generate_cli_prints_python(pangu_vocab_model, python_tokens_file,
                                                                               tmp_path, capsys):
     from pangu_codeclm.cli import main as cli_main
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial", separate_tokens_file=python_tokens_file)
     config, _, _ = tiny_case("partial")
     # A GPT-2 style config.json may carry foreign special ids: the tokenizer's win.

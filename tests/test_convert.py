@@ -209,7 +209,7 @@ def test_training_checkpoint_file_converts_with_a_config(tmp_path):
 
 
 def test_writer_refuses_a_tokenizer_that_disagrees_with_the_model(pangu_vocab_model, tmp_path):
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config, mapping, weights = tiny_case("partial")
     with pytest.raises(CheckpointError, match=r"tokenizer's separation map \(0 entries\) differs .* \(4 entries\)"):
@@ -271,7 +271,7 @@ def test_config_torch_dtype_is_what_was_written(tmp_path, write_bin, bin_dtype, 
 def test_export_is_the_released_format(pangu_vocab_model, tmp_path, separation):
     """The tokenizer files equal the released ones byte for byte; config.json has the released keys and values
     (bos 1, eos 2) plus the project's own; loading the export still takes <eot>/<pad> from the tokenizer."""
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     released = RELEASED_TOKENIZER_FILES / separation
     if not released.is_dir():
         pytest.skip(f"released tokenizer files not found at {released}")
@@ -296,13 +296,13 @@ def test_hf_dir_without_tokenizer_json_files_loads_and_converts(pangu_vocab_mode
     """config.json, weights, vocab.model and (separated) the map: what a reference training run leaves when its
     tokenizer is not saved. The tokenizer is rebuilt from vocab.model and the config's separation."""
     import shutil
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation)
     config, _, _ = tiny_case(separation)
     config = config.replace(vocab_size=tok.vocab_size)
     src = write_raw_hf(tmp_path / "src", config, hf.random_weights(config), tok.separation_map)
     shutil.copy(pangu_vocab_model, src / "vocab.model")
-    with caplog.at_level("INFO", logger="pangu_codeclm.tokenizer"):
+    with caplog.at_level("INFO", logger="pangu_codeclm.tokenization.pangu"):
         rebuilt = hf.read_checkpoint(src).load_tokenizer()
     assert f"has no added_tokens.json: rebuilt from vocab.model with separation {separation}" in caplog.text
     assert (rebuilt.vocab_size, rebuilt.separation_map) == (tok.vocab_size, tok.separation_map)

@@ -149,7 +149,7 @@ def test_prefix_model_through_both_clis(tmp_path, pangu_vocab_model, capsys):
     from pangu_codeclm.cli import main
     from pangu_codeclm.config import PanguCodeCLMConfig
     from pangu_codeclm.convert import hf
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
@@ -195,7 +195,7 @@ def test_continuous_batching_in_the_harness_gives_the_records_of_padded_batches(
     import pangu_codeclm
     from pangu_codeclm.config import PanguCodeCLMConfig
     from pangu_codeclm.convert import hf
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,

@@ -213,7 +213,7 @@ def test_with_a_real_tiny_checkpoint(tmp_path, pangu_vocab_model):
     from pangu_codeclm.cli import main
     from pangu_codeclm.config import PanguCodeCLMConfig
     from pangu_codeclm.convert import hf
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,

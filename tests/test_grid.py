@@ -47,7 +47,7 @@ def grid_inputs(tmp_path_factory, pangu_vocab_model):
 
     from pangu_codeclm.config import PanguCodeCLMConfig
     from pangu_codeclm.convert.hf import random_weights, write_mindspore
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     base = tmp_path_factory.mktemp("grid_inputs")
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, "none")
     config = PanguCodeCLMConfig(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,

@@ -119,7 +119,7 @@ def _records(n=40):
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory, pangu_vocab_model, python_tokens_file):
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     path = tmp_path_factory.mktemp("tok") / "partial"
     PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial",
@@ -131,7 +131,7 @@ def test_prepare_cli_end_to_end(ms_cpu, tokenizer_dir, capsys):
     from pangu_codeclm.cli import main
     from pangu_codeclm.data.objectives import encode_pair
     from pangu_codeclm.data.records import write_records
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     recs = _records()
     write_records("r.jsonl.gz", recs)

@@ -151,7 +151,7 @@ def test_mask_helpers_small_case():
 
 
 def test_encode_pair_with_the_released_tokenizer(pangu_vocab_model, python_tokens_file):
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial", separate_tokens_file=python_tokens_file)
     code = "def add(a, b): <NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>"

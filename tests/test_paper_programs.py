@@ -10,7 +10,7 @@ from conftest import SHARED_DATA, reference_rows
 from pangu_codeclm.cli import main
 from pangu_codeclm.evaluation import harness, problems, programs
 from pangu_codeclm.evaluation.execute import Executor
-from pangu_codeclm.tokenizer import PanguTokenizer
+from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
 REFERENCE = SHARED_DATA / "reference"
 FIELDS = (("humaneval_x", "humaneval"), ("mbpp", "mbpp"))

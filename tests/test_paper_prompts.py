@@ -11,7 +11,7 @@ import pytest
 
 from conftest import reference_rows, SHARED_DATA
 from pangu_codeclm.evaluation import problems, prompts
-from pangu_codeclm.tokenizer import PanguTokenizer
+from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
 FIXTURES = {  # file -> (dataset, incremental)
     "problems_humaneval_x.jsonl": ("humaneval", False),

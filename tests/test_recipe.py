@@ -282,7 +282,7 @@ def test_new_token_twins_start_equal_and_pad_is_zeroed():
 
 
 def test_default_partial_separation_is_the_released_list(pangu_vocab_model, python_tokens_file):
-    from pangu_codeclm.tokenizer import PanguTokenizer, default_partial_tokens, read_token_file
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer, default_partial_tokens, read_token_file
     assert default_partial_tokens() == read_token_file(python_tokens_file)
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial")
     assert tok.vocab_size == 32477 and len(tok.separation_map) == 348

@@ -32,7 +32,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def tokenizers(pangu_vocab_model):
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
     return {sep: PanguTokenizer.from_vocab(pangu_vocab_model, sep) for sep in ("none", "full")}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from pangu_codeclm import cli
-from pangu_codeclm.tokenizer import (ADDED_TOKENS_FILE, SEPARATION_MAP_FILE, SPECIAL_TOKENS, SPECIAL_TOKENS_MAP_FILE,
+from pangu_codeclm.tokenization.pangu import (ADDED_TOKENS_FILE, SEPARATION_MAP_FILE, SPECIAL_TOKENS, SPECIAL_TOKENS_MAP_FILE,
                                      TOKENIZER_CONFIG_FILE, VOCAB_FILE, PanguTokenizer, TokenizerError,
                                      default_partial_tokens)
 
@@ -115,7 +115,7 @@ def test_ids_by_hand_against_sentencepiece(toks, sp):
 
 
 def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
-    from pangu_codeclm.tokenizer import _direct_encoder
+    from pangu_codeclm.tokenization.pangu import _direct_encoder
 
     encode = _direct_encoder(sp)
     for text in ["", "def f(x):", "  Résumé 東京  a\tb ", "<NEW_LINE> x", "!" * 40]:
@@ -289,7 +289,7 @@ def test_directory_without_json_files_is_rebuilt_from_vocab_and_map(toks, pangu_
     if separation == "none":
         os.remove(tmp_path / SEPARATION_MAP_FILE)
     for hint in (None, separation):
-        with caplog.at_level("INFO", logger="pangu_codeclm.tokenizer"):
+        with caplog.at_level("INFO", logger="pangu_codeclm.tokenization.pangu"):
             back = PanguTokenizer.from_pretrained(tmp_path, separation=hint)
         assert (back.vocab_size, back.separation, back.separation_map) == \
             (tok.vocab_size, separation, tok.separation_map)

@@ -67,7 +67,7 @@ class Checkpoint:
         """The PanguTokenizer saved with the checkpoint (None when there is none), checked against the vocabulary."""
         if self.tokenizer_dir is None:
             return None
-        from ..tokenizer import PanguTokenizer
+        from ..tokenization.pangu import PanguTokenizer
         tokenizer = PanguTokenizer.from_pretrained(self.tokenizer_dir, separation=self.config.separation)
         check_tokenizer_vocab(tokenizer, self.config, self.tokenizer_dir)
         return tokenizer

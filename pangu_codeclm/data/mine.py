@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pangu_codeclm.data.decontaminate import code_tokens, docstring_stmt, iter_functions
-from pangu_codeclm.tokenizer import SPECIAL_TOKENS
+from pangu_codeclm.tokenization.pangu import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ _W = {}
 
 def _init_worker(tokenizer_dir, objective, tok=None):
     from pangu_codeclm.data.objectives import SpecialIds
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     if tok is None:
         tok = PanguTokenizer.from_pretrained(tokenizer_dir)
@@ -104,7 +104,7 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     from pangu_codeclm.data.objectives import check_objective
     from pangu_codeclm.data.packing import PackStats, pack_samples
     from pangu_codeclm.data.records import iter_records
-    from pangu_codeclm.tokenizer import PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
     check_objective(objective)
     if seq_length < 4:

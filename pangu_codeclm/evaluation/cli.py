@@ -90,7 +90,7 @@ def run(args):
         if args.dump_programs or args.samples:
             tokenizer = None
             if args.tokenizer or args.model:
-                from ..tokenizer import PanguTokenizer
+                from ..tokenization.pangu import PanguTokenizer
                 tokenizer = PanguTokenizer.from_pretrained(args.tokenizer or args.model)
         if args.dump_programs:
             if not args.samples:
@@ -159,7 +159,7 @@ def _dump_prompts(args):
     import sys
 
     from ..io_utils import atomic_write_text
-    from ..tokenizer import PanguTokenizer
+    from ..tokenization.pangu import PanguTokenizer
     from . import problems, prompts
 
     directory = args.tokenizer or args.model

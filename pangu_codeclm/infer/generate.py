@@ -4,7 +4,7 @@ Each prompt is re-packed right-aligned (left padding) into a bucketed length and
 row; the cache length is bucketed too, so each graph compiles once per (prompt bucket, batch, cache length) shape and
 the masked slots never change a result. Decode steps advance every row at its own cache slot and position, so a row
 that finishes can take the next prompt (`generate_many`, continuous batching); `generate` keeps its batch in
-lockstep. The cache holds num_layers + 1 K/V tensors (the ordinary blocks and the top query layer). Greedy steps take
+lockstep. The cache holds one K/V pair per cached layer (the network's `num_cached_layers`). Greedy steps take
 the argmax on the device (ids only come back); sampling (temperature, top-k, top-p) runs in numpy on the fp32 logits
 with `np.random.default_rng(seed)`. Separated models generate only code-side ids. Prefix Code CLM: the prefill takes
 a per-row prefix index (the reference's form, moved into the re-packed layout so that it covers the same real
@@ -95,7 +95,7 @@ def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, t
 
 
 class IncrementalDecoder:
-    """Prefill/decode graphs of one network over one set of in-place KV caches (num_layers + 1 pairs of fp32
+    """Prefill/decode graphs of one network over one set of in-place KV caches (`num_cached_layers` pairs of fp32
     Parameters [B,H,L,D]: no cache copies per token).
 
     A prompt is prefilled alone into its cache row (the memory of a prefill is that of one prompt); a decode step
@@ -181,7 +181,7 @@ def _make_cells(network, batch, cache_len):
 
     def caches(kind):
         return ParameterTuple(Parameter(Tensor(np.zeros(shape, np.float32)), name=f"{tag}.{kind}.{i}",
-                                        requires_grad=False) for i in range(cfg.num_layers + 1))
+                                        requires_grad=False) for i in range(network.num_cached_layers))
 
     k_caches, v_caches = caches("k"), caches("v")
 

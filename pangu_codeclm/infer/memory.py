@@ -2,8 +2,8 @@
 will not fit.
 
     estimate = fp32 weights + KV cache + working set
-    weights   = 4 bytes x the parameters `train.plan.parameter_counts` counts (embeddings by the vocabulary)
-    KV cache  = batch x (num_layers + 1) x 2 (K, V) x heads x cache length x head_dim x 4 bytes (fp32 caches)
+    weights   = 4 bytes x the parameters of the family's layout (embeddings by the vocabulary)
+    KV cache  = batch x cached layers (blocks + top query layer) x 2 (K, V) x heads x cache length x head_dim x 4 bytes (fp32 caches)
     working   = RUNTIME_BYTES (interpreter, MindSpore, compiled graphs, tokenizer) + per row: the prefill's
                 activations and attention scores over the cache, and a few [V] logit rows
 
@@ -16,7 +16,7 @@ cannot fit, not to be byte-accurate.
 import math
 import os
 
-from ..train.plan import parameter_counts
+from ..families import family_for
 
 GB = 1e9
 # python + MindSpore + compiled graphs + tokenizer: the peak RSS of a 300m generate at batch 1 (2.87 GB with V=64007,
@@ -29,8 +29,7 @@ NO_CHECK_FLAG = "--no-memory-check"
 
 def parameter_total(config):
     """Parameters of the network (embeddings, blocks, top query layer, final LayerNorm)."""
-    emb, block, top, ln_f = parameter_counts(config)
-    return emb + config.num_layers * block + top + ln_f
+    return family_for(config).parameter_count(config)
 
 
 def cache_length(config, max_length):
@@ -45,7 +44,7 @@ def estimate(config, batch_size, max_length):
     h, heads = config.hidden_size, config.num_heads
     cache_len = cache_length(config, max_length)
     weights = 4 * parameter_total(config)
-    kv_row = (config.num_layers + 1) * 2 * heads * cache_len * config.head_dim * 4
+    kv_row = family_for(config).cached_layers(config) * 2 * heads * cache_len * config.head_dim * 4
     # prefill of one row: hidden states, qkv, FFN and the attention scores of one layer over the cache (fp32)
     prefill_row = 4 * cache_len * (6 * h + config.ffn_hidden_size + 2 * heads * cache_len)
     logits_row = 4 * LOGIT_ROWS * config.vocab_size

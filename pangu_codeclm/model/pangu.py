@@ -11,6 +11,7 @@ from mindformers.models.modeling_utils import PreTrainedModel
 from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 
 from ..config import ConfigError, PanguCodeCLMConfig
+from ..families import family_for
 from ..separation import modality_vocab_masks
 from .layers import MASK_VALUE, Block, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
 from .loss import ModalityMaskedCrossEntropy
@@ -83,6 +84,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         pdt = ms_dtype(config.param_init_type)
         self.vocab_size = config.vocab_size
         self.num_layers = config.num_layers
+        self.num_cached_layers = family_for(config).cached_layers(config)   # the decoder protocol's cache count
         self.max_positions = config.max_position_embeddings
         self.hidden_size = e
         self.compute_dtype = ms_dtype(config.compute_dtype)
@@ -201,7 +203,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return ops.broadcast_to(may, shape), ops.broadcast_to(bias, shape)
 
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
-        """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_layers+1
+        """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_cached_layers
         Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V].
 
         `prefix_index` int32 [B]: keys at positions <= it are visible to every query (the reference's prefix-LM index

@@ -13,24 +13,20 @@ Ring collectives move 2(n-1)/n of the buffer per device. Estimates, meant for ch
 import math
 import os
 
+from ..families import family_for
+from ..families.pangu_alpha import PANGU_ALPHA
+
 GIB = 1024 ** 3
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-# PanGu-Alpha family (num_layers excludes the top query layer).
-PRESETS = {
-    "300m": dict(hidden_size=1024, num_layers=24, num_heads=16, ffn_hidden_size=4096),
-    "2.6b": dict(hidden_size=2560, num_layers=31, num_heads=32, ffn_hidden_size=10240),
-    "13b": dict(hidden_size=5120, num_layers=39, num_heads=40, ffn_hidden_size=20480),
-}
+# The family's released-scale architectures (num_layers excludes the top query layer).
+PRESETS = {name: arch for name, arch in PANGU_ALPHA.architectures.items() if name != "tiny"}
 RESERVE = 0.10   # workspace, fragmentation, HCCL buffers
 
 
 def parameter_counts(c):
-    """(embedding params, params of one block, params of the top query layer, final LN)."""
-    h, f = c.hidden_size, c.ffn_hidden_size
-    block = (h * 3 * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
-    top = (h * h + h) + (h * 2 * h + 2 * h) + (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
-    emb = c.vocab_size * h + 2 * c.max_position_embeddings * h   # wte, wpe, top_query_embedding
-    return emb, block, top, 2 * h
+    """(embedding params, params of one block, params of the top query layer, final LN), from the family's layout."""
+    family = family_for(c)
+    return tuple(family.parameter_count(c, part) for part in ("embedding", "block", "top", "final"))
 
 
 def plan(config, device_num, batch_size, device_memory_gb=32.0):
@@ -45,8 +41,8 @@ def plan(config, device_num, batch_size, device_memory_gb=32.0):
     h, s, a, v = config.hidden_size, config.seq_length, config.num_heads, config.vocab_size
     cbytes = DTYPE_BYTES[config.compute_dtype]
     emb, block, top, ln_f = parameter_counts(config)
-    layers = config.num_layers + 1
-    total_params = emb + config.num_layers * block + top + ln_f
+    layers = family_for(config).cached_layers(config)   # the blocks and the top query layer
+    total_params = family_for(config).parameter_count(config)
     layers_per_stage = math.ceil(layers / pp)
     emb_dev = emb if p["vocab_emb_dp"] else emb / mp
     # the first stage holds the embeddings; with pp > 1 the last stage holds the tied head's copy as well
@@ -124,8 +120,7 @@ def _load(config_arg):
     from ..config import PanguCodeCLMConfig
     key = config_arg.lower()
     if key in PRESETS:
-        cfg = PanguCodeCLMConfig(vocab_size=32013, max_position_embeddings=1024, seq_length=1024,
-                                 compute_dtype="float16", **PRESETS[key])
+        cfg = PanguCodeCLMConfig(vocab_size=32013, seq_length=1024, compute_dtype="float16", **PRESETS[key])
         return cfg, 8, key
     if not os.path.isfile(config_arg):
         raise FileNotFoundError(f"--config {config_arg}: not a file nor one of {sorted(PRESETS)}")

@@ -44,7 +44,7 @@ def _dataset_meta(cfg):
 
 def _map_from_dataset(cfg, model_config):
     """The separation map of the tokenizer recorded in the dataset's meta.json, if any."""
-    from ..tokenizer import SEPARATION_MAP_FILE
+    from ..tokenization.pangu import SEPARATION_MAP_FILE
     if model_config.separation == "none":
         return ""
     tok = _dataset_meta(cfg)[1].get("tokenizer")

@@ -44,7 +44,7 @@ class TokenizerError(ValueError):
     """A tokenizer file or argument is wrong; the message names the file or value and what was expected."""
 
 
-DEFAULT_PARTIAL_TOKENS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources",
+DEFAULT_PARTIAL_TOKENS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
                                            "python_tokens.txt")
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import time
 
-from pangu_codeclm.tokenizer import MARKERS, SEPARATIONS
+from pangu_codeclm.tokenization.pangu import MARKERS, SEPARATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def train_sentencepiece(sentences, vocab_size, num_threads=None):
 
     import sentencepiece as spm
 
-    from pangu_codeclm.tokenizer import TokenizerError
+    from pangu_codeclm.tokenization.pangu import TokenizerError
 
     if vocab_size < 8:
         raise TokenizerError(f"--vocab-size {vocab_size}: expected at least 8 (3 control pieces + 3 markers + text)")
@@ -67,7 +67,7 @@ def train_tokenizer(records_path, vocab_size, out_dir, separation="none", separa
     import tempfile
 
     from pangu_codeclm.io_utils import atomic_write_bytes
-    from pangu_codeclm.tokenizer import VOCAB_FILE, PanguTokenizer
+    from pangu_codeclm.tokenization.pangu import VOCAB_FILE, PanguTokenizer
 
     stats = {}
     model, n_sentences = train_sentencepiece(record_sentences(records_path, skip_bad, stats), vocab_size)
