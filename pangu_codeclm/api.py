@@ -1,15 +1,18 @@
 """Public API: `from_pretrained(path)` → `PanguCodeCLM` (config, tokenizer, network, logits/loss/generate/save).
 
-`path` is an HF directory (the released `huawei-noah/pangu-CodeCLM-*` layout) or this project's MindSpore layout; see
-`pangu_codeclm.convert.hf` for both. Every file is read and checked before any network is built, so a bad checkpoint
-loads nothing.
+`path` is a checkpoint of any format of `pangu_codeclm.checkpoints` (the released HF layout, this project's MindSpore
+layout, a model-zoo PanGu-Alpha .ckpt); the network class comes from the config's `model_type`
+(`pangu_codeclm.families`). Every file is read and checked before any network is built, so a bad checkpoint loads
+nothing.
 """
 import logging
 import os
 
 import numpy as np
 
-from .convert import hf
+from . import checkpoints
+from .families import family_for
+from .tokenization.base import VOCAB_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -37,34 +40,6 @@ def _parameters_left_uninitialised():
     return no_init_parameters()
 
 
-def _is_rebuilt(name):
-    """Network state rebuilt from the separation map or the config, never read from or written to a checkpoint."""
-    from .model.pangu import NON_HF_PARAMETERS
-    return name in NON_HF_PARAMETERS or hf.is_ignored_buffer(name)
-
-
-def load_weights_into(network, weights, source):
-    """Copy numpy `weights` into `network` by name after checking every name and shape (nothing copied on error).
-
-    Network parameters rebuilt from the separation map (the vocabulary masks) are left alone; every other network
-    parameter must be present in `weights` and vice versa.
-    """
-    import mindspore as ms
-    params = {p.name: p for p in network.get_parameters()}
-    trainable = {n: p for n, p in params.items() if not _is_rebuilt(n)}
-    missing = sorted(set(trainable) - set(weights))
-    unexpected = sorted(set(weights) - set(trainable))
-    if missing or unexpected:
-        raise hf.CheckpointError(f"{source}: network and checkpoint disagree: missing in the checkpoint "
-                                 f"{missing[:3]}, not in the network {unexpected[:3]}")
-    for name, param in trainable.items():
-        if tuple(param.shape) != hf.weight_shape(weights, name):  # lazy weights: no tensor read yet
-            raise hf.CheckpointError(f"{source}: parameter '{name}' has shape {hf.weight_shape(weights, name)}, the "
-                                     f"network expects {tuple(param.shape)}")
-    for name, param in trainable.items():
-        param.set_data(ms.Tensor(weights[name], dtype=param.dtype))
-
-
 class PanguCodeCLM:
     """A loaded model: `.config`, `.tokenizer`, `.network`, `.separation_map`, and numpy-in/numpy-out helpers."""
 
@@ -79,7 +54,7 @@ class PanguCodeCLM:
     def tokenizer(self):
         if self._tokenizer is None:
             raise AttributeError(f"this model has no tokenizer: {self.source or 'its checkpoint'} has no "
-                                 f"{hf.VOCAB_FILE}; save one there with PanguTokenizer.save_pretrained")
+                                 f"{VOCAB_FILE}; save one there with the tokenizer's save_pretrained")
         return self._tokenizer
 
     # ---------------------------------------------------------------------------------------------- compute
@@ -173,28 +148,34 @@ class PanguCodeCLM:
 
     # ---------------------------------------------------------------------------------------------- saving
     def weights(self):
-        """{HF key: float32 numpy array} of the network's parameters (buffers left out)."""
+        """{HF key: float32 numpy array} of the network's checkpoint parameters (the vocabulary masks left out)."""
         import mindspore as ms
-        return {p.name: p.astype(ms.float32).asnumpy() for p in self.network.get_parameters()
-                if not _is_rebuilt(p.name)}
+        return {name: p.astype(ms.float32).asnumpy()
+                for name, p in checkpoints.checkpoint_parameters(self.network).items()}
 
-    def save_pretrained(self, directory, layout="hf", write_bin=False, overwrite=False):
-        """Write the model to `directory` in the HF layout (default) or this project's MindSpore layout."""
+    def save_pretrained(self, directory, layout="hf", overwrite=False, **options):
+        """Write the model to `directory` in a writable checkpoint format: "hf" (default; `write_bin=True` adds
+        pytorch_model.bin), "mindspore" (this project's layout) or "modelzoo" (a .ckpt path)."""
+        writable = checkpoints.writable_formats()
+        if layout not in writable:
+            raise ValueError(f"layout: expected {' or '.join(repr(name) for name in writable)}, got {layout!r}")
         config = self.config.replace(param_init_type="float32")
-        if layout == "hf":
-            hf.write_hf(directory, config, self.weights(), self.separation_map, self._tokenizer, write_bin, overwrite)
-        elif layout == "mindspore":
-            hf.write_mindspore(directory, config, self.weights(), self.separation_map, self._tokenizer, overwrite)
-        else:
-            raise ValueError(f"layout: expected 'hf' or 'mindspore', got {layout!r}")
+        checkpoints.write_checkpoint(directory, layout, config, self.weights(), self.separation_map, self._tokenizer,
+                                     overwrite=overwrite, **options)
         return directory
 
 
 def from_pretrained(path, device_target="CPU", **config_overrides):
-    """Load a checkpoint directory of either layout; keyword arguments override config fields (e.g. compute_dtype)."""
+    """Load a checkpoint of any readable format; keyword arguments override config fields (e.g. compute_dtype; for a
+    model-zoo .ckpt they are given to its reader, e.g. num_heads for a size that is no known preset)."""
     path = os.fspath(path)
-    ckpt = hf.read_checkpoint(path)  # every check happens here, before anything is built
-    config = ckpt.config.replace(**config_overrides) if config_overrides else ckpt.config
+    fmt = checkpoints.FORMATS[checkpoints.detect_format(path)]
+    if fmt.config_from_options:  # every check happens here, before anything is built
+        ckpt = checkpoints.read_checkpoint(path, format=fmt.name, **config_overrides)
+        config = ckpt.config
+    else:
+        ckpt = checkpoints.read_checkpoint(path, format=fmt.name)
+        config = ckpt.config.replace(**config_overrides) if config_overrides else ckpt.config
     tokenizer = ckpt.load_tokenizer()
     if tokenizer is not None:
         # Special ids come from the tokenizer (a GPT-2 style config.json may carry GPT-2's own eos id).
@@ -204,10 +185,9 @@ def from_pretrained(path, device_target="CPU", **config_overrides):
                            {key: getattr(config, key) for key in ids})
             config = config.replace(**ids)
     _set_context(device_target)
-    from .model.pangu import PanguCodeCLMForCausalLM
     with _parameters_left_uninitialised():  # each is set from the checkpoint next, tensor by tensor
-        network = PanguCodeCLMForCausalLM(config, ckpt.separation_map)
-    load_weights_into(network, ckpt.weights, path)  # the vocabulary masks were set from the map above
+        network = family_for(config).build_network(config, ckpt.separation_map)
+    checkpoints.load_weights_into(network, ckpt.weights, path)  # the vocabulary masks were set from the map above
     for param in network.get_parameters():
         if param.has_init:  # anything the checkpoint did not set gets its own initializer's values
             param.init_data()

@@ -1,23 +1,25 @@
-"""`pangu-codeclm` command line: one subcommand per pipeline step.
+"""`pangu-codeclm` command line: one subcommand per pipeline step, dispatched to `pangu_codeclm.commands`.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`; only the chosen
-module is imported, so `pangu-codeclm --help` stays fast.
+Each subcommand lives in its own module (`pangu_codeclm/commands/<name>.py`) exposing `add_arguments(parser)` and
+`run(args) -> int`; only the chosen module is imported, so `pangu-codeclm --help` stays fast.
 """
 import argparse
 import importlib
 import sys
 
 COMMANDS = {
-    "mine": ("pangu_codeclm.data.mine", "mine (docstring, code) pairs from Python source trees"),
-    "tokenizer": ("pangu_codeclm.tokenization.training", "train a SentencePiece tokenizer with the PanGu recipe"),
-    "prepare": ("pangu_codeclm.data.prepare", "tokenize records, build objectives, pack into MindRecord shards"),
-    "train": ("pangu_codeclm.train.launch", "train through the mindformers Trainer"),
-    "plan": ("pangu_codeclm.train.plan", "memory and communication plan for a config on N devices"),
-    "rank-table": ("pangu_codeclm.train.rank_table", "write an HCCL rank table for Ascend 910"),
-    "generate": ("pangu_codeclm.infer.cli", "generate code from a prompt with a trained model"),
-    "evaluate": ("pangu_codeclm.evaluation.cli", "HumanEval / MBPP pass@k in a sandbox"),
-    "convert": ("pangu_codeclm.convert.cli", "convert checkpoints between MindSpore and the HF PyTorch layout"),
-    "grid": ("pangu_codeclm.grid", "the paper's experiment: objectives x separations, trained and evaluated alike"),
+    "mine": ("pangu_codeclm.commands.mine", "mine (docstring, code) pairs from Python source trees"),
+    "tokenizer": ("pangu_codeclm.commands.tokenizer", "train a SentencePiece tokenizer with the PanGu recipe"),
+    "prepare": ("pangu_codeclm.commands.prepare", "tokenize records, build objectives, pack into MindRecord shards"),
+    "train": ("pangu_codeclm.commands.train", "train through the mindformers Trainer"),
+    "plan": ("pangu_codeclm.commands.plan", "memory and communication plan for a config on N devices"),
+    "rank-table": ("pangu_codeclm.commands.rank_table", "write an HCCL rank table for Ascend 910"),
+    "generate": ("pangu_codeclm.commands.generate", "generate code from a prompt with a trained model"),
+    "evaluate": ("pangu_codeclm.commands.evaluate", "HumanEval / MBPP / MBPP sanitized pass@k in a sandbox"),
+    "convert": ("pangu_codeclm.commands.convert", "convert checkpoints: HF, MindSpore, model-zoo PanGu-Alpha"),
+    "grid": ("pangu_codeclm.commands.grid",
+             "the paper's experiment: objectives x separations, trained and evaluated alike"),
+    "demo": ("pangu_codeclm.commands.demo", "the main job: this machine's Python -> a trained, evaluated tiny model"),
 }
 
 
@@ -37,12 +39,17 @@ def main(argv=None):
     name = argv[0]
     if name not in COMMANDS:
         _top_parser().error(f"unknown command {name!r}; expected one of {', '.join(sorted(COMMANDS))}")
+    return run_command(name, argv[1:])
+
+
+def run_command(name, argv, prog=None):
+    """Parse `argv` with command `name`'s arguments and run it; `prog` names it in usage (default `pangu-codeclm NAME`,
+    `train.py` for the mindformers-style script)."""
     module_name, description = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"pangu-codeclm {name}", description=description)
+    parser = argparse.ArgumentParser(prog=prog or f"pangu-codeclm {name}", description=description)
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    return int(module.run(parser.parse_args(argv)) or 0)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,13 @@ from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 
 from .families.pangu_alpha import ARCHITECTURES, MODEL_TYPE
 from .io_utils import atomic_write_json, load_json
+from .separation import SEPARATIONS
 
-SEPARATIONS = ("none", "partial", "full")
 DTYPES = ("float32", "float16", "bfloat16")
+# MLP activations: exact erf GELU (the released CodeCLM, HF config.json's "gelu"), MindSpore's FastGeLU
+# x*sigmoid(1.702x) (the model-zoo PanGu-Alpha's default hidden_act) and the tanh approximation (MindSpore's nn.GELU,
+# the older PanGu-Alpha release code).
+ACTIVATIONS = ("gelu", "fast_gelu", "gelu_tanh")
 # Vocabulary sizes of the released PanGu vocabulary (32000 pieces + 13 added ids) after each separation.
 RELEASED_VOCAB_SIZES = {"none": 32013, "partial": 32477, "full": 64007}
 # config.json's bos/eos: SentencePiece's <s>/</s>, as in the released configs. This config's `eos_token_id` is <eot>,
@@ -80,7 +84,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
                  hidden_dropout=0.1, attention_dropout=0.1, layernorm_epsilon=1e-5, initializer_range=0.02,
                  separation="none", compute_dtype="float32", param_init_type="float32",
                  softmax_compute_type="float32", pad_token_id=32002, eos_token_id=32001, objective="code",
-                 parallel=None, **kwargs):
+                 parallel=None, activation="gelu", **kwargs):
         kwargs.pop("parallel_config", None)
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
@@ -103,6 +107,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
         self.pad_token_id = pad_token_id
         self.eos_token_id = eos_token_id
         self.objective = objective
+        self.activation = activation
         self.parallel = normalize_parallel(parallel)
         self.validate()
 
@@ -135,6 +140,8 @@ class PanguCodeCLMConfig(PretrainedConfig):
         if self.objective not in ("text_code", "code", "corrupt_code", "prefix_code"):
             raise ConfigError(f"config key 'objective': expected text_code, code, corrupt_code or prefix_code, got "
                               f"{self.objective!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"config key 'activation': expected one of {ACTIVATIONS}, got {self.activation!r}")
         self.parallel = normalize_parallel(self.parallel)
         return self
 
@@ -186,7 +193,7 @@ class PanguCodeCLMConfig(PretrainedConfig):
         keys = ("vocab_size", "hidden_size", "num_layers", "num_heads", "ffn_hidden_size", "max_position_embeddings",
                 "seq_length", "batch_size", "embedding_dropout", "hidden_dropout", "attention_dropout",
                 "layernorm_epsilon", "initializer_range", "separation", "compute_dtype", "param_init_type",
-                "softmax_compute_type", "pad_token_id", "eos_token_id", "objective")
+                "softmax_compute_type", "pad_token_id", "eos_token_id", "objective", "activation")
         out = {key: getattr(self, key) for key in keys}
         out["parallel"] = copy.deepcopy(self.parallel)
         return out
@@ -241,6 +248,9 @@ class PanguCodeCLMConfig(PretrainedConfig):
         The reference's config class keeps unknown keys as attributes and uses none of these."""
         if torch_dtype not in DTYPES:
             raise ConfigError(f"torch_dtype: expected one of {DTYPES}, got {torch_dtype!r}")
+        if self.activation != "gelu":
+            raise ConfigError(f"config key 'activation': {self.activation!r} cannot be exported to the HF layout, "
+                              f"whose config.json (activation_function) and PyTorch code use the exact 'gelu'")
         return {
             "architectures": ["PanguAlphaModel"],
             "model_type": "gpt2",

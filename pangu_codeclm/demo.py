@@ -1,14 +1,12 @@
-"""The main job on an embedded default: raw Python on this machine -> an evaluated, exported PanGu-CodeCLM.
+"""The demo's stage runner: each stage runs `pangu-codeclm` steps as subprocesses with their own log and a progress
+bar; a finished stage leaves a JSON record in `<workdir>/state/` and is skipped on the next run.
 
-Stages (each a `pangu-codeclm` step run as a subprocess with its own log; a finished stage leaves a JSON record in
-`<workdir>/state/` and is skipped on the next run; `--fresh` starts over):
-mine -> tokenizer -> prepare -> train -> export -> evaluate -> torch parity -> results table.
+The demo's stages are in `demo_stages` (mine -> tokenizer -> prepare -> train -> export -> evaluate -> torch parity ->
+results table), the grid's cells in `grid`; the command is `pangu-codeclm demo` (`commands/demo.py`).
 """
-import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +16,6 @@ from tqdm import tqdm
 
 from .io_utils import atomic_write_json
 
-DEFAULT_WORKDIR = "demo_out"
 # Log lines not worth showing beside the progress bar (framework chatter).
 _NOISE = re.compile(r"WARNING|\[WARNING\]|deprecated|hyper_parallel|^\$ |INFO - \.{3}")
 
@@ -126,40 +123,3 @@ def _tail(path, n):
         lines = f.read().replace("\r", "\n").splitlines()
     return "\n".join("    " + line for line in lines[-n:])
 
-
-def add_arguments(parser):
-    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where every artifact goes (default: %(default)s)")
-    parser.add_argument("--fresh", action="store_true", help="delete the workdir's results and start over")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget in minutes (default: 10)")
-    parser.add_argument("--vocab-size", type=int, default=4000, help="SentencePiece pieces (default: 4000)")
-    parser.add_argument("--seq-length", type=int, default=256, help="training row length (default: 256)")
-    parser.add_argument("--mbpp-path", default=None, help="MBPP jsonl; MBPP is evaluated only when it is present")
-    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N problems")
-    parser.add_argument("--grid", action="store_true",
-                        help="run the paper's grid (4 objectives x 3 separations; pangu-codeclm grid) instead")
-    parser.add_argument("--grid-steps", type=int, default=60, help="training steps per grid cell (default: 60)")
-    parser.add_argument("--mine-source", action="append", default=None,
-                        help="source tree to mine (repeatable; default: this Python's stdlib and site-packages)")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="bash scripts/demo.sh", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.fresh and os.path.isdir(args.workdir):
-        shutil.rmtree(args.workdir)
-    os.makedirs(args.workdir, exist_ok=True)
-    from .demo_stages import run_all
-    if args.grid:
-        from .grid import run_demo_grid as run_all
-    demo = Demo(args)
-    try:
-        run_all(demo)
-    except StageFailed as exc:
-        print(f"[demo] FAILED: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,7 +31,7 @@ def _read_metrics(path):
 
 
 def _mbpp_path(demo):
-    from .evaluation.problems import local_mbpp_path
+    from .evaluation.benchmarks.mbpp import local_mbpp_path
     return local_mbpp_path(demo.args.mbpp_path)
 
 
@@ -52,8 +52,8 @@ def tokenizer(demo):
     demo.run_command("tokenizer", demo.cli("tokenizer", "train", "--records", demo.path("pairs.jsonl"),
                                            "--vocab-size", demo.args.vocab_size, "--separation", "full",
                                            "--out", demo.path("tokenizer")))
-    from .tokenization.pangu import PanguTokenizer
-    tok = PanguTokenizer.from_pretrained(demo.path("tokenizer"))
+    from .tokenization.registry import load_tokenizer
+    tok = load_tokenizer(demo.path("tokenizer"))
     return {"vocab_size": tok.vocab_size, "separation": tok.separation, "map_entries": len(tok.separation_map)}
 
 
@@ -67,8 +67,8 @@ def prepare(demo):
 
 
 def _train_argv(demo, output_dir, steps):
-    from .tokenization.pangu import PanguTokenizer
-    tok = PanguTokenizer.from_pretrained(demo.path("tokenizer"))
+    from .tokenization.registry import load_tokenizer
+    tok = load_tokenizer(demo.path("tokenizer"))
     seq = demo.args.seq_length
     sets = {
         "model.model_config.vocab_size": tok.vocab_size,
@@ -196,6 +196,7 @@ def measure_losses(model_dir, data_dir, out_path, rows=16, seed=1234):
     from .data.mindrecord import create_dataset
     from .io_utils import atomic_write_json
     from .model.pangu import PanguCodeCLMForCausalLM
+    from .sample_format import IGNORE_INDEX
 
     trained = from_pretrained(model_dir)
     ms.set_seed(seed)
@@ -204,7 +205,7 @@ def measure_losses(model_dir, data_dir, out_path, rows=16, seed=1234):
     batch = next(create_dataset(data_dir, batch_size=rows, shuffle=False, drop_remainder=False)
                  .create_tuple_iterator(output_numpy=True))
     ids, labels, positions, mask, docstr = batch
-    all_labels = np.where(ids != trained.config.pad_token_id, ids, -100)
+    all_labels = np.where(ids != trained.config.pad_token_id, ids, IGNORE_INDEX)
     result = {}
     for when, model in (("start", initial), ("end", trained)):
         result[f"loss_all_{when}"] = round(model.loss(ids, all_labels, mask, positions, docstr), 4)

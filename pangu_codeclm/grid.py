@@ -13,7 +13,6 @@ with the same seed, data order, steps and schedule. Layout under `--out`:
 Every stage leaves a record in a `state/` directory and is skipped on a re-run; a half-trained cell resumes from its
 newest checkpoint; a failing cell is reported with its log and the other cells go on.
 """
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -22,11 +21,13 @@ import os
 import shutil
 import sys
 import time
+import types
 
 from .data.objectives import OBJECTIVES
 from .demo import Demo, StageFailed
 from .io_utils import atomic_write_json, atomic_write_text, file_sha256, load_json
-from .tokenization.pangu import SEPARATION_MAP_FILE, SEPARATIONS
+from .separation import SEPARATIONS
+from .tokenization.base import SEPARATION_MAP_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, "configs", "pangu_codeclm_tiny_cpu.yaml")
@@ -93,10 +94,10 @@ def _dotted_get(tree, key, default=None):
 
 
 def effective_config(config_path, overrides):
-    """The base yaml with the `--set` overrides applied (what every cell's run reads), as a plain dict."""
-    import yaml
-    with open(config_path, encoding="utf-8") as f:
-        tree = yaml.safe_load(f) or {}
+    """The base yaml (its `base_config` resolved) with the `--set` overrides applied (what every cell's run reads), as
+    a plain dict."""
+    from .train.context import read_run_yaml
+    tree = read_run_yaml(config_path)
     for key, value in overrides.items():
         _dotted_set(tree, key, value)
     return tree
@@ -180,17 +181,17 @@ class Grid:
         self.init = os.path.abspath(args.init)
         self.records = os.path.abspath(args.records)
         self.config = os.path.abspath(args.config)
-        from .train.launch import parse_overrides
+        from .train.context import parse_overrides
         self.user_overrides = parse_overrides(args.overrides)
         if args.seq_length:
             self.user_overrides["model.model_config.seq_length"] = args.seq_length
         self.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
-        self.root = Demo(argparse.Namespace(workdir=self.out))
+        self.root = Demo(types.SimpleNamespace(workdir=self.out))
         self.failures = {}
 
     # ----------------------------------------------------------------------------------------------------- checks
     def check_inputs(self):
-        from .convert.hf import read_config
+        from .checkpoints import read_config
         for what, path in (("--init", self.init), ("--records", self.records), ("--config", self.config)):
             if not os.path.exists(path):
                 raise GridError(f"{what} {path}: not found")
@@ -219,7 +220,7 @@ class Grid:
         self.settings = run_settings(self.tree)
 
     def mbpp_path(self):
-        from .evaluation.problems import local_mbpp_path
+        from .evaluation.benchmarks.mbpp import local_mbpp_path
         return local_mbpp_path(self.args.mbpp_path)
 
     # ------------------------------------------------------------------------------------------------- shared data
@@ -232,12 +233,13 @@ class Grid:
         return os.path.join(self.out, "data", separation, cell_or_objective)
 
     def make_tokenizer(self, separation):
-        from .tokenization.pangu import PanguTokenizer
+        from .tokenization.registry import kind_of, load_tokenizer, tokenizer_cls
         if separation == "none":
-            tok = PanguTokenizer.from_pretrained(self.init, separation="none")
+            tok = load_tokenizer(self.init, separation="none")
         else:
-            tok = PanguTokenizer.from_vocab(os.path.join(self.init, "vocab.model"), separation,
-                                            self.args.partial_tokens if separation == "partial" else None)
+            tok = tokenizer_cls(kind_of(self.init)).from_vocab(
+                os.path.join(self.init, "vocab.model"), separation,
+                self.args.partial_tokens if separation == "partial" else None)
         if separation == "none" and tok.vocab_size != self.init_config.vocab_size:
             raise GridError(f"--init {self.init}: its tokenizer has {tok.vocab_size} ids but the model "
                             f"{self.init_config.vocab_size} rows")
@@ -248,7 +250,7 @@ class Grid:
         """Prepared shards for (objective, separation); corrupt_code links code's (preparing those first)."""
         from .data.mindrecord import META_NAME
         from .data.prepare import corruption_meta, prepare
-        from .tokenization.pangu import PanguTokenizer
+        from .tokenization.registry import load_tokenizer
         out = self.data_dir(objective, separation)
         source = SHARES_ROWS_WITH.get(objective)
         if source is None:
@@ -267,7 +269,7 @@ class Grid:
                     except OSError:
                         shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
             meta = dict(load_json(os.path.join(src, META_NAME)), objective=objective,
-                        corruption=corruption_meta(PanguTokenizer.from_pretrained(self.tokenizer_dir(separation))),
+                        corruption=corruption_meta(load_tokenizer(self.tokenizer_dir(separation))),
                         rows_shared_with=source)
             atomic_write_json(os.path.join(tmp, META_NAME), meta)
             shutil.rmtree(out, ignore_errors=True)
@@ -391,7 +393,7 @@ class Grid:
         return out
 
     def run_cell(self, cell):
-        runner = Demo(argparse.Namespace(workdir=self.cell_dir(cell)))
+        runner = Demo(types.SimpleNamespace(workdir=self.cell_dir(cell)))
         runner.stage("train", lambda: self.train_cell(runner, cell))
         runner.stage("export", lambda: self.export_cell(runner, cell))
         runner.stage("evaluate", lambda: self.evaluate_cell(runner, cell))
@@ -405,10 +407,6 @@ class Grid:
         errors = []
         for attempt in range(1 + self.args.retries):  # a failed run restarts from its newest checkpoint
             resume = os.path.isdir(os.path.join(out, "checkpoint"))
-            env_hang = os.environ.get("PANGU_CODECLM_GRID_HANG", "")  # test hook: CELL:STEP hangs that cell's run
-            hang_cell, _, hang_step = env_hang.partition(":")
-            if hang_cell == cell.name and not resume:
-                os.environ["PANGU_CODECLM_HANG_AFTER_STEP"] = hang_step
             try:
                 runner.run_command("train" if attempt == 0 else f"train_retry{attempt}",
                                    self.train_argv(cell, out, self.steps, resume))
@@ -419,8 +417,6 @@ class Grid:
                     raise StageFailed("\n".join(errors)) from None
                 print(f"[grid] cell {cell.name}: training failed, retrying from its newest checkpoint "
                       f"({str(exc).splitlines()[0]})", file=sys.stderr)
-            finally:
-                os.environ.pop("PANGU_CODECLM_HANG_AFTER_STEP", None)
         rows = _read_metrics(os.path.join(out, "metrics.csv"))
         steps = [r["step"] for r in rows]
         if steps != list(range(1, self.steps + 1)):
@@ -657,62 +653,14 @@ def plot_results(rows, labels, path):
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser):
-    parser.add_argument("--init", required=True, help="starting checkpoint (HF or MindSpore directory, separation "
-                                                      "none, with vocab.model)")
-    parser.add_argument("--records", default=os.path.join("demo_out", "pairs.jsonl"),
-                        help="training records (.jsonl/.parquet; default: the demo's mined pairs, %(default)s)")
-    parser.add_argument("--config", default=TINY_CONFIG, help="base run yaml (default: the tiny CPU config)")
-    parser.add_argument("--cells", default="all", help="'all' (the 12 cells) or OBJECTIVE:SEPARATION,... ('*' "
-                                                       "for either side), e.g. code:*,prefix_code:full")
-    parser.add_argument("--datasets", default=None, help="humaneval,mbpp (default: humaneval, + mbpp when a file "
-                                                         "is found)")
-    parser.add_argument("--mbpp-path", default=None, help="MBPP jsonl (default: ../shared/data/mbpp/mbpp.jsonl)")
-    parser.add_argument("--out", default=os.path.join("runs", "grid"), help="grid directory (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps of every cell (default: the "
-                                                                "config's pangu.train_steps; -1 = rows x epochs)")
-    parser.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (default: config)")
-    parser.add_argument("--seq-length", type=int, default=None, help="row length (default: the config's)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="yaml override applied to every cell, e.g. --set runner_config.batch_size=4")
-    parser.add_argument("--partial-tokens", default=None, help="token list for partial separation (default: the "
-                                                               "released python_tokens.txt)")
-    parser.add_argument("--device_target", default="CPU", help="CPU or Ascend (default CPU)")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="standalone",
-                        help="standalone (train.py), msrun (scripts/run_msrun_train.sh) or rank-table "
-                             "(scripts/run_distribute_train.sh); each cell is one job")
-    parser.add_argument("--worker-num", type=int, default=8, help="msrun / rank-table: devices per job")
-    parser.add_argument("--rank-table", default=None, help="HCCL rank table for --launcher rank-table")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="restart a failed training run N times (resuming) before reporting the cell failed")
-    parser.add_argument("--prepare-workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
-    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N problems")
-    parser.add_argument("--eval-batch-size", type=int, default=16, help="generation batch (paper: 16)")
-    parser.add_argument("--eval-workers", type=int, default=4, help="parallel sandboxed programs")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="cap on generated tokens (default 1024)")
-    parser.add_argument("--no-incremental", action="store_true", help="skip incremental pass@1 (macro/micro)")
-    parser.add_argument("--sampled", action="store_true", help=f"also sampled pass@10/100 (n={SAMPLED_N})")
-    parser.add_argument("--n-samples", type=int, default=SAMPLED_N, help="samples per task with --sampled")
-    parser.add_argument("--hf", action="store_true", help="also export each cell in the HF PyTorch layout")
-    parser.add_argument("--dry-run", action="store_true", help="prepare, time a calibration run, print the plan "
-                                                               "(cells, steps, time, disk); train no cell")
-    parser.add_argument("--calibration-steps", type=int, default=6, help="steps of the --dry-run calibration")
-
-
-def run(args):
-    try:
-        grid = Grid(args)
-        return grid.dry_run() if args.dry_run else grid.run()
-    except (GridError, StageFailed, FileNotFoundError) as exc:
-        print(f"[grid] error: {exc}", file=sys.stderr)
-        return 2
+# ------------------------------------------------------------------------------------------- worker processes
 
 
 def evaluate_cell_worker(spec_path):
     """One process per cell: the sandbox first, the model loaded once, every evaluation run resumed or skipped."""
-    from .evaluation import harness
+    from .evaluation import harness, records, scoring
     from .evaluation.execute import Executor
+    from .evaluation.settings import Settings
     spec = load_json(spec_path)
     model = {}
 
@@ -725,9 +673,9 @@ def evaluate_cell_worker(spec_path):
     workers = max(s["settings"]["workers"] for s in spec["runs"])
     with Executor(workers=workers).start() as executor:
         for run_spec in spec["runs"]:
-            if os.path.isfile(os.path.join(run_spec["out"], harness.SUMMARY)):
+            if os.path.isfile(os.path.join(run_spec["out"], records.SUMMARY)):
                 continue
-            settings = harness.Settings(**dict(run_spec["settings"], ks=tuple(run_spec["settings"]["ks"])))
+            settings = Settings(**dict(run_spec["settings"], ks=tuple(run_spec["settings"]["ks"])))
 
             def loader(settings=settings):
                 m = load()
@@ -737,7 +685,7 @@ def evaluate_cell_worker(spec_path):
 
             summary = harness.evaluate(settings, run_spec["out"], model_loader=loader, resume=True,
                                        executor=executor, progress=False)
-            harness.print_summary(summary)
+            scoring.print_summary(summary)
 
 
 def write_random_init(tokenizer_dir, out_dir, seq_length, seed=1234):
@@ -746,15 +694,16 @@ def write_random_init(tokenizer_dir, out_dir, seq_length, seed=1234):
     import yaml
 
     from .config import PanguCodeCLMConfig
-    from .convert.hf import random_weights, write_mindspore
-    from .tokenization.pangu import PanguTokenizer
-    tok = PanguTokenizer.from_vocab(os.path.join(tokenizer_dir, "vocab.model"), "none")
+    from .checkpoints.mindspore_dir import write_mindspore
+    from .families import family_for
+    from .tokenization.registry import kind_of, tokenizer_cls
+    tok = tokenizer_cls(kind_of(tokenizer_dir)).from_vocab(os.path.join(tokenizer_dir, "vocab.model"), "none")
     with open(TINY_CONFIG, encoding="utf-8") as f:
         arch = yaml.safe_load(f)["model"]["model_config"]
     config = PanguCodeCLMConfig(vocab_size=tok.vocab_size, **{k: arch[k] for k in ARCHITECTURE[:-1]},
                                 max_position_embeddings=max(int(seq_length), 256), seq_length=int(seq_length),
                                 separation="none", pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
-    write_mindspore(out_dir, config, random_weights(config, seed=seed), {}, tok, overwrite=True)
+    write_mindspore(out_dir, config, family_for(config).random_weights(config, seed=seed), {}, tok, overwrite=True)
     atomic_write_json(os.path.join(out_dir, "init.json"), {"random_init_seed": seed, "vocab_size": tok.vocab_size})
 
 

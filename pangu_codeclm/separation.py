@@ -5,6 +5,8 @@ The map sends a text-side id (old) to its code-side twin (new). Code side = map 
 """
 import numpy as np
 
+SEPARATIONS = ("none", "partial", "full")  # the embedding separations: none, partial (Python tokens), full
+
 
 def modality_vocab_masks(separation_map, vocab_size):
     """Return (code_mask, text_mask), float32 arrays [vocab_size] with 1 where an id belongs to that modality."""

@@ -11,4 +11,4 @@ if ! "$PYTHON" -c "import pangu_codeclm, mindspore, mindformers, torch" >/dev/nu
   "$PYTHON" -m pip install --disable-pip-version-check -q -e ".[torch]" "torch==2.13.0"
 fi
 export GLOG_v="${GLOG_v:-3}"
-exec "$PYTHON" -m pangu_codeclm.demo "$@"
+exec "$PYTHON" -m pangu_codeclm.cli demo "$@"

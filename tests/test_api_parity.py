@@ -6,7 +6,9 @@ import pytest
 import torch
 
 import pangu_codeclm
-from pangu_codeclm.convert import hf
+from pangu_codeclm.checkpoints import CheckpointError
+from pangu_codeclm.checkpoints.hf import write_hf
+from pangu_codeclm.families import family_for
 from pangu_codeclm.convert.torch_model import padded_position_ids
 from reference_numpy import restricted_ce
 from test_torch_model import EOS, PAD, TINY_MAPS, tiny_case, torch_model
@@ -21,7 +23,7 @@ def loaded(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
     for separation in SEPARATIONS:
         config, mapping, weights = tiny_case(separation, seed=3)
-        hf.write_hf(root / separation, config, weights, mapping)
+        write_hf(root / separation, config, weights, mapping)
         out[separation] = (pangu_codeclm.from_pretrained(root / separation), torch_model(config, mapping, weights),
                            weights)
     return out
@@ -151,16 +153,16 @@ def test_bad_checkpoints_build_nothing(tmp_path, monkeypatch):
     config.save_hf_json(tmp_path / "bad" / "config.json")
     from safetensors.numpy import save_file
     save_file(bad, str(tmp_path / "bad" / "model.safetensors"))
-    with pytest.raises(hf.CheckpointError, match=r"'transformer\.h\.0\.attn\.c_proj\.weight' has shape \(32, 33\)"):
+    with pytest.raises(CheckpointError, match=r"'transformer\.h\.0\.attn\.c_proj\.weight' has shape \(32, 33\)"):
         pangu_codeclm.from_pretrained(tmp_path / "bad")
-    with pytest.raises(hf.CheckpointError, match="not a checkpoint directory"):
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         pangu_codeclm.from_pretrained(tmp_path / "missing")
 
 
 def test_config_override_that_changes_shapes_is_refused(tmp_path):
     config, mapping, weights = tiny_case("none")
-    hf.write_hf(tmp_path / "d", config, weights, mapping)
-    with pytest.raises(hf.CheckpointError, match=r"network and checkpoint disagree: missing in the checkpoint "
+    write_hf(tmp_path / "d", config, weights, mapping)
+    with pytest.raises(CheckpointError, match=r"network and checkpoint disagree: missing in the checkpoint "
                                                  r"\['transformer\.h\.2\."):
         pangu_codeclm.from_pretrained(tmp_path / "d", num_layers=3)
 
@@ -173,7 +175,7 @@ def test_tokenizer_travels_with_the_checkpoint_and_generate_cli_prints_python(pa
     config, _, _ = tiny_case("partial")
     # A GPT-2 style config.json may carry foreign special ids: the tokenizer's win.
     config = config.replace(vocab_size=tok.vocab_size, eos_token_id=50256, pad_token_id=50256)
-    hf.write_hf(tmp_path / "hf", config, hf.random_weights(config, seed=7, std=0.3), tok.separation_map, tok)
+    write_hf(tmp_path / "hf", config, family_for(config).random_weights(config, seed=7, std=0.3), tok.separation_map, tok)
     assert cli_main(["convert", "--to", "mindspore", str(tmp_path / "hf"), str(tmp_path / "ms")]) == 0
     model = pangu_codeclm.from_pretrained(tmp_path / "ms")
     assert model.tokenizer.encode_code("def f(x): return x") == tok.encode_code("def f(x): return x")
@@ -191,7 +193,7 @@ def test_tokenizer_travels_with_the_checkpoint_and_generate_cli_prints_python(pa
     first, second = capsys.readouterr().out.split("def add(a, b):")[1:]
     assert first == second  # seeded sampling is reproducible
     # Decoding: markers become Python, everything after <eot> is dropped.
-    from pangu_codeclm.infer.cli import completion_source
+    from pangu_codeclm.infer.generate import completion_source
     body = tok.encode_code("<NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>") + [tok.eot_id, 7, 8]
     assert completion_source(tok, "def add(a, b):", body) == "def add(a, b):\n    return a + b\n"
     assert cli_main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x"]) == 1

@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
-from pangu_codeclm import demo as demo_mod
+from pangu_codeclm.cli import main as cli_main
+from pangu_codeclm.commands import demo as demo_cmd
 from pangu_codeclm.demo import Demo, StageFailed
 
 
 def make_demo(workdir):
     parser = argparse.ArgumentParser()
-    demo_mod.add_arguments(parser)
+    demo_cmd.add_arguments(parser)
     return Demo(parser.parse_args(["--workdir", str(workdir)]))
 
 
@@ -56,11 +57,11 @@ def test_main_reports_the_failed_stage_and_fresh_starts_over(tmp_path, monkeypat
         demo.stage("bad", lambda: demo.run_command("bad", [sys.executable, "-c", "raise SystemExit(1)"]))
 
     monkeypatch.setattr(stages, "run_all", run_all)
-    assert demo_mod.main(["--workdir", str(tmp_path / "w")]) == 1
+    assert cli_main(["demo", "--workdir", str(tmp_path / "w")]) == 1
     assert "FAILED: stage 'bad' failed" in capsys.readouterr().err
     assert (tmp_path / "w" / "state" / "ok.json").exists()
     (tmp_path / "w" / "stale.txt").write_text("old")
-    assert demo_mod.main(["--workdir", str(tmp_path / "w"), "--fresh"]) == 1
+    assert cli_main(["demo", "--workdir", str(tmp_path / "w"), "--fresh"]) == 1
     assert not (tmp_path / "w" / "stale.txt").exists()
 
 

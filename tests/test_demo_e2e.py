@@ -11,7 +11,7 @@ STDLIB = sysconfig.get_paths()["stdlib"]
 
 def test_demo_runs_every_stage_on_a_tiny_input(tmp_path):
     work = tmp_path / "demo"
-    argv = [sys.executable, "-m", "pangu_codeclm.demo", "--workdir", str(work), "--minutes", "0.3",
+    argv = [sys.executable, "-m", "pangu_codeclm.cli", "demo", "--workdir", str(work), "--minutes", "0.3",
             "--eval-limit", "3", "--vocab-size", "1000", "--seq-length", "128"]
     for package in ("json", "email", "http", "asyncio"):
         argv += ["--mine-source", f"{STDLIB}/{package}"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import reference_rows
-from pangu_codeclm.evaluation import batching, harness, problems, prompts
+from pangu_codeclm.evaluation import batching, generation, problems, prompts
+from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from test_prefix_generate import net  # noqa: F401 (the tiny random model fixture)
 from test_prompts import FakeTokenizer
 
@@ -102,8 +103,8 @@ def test_generate_samples_batches_budgets_and_prefix(tmp_path, mode):
     tasks = prompts.build_tasks(probs, mode)
     prefixes = {p["task_id"]: "" for p in probs}
     model = RecordingModel("prefix_code")
-    settings = harness.Settings(mode=mode, batch_size=2, max_length=5000, max_new_tokens=5000)
-    assert harness.generate_samples(model, tasks, settings, tmp_path / "s.jsonl", prefixes, progress=False) == 5
+    settings = Settings(mode=mode, batch_size=2, max_length=5000, max_new_tokens=5000)
+    assert generation.generate_samples(model, tasks, settings, tmp_path / "s.jsonl", prefixes, progress=False) == 5
     encoded = [prompts.encode_prompt(model.tokenizer, t) for t in tasks]
     order = list(range(5)) if mode == "paper" else sorted(range(5), key=lambda i: len(encoded[i][0]))
     assert len(model.calls) == 3
@@ -125,7 +126,7 @@ def test_generate_samples_batches_budgets_and_prefix(tmp_path, mode):
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
     (tmp_path / "s.jsonl").write_text("\n".join(lines[1:]) + "\n")
     model.calls.clear()
-    assert harness.generate_samples(model, tasks, settings, tmp_path / "s.jsonl", prefixes, progress=False) == 1
+    assert generation.generate_samples(model, tasks, settings, tmp_path / "s.jsonl", prefixes, progress=False) == 1
     assert len(model.calls) == 1 and model.calls[0]["ids"].shape[0] == 2
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 5
 
@@ -135,26 +136,27 @@ def test_generate_samples_batches_budgets_and_prefix(tmp_path, mode):
 def test_prefix_lm_setting_decides_what_generate_gets(tmp_path, objective, setting, expected):
     probs = problems.load_problems("humaneval", limit=2, mode="corrected")
     model = RecordingModel(objective)
-    settings = harness.Settings(mode="corrected", batch_size=2, max_length=5000, max_new_tokens=4, prefix_lm=setting)
-    harness.generate_samples(model, prompts.build_tasks(probs, "corrected"), settings, tmp_path / "s.jsonl",
+    settings = Settings(mode="corrected", batch_size=2, max_length=5000, max_new_tokens=4, prefix_lm=setting)
+    generation.generate_samples(model, prompts.build_tasks(probs, "corrected"), settings, tmp_path / "s.jsonl",
                              {p["task_id"]: "" for p in probs}, progress=False)
     assert (model.calls[0]["prefix_index"] is not None) == expected
     assert model.calls[0]["max_new_tokens"] == 4
-    with pytest.raises(harness.EvaluationError, match="prefix_lm: expected one of"):
-        harness.Settings(prefix_lm="yes").validate()
+    with pytest.raises(EvaluationError, match="prefix_lm: expected one of"):
+        Settings(prefix_lm="yes").validate()
 
 
 def test_prefix_model_through_both_clis(tmp_path, pangu_vocab_model, capsys):
     """A tiny random `prefix_code` checkpoint: `evaluate` (auto) and `generate --prefix-lm on` run the prefix path."""
     from pangu_codeclm.cli import main
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.families import family_for
     from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
                                        pad_token_id=tok.pad_id, eos_token_id=tok.eot_id, objective="prefix_code")
-    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=1, std=0.02), {}, tok)
+    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=1, std=0.02), {}, tok)
     out = tmp_path / "run"
     assert main(["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "humaneval", "--mode", "paper",
                  "--limit", "2", "--batch-size", "2", "--max-new-tokens", "5", "--workers", "1", "--out", str(out),
@@ -194,23 +196,24 @@ def test_continuous_batching_in_the_harness_gives_the_records_of_padded_batches(
     length-sorted padded batches; the prefix index and each row's budget go with it."""
     import pangu_codeclm
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.families import family_for
     from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
                                        pad_token_id=tok.pad_id, eos_token_id=tok.eot_id, objective=objective)
-    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=5, std=0.05), {}, tok)
+    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=5, std=0.05), {}, tok)
     model = pangu_codeclm.from_pretrained(tmp_path / "ckpt")
     probs = problems.load_problems("humaneval", limit=5, mode="corrected")
     tasks = prompts.build_tasks(probs, "corrected")
     prefixes = {p["task_id"]: "" for p in probs}
-    settings = harness.Settings(mode="corrected", batch_size=2, max_length=256, max_new_tokens=12)
+    settings = Settings(mode="corrected", batch_size=2, max_length=256, max_new_tokens=12)
     records = {}
     continuous = ContinuousOnly(model)
     for name, runner in (("continuous", continuous), ("batches", BatchesOnly(model))):
         path = tmp_path / f"{name}.jsonl"
-        assert harness.generate_samples(runner, tasks, settings, path, prefixes, progress=False) == 5
+        assert generation.generate_samples(runner, tasks, settings, path, prefixes, progress=False) == 5
         records[name] = {r["task_id"]: r for r in map(json.loads, path.read_text().splitlines())}
     assert records["continuous"] == records["batches"]
     (call,) = continuous.calls

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from pangu_codeclm import codefmt
-from pangu_codeclm.evaluation import harness, problems, prompts
+from pangu_codeclm.evaluation import harness, prompts, records
+from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from pangu_codeclm.evaluation.execute import Executor
 from test_prompts import FakeTokenizer
 
@@ -67,13 +69,13 @@ def executor():
 
 @pytest.fixture(scope="module")
 def humaneval3():
-    return problems.load_humaneval()[:3]
+    return he_bench.load_humaneval()[:3]
 
 
 def _settings(**kw):
     base = dict(dataset="humaneval", mode="corrected", limit=3, batch_size=2, workers=2, ks=(1, 2, 10))
     base.update(kw)
-    return harness.Settings(**base)
+    return Settings(**base)
 
 
 def test_greedy_run_writes_every_output(tmp_path, executor, humaneval3):
@@ -84,7 +86,7 @@ def test_greedy_run_writes_every_output(tmp_path, executor, humaneval3):
     assert summary["per_task"] == {"HumanEval/0": {"n": 1, "c": 1}, "HumanEval/1": {"n": 1, "c": 0},
                                    "HumanEval/2": {"n": 1, "c": 1}}
     assert summary["mode"] == "corrected" and summary["settings"]["greedy"] is True
-    assert summary["dataset_file"]["sha256"] == hashlib.sha256(open(problems.humaneval_path(), 'rb').read()).hexdigest()
+    assert summary["dataset_file"]["sha256"] == hashlib.sha256(open(he_bench.humaneval_path(), 'rb').read()).hexdigest()
     assert summary["versions"]["numpy"] == np.__version__
     assert summary["canonical"]["ok"] and summary["canonical"]["passed"] == 3
     for name in ("samples.jsonl", "results.jsonl", "summary.json", "pass_at_k.png", "canonical.json"):
@@ -112,7 +114,7 @@ def test_sampling_counts_and_pass_at_k(tmp_path, executor, humaneval3):
 
 
 def test_incremental_reports_macro_and_micro(tmp_path, executor, mbpp_path):
-    probs = problems.load_mbpp(mbpp_path)[:2]  # corrected sub-tasks: the fake model answers in codefmt markers
+    probs = mbpp_bench.load_mbpp(mbpp_path)[:2]  # corrected sub-tasks: the fake model answers in codefmt markers
     model = FakeModel(probs, "corrected")
     settings = _settings(dataset="mbpp", mode="corrected", incremental=True, limit=2, mbpp_path=str(mbpp_path))
     summary = harness.evaluate(settings, tmp_path, model=model, executor=executor, progress=False)
@@ -131,11 +133,11 @@ def test_killed_run_resumes_without_regenerating(tmp_path, executor, humaneval3)
                          executor=executor, progress=False)
     with open(tmp_path / "samples.jsonl", "a") as f:
         f.write('{"task_id": "HumanEval/2", "compl')  # torn write of a killed process
-    with pytest.raises(harness.EvaluationError, match="--resume"):
+    with pytest.raises(EvaluationError, match="--resume"):
         harness.evaluate(settings, tmp_path, model=FakeModel(humaneval3, "corrected"), executor=executor,
                          progress=False)
     changed = _settings(batch_size=1, seed=7)
-    with pytest.raises(harness.EvaluationError, match="seed was 1234, now 7"):
+    with pytest.raises(EvaluationError, match="seed was 1234, now 7"):
         harness.evaluate(changed, tmp_path, model=FakeModel(humaneval3, "corrected"), resume=True,
                          executor=executor, progress=False)
     model = FakeModel(humaneval3, "corrected")
@@ -147,8 +149,8 @@ def test_killed_run_resumes_without_regenerating(tmp_path, executor, humaneval3)
 def test_samples_file_lines_must_be_objects(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"task_id": "HumanEval/0", "completion": "pass"}\n[1, 2]\n{"task_id": "x", "completion": ""}\n')
-    with pytest.raises(harness.EvaluationError, match=r"s\.jsonl:2: expected a JSON object, found list"):
-        harness.read_jsonl(path)
+    with pytest.raises(EvaluationError, match=r"s\.jsonl:2: expected a JSON object, found list"):
+        records.read_jsonl(path)
 
 
 class BrokenExecutor:
@@ -162,7 +164,7 @@ class BrokenExecutor:
 
 def test_failed_canonical_check_refuses_to_score(tmp_path, humaneval3):
     model = FakeModel(humaneval3, "corrected")
-    with pytest.raises(harness.EvaluationError, match="canonical check failed"):
+    with pytest.raises(EvaluationError, match="canonical check failed"):
         harness.evaluate(_settings(), tmp_path, model=model, executor=BrokenExecutor(), progress=False)
     assert model.calls == 0 and not (tmp_path / "summary.json").exists()
     report = json.loads((tmp_path / "canonical.json").read_text())
@@ -201,10 +203,10 @@ def test_eval_py_config_flags(tmp_path):
 
 
 def test_settings_are_validated():
-    with pytest.raises(harness.EvaluationError, match="greedy"):
-        harness.Settings(n_samples=5, greedy=True).validate()
-    with pytest.raises(harness.EvaluationError, match="mode"):
-        harness.Settings(mode="strict").validate()
+    with pytest.raises(EvaluationError, match="greedy"):
+        Settings(n_samples=5, greedy=True).validate()
+    with pytest.raises(EvaluationError, match="mode"):
+        Settings(mode="strict").validate()
 
 
 def test_with_a_real_tiny_checkpoint(tmp_path, pangu_vocab_model):
@@ -212,13 +214,14 @@ def test_with_a_real_tiny_checkpoint(tmp_path, pangu_vocab_model):
     pytest.importorskip("pangu_codeclm.api")
     from pangu_codeclm.cli import main
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.families import family_for
     from pangu_codeclm.tokenization.pangu import PanguTokenizer
     tok = PanguTokenizer.from_vocab(pangu_vocab_model)
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                        ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
                                        pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
-    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=1, std=0.02), {}, tok)
+    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=1, std=0.02), {}, tok)
     out = tmp_path / "run"
     assert main(["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "humaneval", "--limit", "1",
                  "--max-new-tokens", "6", "--workers", "1", "--out", str(out), "--quiet"]) == 0

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from pangu_codeclm.evaluation.execute import SANDBOX_ENV, Executor, ExecutorError, run_programs
+from pangu_codeclm.evaluation.execute import Executor, ExecutorError, run_programs
+from pangu_codeclm.evaluation.sandbox_program import SANDBOX_ENV
 
 TIMEOUT = 1.0
 SANITY = "def check(f):\n    assert f(2) == 4\ncheck(lambda x: x * 2)\n"

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from hang import hang_env
 
 from pangu_codeclm.grid import GridError, parse_cells
 
@@ -46,14 +47,15 @@ def grid_inputs(tmp_path_factory, pangu_vocab_model):
     import yaml
 
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert.hf import random_weights, write_mindspore
+    from pangu_codeclm.checkpoints.mindspore_dir import write_mindspore
+    from pangu_codeclm.families import family_for
     from pangu_codeclm.tokenization.pangu import PanguTokenizer
     base = tmp_path_factory.mktemp("grid_inputs")
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, "none")
     config = PanguCodeCLMConfig(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                                 ffn_hidden_size=64, max_position_embeddings=512, seq_length=SEQ,
                                 separation="none", pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
-    write_mindspore(base / "init", config, random_weights(config, seed=5), {}, tok)
+    write_mindspore(base / "init", config, family_for(config).random_weights(config, seed=5), {}, tok)
     _records(base / "pairs.jsonl")
     with open(ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml", encoding="utf-8") as f:
         tree = yaml.safe_load(f)
@@ -98,7 +100,7 @@ def test_grid_plans_resumes_reports_a_failure_and_keeps_cells_comparable(grid_in
     # run 1: killed (with its training child) inside the second cell, after its step-HANG checkpoint
     proc = subprocess.Popen(_grid_argv(grid_inputs, out), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "GLOG_v": "3", "PANGU_CODECLM_GRID_HANG": f"{ORDER[1]}:{HANG}"})
+                            env={**os.environ, "GLOG_v": "3", **hang_env(HANG, os.path.join("cells", ORDER[1], ""))})
     meta = out / "cells" / ORDER[1] / "train" / "checkpoint" / "rank_0" / f"step_{HANG:08d}.json"
     deadline = time.time() + 600
     while not meta.exists() and proc.poll() is None and time.time() < deadline:
@@ -167,11 +169,12 @@ def test_grid_plans_resumes_reports_a_failure_and_keeps_cells_comparable(grid_in
 def test_demo_grid_runs_mine_tokenizer_init_then_the_grid(tmp_path, monkeypatch):
     import argparse
 
-    from pangu_codeclm import demo as demo_mod
     from pangu_codeclm import demo_stages, grid
+    from pangu_codeclm.commands import demo as demo_cmd
+    from pangu_codeclm.demo import Demo
     parser = argparse.ArgumentParser()
-    demo_mod.add_arguments(parser)
-    runner = demo_mod.Demo(parser.parse_args(["--workdir", str(tmp_path), "--grid", "--grid-steps", "7"]))
+    demo_cmd.add_arguments(parser)
+    runner = Demo(parser.parse_args(["--workdir", str(tmp_path), "--grid", "--grid-steps", "7"]))
     commands = {}
 
     def run_command(name, argv, budget_s=None):

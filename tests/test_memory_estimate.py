@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from pangu_codeclm.config import PanguCodeCLMConfig
-from pangu_codeclm.convert import hf
+from pangu_codeclm.checkpoints.files import SAFETENSORS
+from pangu_codeclm.checkpoints.hf import write_hf
+from pangu_codeclm.families import family_for
 from pangu_codeclm.infer import memory
 
 
@@ -18,7 +20,7 @@ def _tiny(**overrides):
 
 def test_weights_are_every_checkpoint_parameter_in_fp32():
     config = _tiny()
-    count = sum(math.prod(shape) for shape in hf.expected_shapes(config).values())
+    count = sum(math.prod(shape) for shape in family_for(config).shapes(config).values())
     assert memory.parameter_total(config) == count
     assert memory.estimate(config, 1, 256)["weights"] == 4 * count
 
@@ -89,8 +91,8 @@ def test_unknown_available_memory_checks_nothing(monkeypatch):
 def test_evaluate_refuses_before_reading_the_weights(tmp_path, monkeypatch, capsys):
     from pangu_codeclm.cli import main
     config = _tiny()
-    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config))
-    (tmp_path / "ckpt" / hf.SAFETENSORS).write_bytes(b"not read")  # the refusal comes before any weight is read
+    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config))
+    (tmp_path / "ckpt" / SAFETENSORS).write_bytes(b"not read")  # the refusal comes before any weight is read
     available = memory.estimate(config, 4, 256)["total"] + 1
     monkeypatch.setattr(memory, "available_bytes", lambda: available)
     argv = ["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "humaneval", "--limit", "1",

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from pangu_codeclm.data.objectives import (CORRUPT_PROB, IGNORE_INDEX, MASK_FRACTION, OBJECTIVES, SpecialIds,
-                                           build_sample, corrupt_row, corrupt_tokens, corruptible_positions,
-                                           encode_pair)
+from pangu_codeclm.data.objectives import (CORRUPT_PROB, MASK_FRACTION, OBJECTIVES, SpecialIds, build_sample,
+                                           corrupt_row, corrupt_tokens, corruptible_positions, encode_pair)
 from pangu_codeclm.data.packing import PackStats, attention_mask, pack_samples, position_ids, row_columns
+from pangu_codeclm.sample_format import IGNORE_INDEX
 
 IDS = SpecialIds(comments_id=911, python_id=904, eot_id=901, mask_id=912, pad_id=902, random_high=900)
 DOC = [10, 11, 12]

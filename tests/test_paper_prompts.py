@@ -11,6 +11,7 @@ import pytest
 
 from conftest import reference_rows, SHARED_DATA
 from pangu_codeclm.evaluation import problems, prompts
+from pangu_codeclm.evaluation.benchmarks import base, humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
 FIXTURES = {  # file -> (dataset, incremental)
@@ -52,12 +53,12 @@ def _mismatches(pairs):
 
 def test_paper_humaneval_is_the_shipped_humaneval_x():
     shared = SHARED_DATA / "humaneval_x" / "humaneval_python.jsonl.gz"
-    data = open(problems.HUMANEVAL_X_FILE, "rb").read()
+    data = open(he_bench.HUMANEVAL_X_FILE, "rb").read()
     assert hashlib.sha256(data).hexdigest() == "5752fb122efddb0e9b47c77907ae6ce9a15aac4dea14e44c46032c831e6b987a"
     if shared.exists():
         assert data == shared.read_bytes()
-    assert problems.dataset_file("humaneval", mode="paper") == problems.HUMANEVAL_X_FILE
-    assert problems.dataset_file("humaneval", mode="corrected") == problems.humaneval_path()
+    assert problems.dataset_file("humaneval", mode="paper") == he_bench.HUMANEVAL_X_FILE
+    assert problems.dataset_file("humaneval", mode="corrected") == he_bench.humaneval_path()
 
 
 def test_humaneval_x_problems_keep_our_ids_and_the_keys_the_harness_uses():
@@ -86,10 +87,10 @@ def test_humaneval_x_without_a_check_call_names_the_line(tmp_path):
               "test": "def check(f):\n    assert f() is None\n"}
     bad.write_text(json.dumps(record) + "\n")
     with pytest.raises(ValueError, match=r"hx\.jsonl:1 \(Python/0\): the test does not end with a `check"):
-        problems.load_humaneval_x(bad)
+        he_bench.load_humaneval_x(bad)
     bad.write_text(json.dumps(dict(record, task_id="HumanEval/0")) + "\n")
     with pytest.raises(ValueError, match=r"hx\.jsonl:1 \(HumanEval/0\): task_id 'HumanEval/0' is not Python/N"):
-        problems.load_humaneval_x(bad)
+        he_bench.load_humaneval_x(bad)
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -170,16 +171,16 @@ def test_paper_and_corrected_nl_text_differ_where_the_reference_reads_raw_text(p
 
 def test_reference_text_rules_on_edge_cases():
     prompt = "def helper(x):\n    '''Helper.'''\n\n\ndef g(a: int = 1, *b) -> Dict[str, int]:\n    '''  Two\n\tlines  '''\n"
-    assert problems.reference_nl_text(prompt) == "Two\n\tlines"  # spaces stripped, tabs kept
-    assert problems.humaneval_reference_signature(prompt) == "def g(a: int = 1, *b):"
+    assert he_bench.reference_nl_text(prompt) == "Two\n\tlines"  # spaces stripped, tabs kept
+    assert he_bench.humaneval_reference_signature(prompt) == "def g(a: int = 1, *b):"
     commented = 'def f(x):  # def not_me(y):\n    """Doc."""\n'
-    assert problems.humaneval_reference_signature(commented) == "def f(x):"
-    assert problems.drop_return_annotation("def f(a : int) -> int :") == "def f(a: int):"
-    assert problems.mbpp_check_name("import re\nR = re.compile('x')\ndef f(s):\n    pass") == ""
+    assert he_bench.humaneval_reference_signature(commented) == "def f(x):"
+    assert base.drop_return_annotation("def f(a : int) -> int :") == "def f(a: int):"
+    assert mbpp_bench.mbpp_check_name("import re\nR = re.compile('x')\ndef f(s):\n    pass") == ""
     with pytest.raises(ValueError, match="no triple-quoted docstring"):
-        problems.reference_nl_text("def f(x):\n    return x\n")
+        he_bench.reference_nl_text("def f(x):\n    return x\n")
     with pytest.raises(ValueError, match="no `def ` in the code"):
-        problems.mbpp_reference_signature("x = 1\n")
+        mbpp_bench.mbpp_reference_signature("x = 1\n")
 
 
 def test_reference_style_ids_map_back_to_ours():

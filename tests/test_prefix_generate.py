@@ -114,14 +114,17 @@ def test_prefix_lm_setting_follows_the_objective():
 
 def test_objective_survives_save_and_load(tmp_path):
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints import read_checkpoint, read_config
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.checkpoints.mindspore_dir import write_mindspore
+    from pangu_codeclm.families import family_for
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=64, objective="prefix_code")
-    weights = hf.random_weights(config, seed=0)
-    hf.write_hf(tmp_path / "hf", config, weights)
+    weights = family_for(config).random_weights(config, seed=0)
+    write_hf(tmp_path / "hf", config, weights)
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["objective"] == "prefix_code"
-    assert hf.read_checkpoint(tmp_path / "hf").config.objective == "prefix_code"
-    hf.write_mindspore(tmp_path / "ms", config, weights)
-    assert hf.read_checkpoint(tmp_path / "ms").config.objective == "prefix_code"
+    assert read_checkpoint(tmp_path / "hf").config.objective == "prefix_code"
+    write_mindspore(tmp_path / "ms", config, weights)
+    assert read_checkpoint(tmp_path / "ms").config.objective == "prefix_code"
     # a released config.json has no objective: a `*-prefix-*` directory is a prefix model, as geneval.sh decides
     for name, objective in (("pangu-CodeCLM-prefix-full-300m", "prefix_code"), ("pangu-CodeCLM-full-300m", "code")):
         path = tmp_path / name
@@ -129,17 +132,18 @@ def test_objective_survives_save_and_load(tmp_path):
         raw = config.to_hf_dict()
         del raw["objective"]
         (path / "config.json").write_text(json.dumps(raw))
-        assert hf.read_config(path).objective == objective
+        assert read_config(path).objective == objective
 
 
 def test_logits_restricted_to_code_like_the_reference_forward(tmp_path, ms_cpu):
     from pangu_codeclm.api import from_pretrained
     from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.convert import hf
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.families import family_for
     mapping = {10: 40, 11: 41, 12: 42}
     config = PanguCodeCLMConfig.preset("tiny", vocab_size=48, separation="partial", max_position_embeddings=16,
                                        seq_length=16)
-    hf.write_hf(tmp_path / "ckpt", config, hf.random_weights(config, seed=2), mapping)
+    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=2), mapping)
     model = from_pretrained(tmp_path / "ckpt")
     ids = np.array([[1, 2, 3, 4, 5]])
     free = model.logits(ids)

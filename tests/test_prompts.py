@@ -4,7 +4,8 @@ import re
 import pytest
 
 from pangu_codeclm import codefmt
-from pangu_codeclm.evaluation import harness, problems, programs, prompts
+from pangu_codeclm.evaluation import canonical, problems, programs, prompts
+from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.evaluation.execute import Executor
 
 MARKERS = {"<NEW_LINE>": 4, "<INDENT>": 5, "<DEDENT>": 6}
@@ -53,38 +54,38 @@ class FakeTokenizer:
 
 @pytest.fixture(scope="module")
 def humaneval():
-    return problems.load_humaneval()
+    return he_bench.load_humaneval()
 
 
 @pytest.fixture(scope="module")
 def mbpp(mbpp_path):
-    return problems.load_mbpp(mbpp_path)
+    return mbpp_bench.load_mbpp(mbpp_path)
 
 
 def test_loaders_give_the_expected_problem_sets(humaneval, mbpp, mbpp_path):
     assert len(humaneval) == 164 and humaneval[0]["task_id"] == "HumanEval/0"
     assert len(mbpp) == 500 and (mbpp[0]["mbpp_id"], mbpp[-1]["mbpp_id"]) == (11, 510)
-    assert len(problems.load_mbpp(mbpp_path, split="validation")) == 90
+    assert len(mbpp_bench.load_mbpp(mbpp_path, split="validation")) == 90
     assert problems.problem_text(mbpp[0]).startswith("Write a python function to remove first and last occurrence")
     assert "def remove_Occ" in problems.reference_code(mbpp[0])
     with pytest.raises(ValueError, match="unknown MBPP split"):
-        problems.load_mbpp(mbpp_path, split="dev")
+        mbpp_bench.load_mbpp(mbpp_path, split="dev")
 
 
 def test_bad_mbpp_file_names_the_line(tmp_path):
     bad = tmp_path / "mbpp.jsonl"
     bad.write_text('{"task_id": 11, "text": "x"}\n')
     with pytest.raises(ValueError, match=r"mbpp.jsonl:1: missing key\(s\) code"):
-        problems.load_mbpp(bad)
+        mbpp_bench.load_mbpp(bad)
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="mbpp.jsonl:1: not valid JSON"):
-        problems.load_mbpp(bad)
+        mbpp_bench.load_mbpp(bad)
 
 
 def test_missing_mbpp_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PANGU_CODECLM_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="--mbpp-path"):
-        problems.resolve_mbpp_path(download=False)
+        mbpp_bench.resolve_mbpp_path(download=False)
 
 
 def test_humaneval_signature_and_text(humaneval):
@@ -158,10 +159,10 @@ def test_corrected_incremental_subtasks_give_growing_prefixes(humaneval):
 def test_canonical_counts_humaneval_and_mbpp_subset(humaneval, mbpp):
     subset = mbpp[:60]
     with Executor(workers=2, timeout=5.0) as executor:
-        he = {mode: harness.check_canonical(humaneval, mode, executor) for mode in prompts.MODES}
-        mb = {mode: harness.check_canonical(subset, mode, executor) for mode in prompts.MODES}
+        he = {mode: canonical.check_canonical(humaneval, mode, executor) for mode in prompts.MODES}
+        mb = {mode: canonical.check_canonical(subset, mode, executor) for mode in prompts.MODES}
     assert (he["corrected"]["passed"], he["paper"]["passed"]) == (164, 160)
     assert set(he["paper"]["failed"]) == {"HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"}
     assert mb["corrected"]["passed"] == 60 and mb["corrected"]["ok"]
-    expected = {t for t in harness.EXPECTED_CANONICAL_FAILURES[("mbpp", "paper")] if int(t.split("/")[1]) <= 70}
+    expected = {t for t in mbpp_bench.MBPP.expected_failures["paper"] if int(t.split("/")[1]) <= 70}
     assert set(mb["paper"]["failed"]) == expected and mb["paper"]["ok"]

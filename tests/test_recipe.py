@@ -48,7 +48,7 @@ def test_plan_lr_out_writes_the_reference_list(lr_reference, tmp_path):
         assert proc.returncode == 0, proc.stderr
         np.testing.assert_allclose(json.loads(out.read_text()), s["lr"], rtol=1e-6, atol=0)
     other = tmp_path / "other.yaml"
-    other.write_text(CONFIG_300M.read_text().replace("type: FlooredCosineWithWarmUpLR", "type: CosineWithWarmUpLR"))
+    other.write_text(f"base_config: {CONFIG_300M}\nlr_schedule:\n  type: CosineWithWarmUpLR\n")  # one key changed
     proc = _plan("--config", str(other), "--train-steps", "10", "--lr-out", str(tmp_path / "x.json"))
     assert proc.returncode == 2 and "lr_schedule.type is 'CosineWithWarmUpLR'" in proc.stderr
     proc = _plan("--config", str(CONFIG_300M), "--lr-out", str(tmp_path / "x.json"))
@@ -59,8 +59,9 @@ def test_plan_lr_out_writes_the_reference_list(lr_reference, tmp_path):
 
 def _run_config(weight_decay_params="all", total_steps=137):
     from mindformers.tools.register import MindFormerConfig
-    import yaml
-    run = yaml.safe_load(CONFIG_300M.read_text())
+
+    from pangu_codeclm.train.context import read_run_yaml
+    run = read_run_yaml(CONFIG_300M)
     run["lr_schedule"]["total_steps"] = total_steps
     run["optimizer"]["weight_decay"] = 0.0 if weight_decay_params == "none" else 0.01
     return MindFormerConfig(lr_schedule=run["lr_schedule"], optimizer=run["optimizer"],
@@ -282,7 +283,8 @@ def test_new_token_twins_start_equal_and_pad_is_zeroed():
 
 
 def test_default_partial_separation_is_the_released_list(pangu_vocab_model, python_tokens_file):
-    from pangu_codeclm.tokenization.pangu import PanguTokenizer, default_partial_tokens, read_token_file
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
+    from pangu_codeclm.tokenization.sentencepiece_base import default_partial_tokens, read_token_file
     assert default_partial_tokens() == read_token_file(python_tokens_file)
     tok = PanguTokenizer.from_vocab(pangu_vocab_model, separation="partial")
     assert tok.vocab_size == 32477 and len(tok.separation_map) == 348

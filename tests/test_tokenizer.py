@@ -9,9 +9,11 @@ import pytest
 
 from conftest import SHARED_DATA
 from pangu_codeclm import cli
-from pangu_codeclm.tokenization.pangu import (ADDED_TOKENS_FILE, SEPARATION_MAP_FILE, SPECIAL_TOKENS, SPECIAL_TOKENS_MAP_FILE,
-                                     TOKENIZER_CONFIG_FILE, VOCAB_FILE, PanguTokenizer, TokenizerError,
-                                     default_partial_tokens)
+from pangu_codeclm.tokenization.base import (ADDED_TOKENS_FILE, SEPARATION_MAP_FILE, SPECIAL_TOKENS,
+                                             SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE,
+                                             TokenizerError)
+from pangu_codeclm.tokenization.pangu import PanguTokenizer
+from pangu_codeclm.tokenization.sentencepiece_base import default_partial_tokens
 
 CODE = "def add(a, b): <NEW_LINE> <INDENT> return a + b <NEW_LINE> <DEDENT>"
 DOC = "Return the sum of a and b."
@@ -115,9 +117,9 @@ def test_ids_by_hand_against_sentencepiece(toks, sp):
 
 
 def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
-    from pangu_codeclm.tokenization.pangu import _direct_encoder
+    from pangu_codeclm.tokenization.sentencepiece_base import direct_encoder
 
-    encode = _direct_encoder(sp)
+    encode = direct_encoder(sp)
     for text in ["", "def f(x):", "  Résumé 東京  a\tb ", "<NEW_LINE> x", "!" * 40]:
         assert encode(text) == sp.encode(text), text
 
@@ -126,7 +128,7 @@ def test_direct_sentencepiece_call_matches_the_wrapper(toks, sp):
             return sp.encode(text)
 
     wrapper = WrapperOnly()
-    assert _direct_encoder(wrapper) == wrapper.encode
+    assert direct_encoder(wrapper) == wrapper.encode
 
 
 def test_text_with_and_without_dup_prefix_splits_alike(toks, sp):

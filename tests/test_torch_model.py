@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pangu_codeclm.config import PanguCodeCLMConfig
-from pangu_codeclm.convert.hf import expected_shapes, random_weights
+from pangu_codeclm.families import family_for
 from pangu_codeclm.convert.torch_model import TorchPanguCodeCLM, padded_position_ids, state_dict_from_numpy
 from reference_numpy import restricted_ce
 
@@ -22,7 +22,7 @@ def tiny_case(separation, seed=0, std=0.3):
     config = PanguCodeCLMConfig.preset(
         "tiny", vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, ffn_hidden_size=64,
         max_position_embeddings=32, seq_length=32, separation=separation, pad_token_id=PAD, eos_token_id=EOS)
-    return config, TINY_MAPS[separation], random_weights(config, seed=seed, std=std)
+    return config, TINY_MAPS[separation], family_for(config).random_weights(config, seed=seed, std=std)
 
 
 def torch_model(config, mapping, weights):
@@ -35,7 +35,7 @@ def test_state_dict_is_exactly_the_hf_layout():
     config, mapping, weights = tiny_case("partial")
     model = TorchPanguCodeCLM(config, mapping)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert shapes == expected_shapes(config)
+    assert shapes == family_for(config).shapes(config)
     assert "top_query_layer.attn.q_attn.weight" in shapes and shapes["top_query_layer.attn.c_attn.weight"] == (32, 64)
     assert not any(k.startswith("lm_head") or k.endswith("tokens_mask") for k in shapes)
     model.load_state_dict(state_dict_from_numpy(weights), strict=True)

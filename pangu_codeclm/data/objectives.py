@@ -1,7 +1,8 @@
 """Per-sample arrays for the four pre-training objectives (see ../shared/DESIGN.md, "Sample layout and objectives"),
 and the Corrupt Code CLM corruption of a packed row.
 
-A sample is `[<comments>] + enc(docstring) + [<python>] + encode_code(code) + [<eot>]`. For each objective we build
+A sample is `[<comments>] + enc(docstring) + [<python>] + encode_code(code) + [<eot>]` (`sample_format`). For each
+objective we build
 `input_ids`, unshifted `labels` (-100 where a token is not a target; the model shifts over the whole packed row),
 `docstr_mask` (1 for `<comments>` ... `<python>`) and `prefix_len` (length of the bidirectional block for Prefix Code
 CLM, else 0). As in the reference (quirks D4-D6 of ../shared/data/reference/README.md):
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..sample_format import IGNORE_INDEX, assemble
+
 OBJECTIVES = ("text_code", "code", "corrupt_code", "prefix_code")
-IGNORE_INDEX = -100
 CORRUPT_PROB = 0.15
 MASK_FRACTION = 0.8
 
@@ -90,11 +92,9 @@ def corrupt_row(input_ids, docstr_mask, seed, position, mask_id, random_high):
 def build_sample(doc_ids, code_ids, objective, ids):
     """Objective arrays for one pair from docstring ids (`encode`) and code ids (`encode_code`)."""
     check_objective(objective)
-    doc = np.asarray(doc_ids, dtype=np.int32)
-    code = np.asarray(code_ids, dtype=np.int32)
-    prefix = len(doc) + 2
-    input_ids = np.concatenate([np.array([ids.comments_id], np.int32), doc, np.array([ids.python_id], np.int32),
-                                code, np.array([ids.eot_id], np.int32)])
+    sample, python_index = assemble(doc_ids, code_ids, ids.comments_id, ids.python_id, ids.eot_id)
+    input_ids = np.asarray(sample, dtype=np.int32)
+    prefix = python_index + 1  # <comments> ... <python>
     labels = input_ids.copy()
     if objective != "text_code":
         labels[:prefix] = IGNORE_INDEX

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pangu_codeclm.data.objectives import IGNORE_INDEX
+from pangu_codeclm.sample_format import IGNORE_INDEX
 
 COLUMNS = ("input_ids", "labels", "position_ids", "attention_mask", "docstr_mask")
 

@@ -10,7 +10,6 @@ the tokenized corpus in memory; `--no-shuffle` streams it in file order instead.
 import itertools
 import logging
 import os
-import sys
 import time
 
 import numpy as np
@@ -27,10 +26,10 @@ _W = {}
 
 def _init_worker(tokenizer_dir, objective, tok=None):
     from pangu_codeclm.data.objectives import SpecialIds
-    from pangu_codeclm.tokenization.pangu import PanguTokenizer
+    from pangu_codeclm.tokenization.registry import load_tokenizer
 
     if tok is None:
-        tok = PanguTokenizer.from_pretrained(tokenizer_dir)
+        tok = load_tokenizer(tokenizer_dir)
     _W.update(tok=tok, ids=SpecialIds.from_tokenizer(tok), objective=objective)
 
 
@@ -104,7 +103,7 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     from pangu_codeclm.data.objectives import check_objective
     from pangu_codeclm.data.packing import PackStats, pack_samples
     from pangu_codeclm.data.records import iter_records
-    from pangu_codeclm.tokenization.pangu import PanguTokenizer
+    from pangu_codeclm.tokenization.registry import load_tokenizer
 
     check_objective(objective)
     if seq_length < 4:
@@ -112,7 +111,7 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     if os.path.isdir(out) and os.listdir(out) and not overwrite:  # fail before the work, not after
         raise FileExistsError(f"{os.path.abspath(out)} exists and is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
-    tok = PanguTokenizer.from_pretrained(tokenizer_dir)  # fail early, in the main process, on a bad directory
+    tok = load_tokenizer(tokenizer_dir)  # fail early, in the main process, on a bad directory
     logger.info("tokenizer from %s: separation=%s, vocab_size=%d", tokenizer_dir, tok.separation, tok.vocab_size)
     sha = file_sha256(records_path)
     read_stats = {}
@@ -131,6 +130,7 @@ def prepare(records_path, tokenizer_dir, objective, seq_length, out, num_shards=
     rows = pack_samples(samples, seq_length, tok.pad_id, pack)
     meta = {"objective": objective, "seq_length": seq_length, "shuffle_seed": seed if shuffle else None,
             "tokenizer": os.path.abspath(tokenizer_dir), "separation": tok.separation, "vocab_size": tok.vocab_size,
+            "pad_token_id": tok.pad_id, "eos_token_id": tok.eot_id,
             "records": os.path.abspath(records_path), "records_sha256": sha}
     if objective == "corrupt_code":
         meta["corruption"] = corruption_meta(tok)
@@ -156,38 +156,3 @@ def format_summary(meta):
         f"(targets {meta['target_tokens']}, padding {meta['padding_tokens']})",
         f"objective {meta['objective']}, tokenizer {meta['tokenizer']} ({meta['separation']}), {meta['seconds']} s",
     ])
-
-
-def add_arguments(parser):
-    from pangu_codeclm.data.objectives import OBJECTIVES
-
-    parser.add_argument("--records", required=True, help="input records (.jsonl, .jsonl.gz, .parquet)")
-    parser.add_argument("--tokenizer", required=True, help="tokenizer directory (PanguTokenizer.save_pretrained)")
-    parser.add_argument("--objective", required=True, choices=OBJECTIVES)
-    parser.add_argument("--seq-length", type=int, default=1024)
-    parser.add_argument("--out", required=True, help="output dataset directory")
-    parser.add_argument("--num-shards", type=int, default=1, help="MindRecord shard files (default 1)")
-    parser.add_argument("--seed", type=int, default=SHUFFLE_SEED,
-                        help=f"seed of the two shuffles before packing (default {SHUFFLE_SEED}, the reference's)")
-    parser.add_argument("--no-shuffle", action="store_true",
-                        help="pack in file order, streaming (the default shuffle holds the tokenized corpus in memory)")
-    parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
-    parser.add_argument("--skip-bad", action="store_true", help="skip (and count) malformed records")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args):
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from pangu_codeclm.data.records import RecordError
-
-    try:
-        meta = prepare(args.records, args.tokenizer, args.objective, args.seq_length, args.out,
-                       num_shards=args.num_shards, seed=args.seed, shuffle=not args.no_shuffle, workers=args.workers,
-                       skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.quiet)
-    except (RecordError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(format_summary(meta))
-    print(f"wrote {os.path.abspath(args.out)}")
-    return 0

@@ -54,5 +54,7 @@ def reference_completions(solution, signature):
 
 
 def reference_solution(problem):
-    """The text the reference cuts into sub-tasks: HumanEval's canonical solution, MBPP's code."""
-    return problem["canonical_solution"] if problem["dataset"] == "humaneval" else problem["code"]
+    """The text the reference cuts into sub-tasks (the problem's benchmark says which: HumanEval's canonical
+    solution, MBPP's code)."""
+    from . import benchmarks
+    return benchmarks.of(problem).incremental_solution(problem)

@@ -18,10 +18,11 @@ A sample's `generated_ids` are the ids after the prompt as the reference slices 
 [prompt_length:]`): for an incremental sub-task the given lines' ids come first (G6).
 """
 from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source
-from ..tokenization.pangu import DUP_PREFIX, SPIECE_UNDERLINE
-from . import problems as problems_mod, prompts
+from ..sample_format import until_stop
+from ..tokenization.base import DUP_PREFIX, SPIECE_UNDERLINE
+from . import benchmarks, prompts
+from .benchmarks import HUMAN_EVAL
 
-HUMAN_EVAL = "human-eval"
 ASSEMBLIES = (HUMAN_EVAL,) + prompts.MODES
 EOT = "<eot>"
 IMPORT_HELPER = ("import math", "import re", "import sys", "import copy", "import datetime", "import itertools",
@@ -31,11 +32,14 @@ IMPORT_HELPER = ("import math", "import re", "import sys", "import copy", "impor
 
 
 def check_assembly(assembly, dataset=None):
-    """ValueError unless `assembly` is one of ASSEMBLIES and applies to `dataset`."""
+    """ValueError unless `assembly` is one of ASSEMBLIES and applies to `dataset` (its benchmark's modes)."""
     if assembly not in ASSEMBLIES:
         raise ValueError(f"unknown assembly {assembly!r}; expected one of {', '.join(ASSEMBLIES)}")
-    if assembly == HUMAN_EVAL and dataset not in (None, "humaneval"):
-        raise ValueError(f"the {HUMAN_EVAL} assembly scores HumanEval samples only, not {dataset}")
+    if dataset is not None:
+        benchmark = benchmarks.get(dataset)
+        if assembly == HUMAN_EVAL and not benchmark.human_eval_assembly:
+            raise ValueError(f"the {HUMAN_EVAL} assembly scores HumanEval samples only, not {dataset}")
+        benchmark.check_mode(assembly)
     return assembly
 
 
@@ -86,17 +90,6 @@ def truncate_body(body):
 
 # ----------------------------------------------------------------------------- corrected post-processing
 
-def until_stop(tokenizer, generated):
-    """Generated ids up to (not including) the first `<eot>` / `<pad>`."""
-    stop = (tokenizer.eot_id, tokenizer.pad_id)
-    ids = []
-    for token in generated:
-        if int(token) in stop:
-            break
-        ids.append(int(token))
-    return ids
-
-
 def _python_body(marker_text):
     """Python of marker text that starts with the signature, minus the signature line, truncated."""
     lines = markers_to_source(marker_text).split("\n")
@@ -140,37 +133,15 @@ def completion_from_ids(tokenizer, task, new_ids, mode="paper"):
 
 # ----------------------------------------------------------------------------- programs
 
-def _mbpp_context(problem):
-    """Reference file without the tested function (imports, globals, helpers), for the corrected mode."""
-    source, node = prompts._target_node(problem, "corrected")
-    lines = source.split("\n")
-    start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
-    return "\n".join(lines[:start] + lines[node.end_lineno:]).strip("\n")
-
-
-def _calls_check(test):
-    """Whether a HumanEval test already ends with its `check(...)` call (HumanEval-X) or leaves it to the harness."""
-    lines = [line for line in test.split("\n") if line.strip()]
-    return bool(lines) and lines[-1].startswith("check(")
-
-
-def mbpp_check_name(problem):
-    """E3: the name the reference's MBPP evaluator passes to `check(...)`."""
-    return problem["check_name"] if "check_name" in problem else problems_mod.mbpp_check_name(problem["code"])
-
-
 def program_prefix(problem, assembly="paper"):
-    """Python the completion continues (a sample's `prompt`)."""
+    """Python the completion continues (a sample's `prompt`): the prompt (human-eval), the signature (paper), the
+    signature inside the code it needs (corrected; the problem's benchmark says which)."""
     check_assembly(assembly, problem["dataset"])
     if assembly == HUMAN_EVAL:
         return problem["prompt"]
     if assembly == "paper":
         return prompts.signature(problem, "paper")
-    if problem["dataset"] == "humaneval":
-        return problem["prompt"]
-    parts = [_mbpp_context(problem), (problem.get("test_setup_code") or "").replace("\r\n", "\n"),
-             prompts.signature(problem, "corrected")]
-    return "\n".join(p for p in parts if p.strip()) + "\n"
+    return benchmarks.of(problem).program_context(problem, prompts.signature(problem, "corrected"))
 
 
 def program_suffix(problem, assembly="paper"):
@@ -178,15 +149,7 @@ def program_suffix(problem, assembly="paper"):
     check_assembly(assembly, problem["dataset"])
     if assembly == HUMAN_EVAL:
         return "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
-    if problem["dataset"] == "humaneval":
-        call = "" if _calls_check(problem["test"]) else f"check({problem['entry_point']})\n"
-        return "\n" + problem["test"] + "\n" + call
-    tests = problem["test_list"]
-    if assembly == "paper":
-        name = mbpp_check_name(problem)
-        body = "\n".join(f"    {t}" for t in tests)
-        return "\n\n" + f"def check({name}):\n{body}\n\ncheck({name})" + "\n"
-    return "\n\n" + "\n".join(tests) + "\n"
+    return benchmarks.of(problem).program_tests(problem, assembly)
 
 
 def assemble_program(problem, completion, assembly="paper", prefix=None):

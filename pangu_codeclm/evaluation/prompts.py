@@ -4,10 +4,9 @@ Prompt: `<comments>` + NL text + `<python>` + code-side ids of the signature (pl
 first i lines of the reference body in marker format). `paper` takes the signature the reference takes (HumanEval's
 last def without the prompt's helpers; MBPP's first `def`); `corrected` the function the tests call.
 """
-import ast
-
 from ..codefmt import DEDENT, INDENT, NEW_LINE, source_to_markers
-from . import metrics, problems
+from .. import sample_format
+from . import benchmarks, metrics, problems
 from .incremental import reference_completions, reference_solution
 
 MODES = problems.MODES
@@ -16,10 +15,6 @@ MODES = problems.MODES
 def _check_mode(mode):
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-
-
-def _functions(source):
-    return [n for n in problems.parse_source(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def header_of(source, node):
@@ -38,24 +33,8 @@ def header_of(source, node):
 
 
 def _target_node(problem, mode):
-    """The function the model completes: HumanEval last def / entry point; MBPP first def in the text, at any depth
-    (paper: P2, it may be a helper or a method) / the tested one (corrected)."""
-    if problem["dataset"] == "humaneval":
-        nodes = _functions(problem["prompt"])
-        named = [n for n in nodes if n.name == problem["entry_point"]]
-        return problem["prompt"], (nodes[-1] if mode == "paper" or not named else named[-1])
-    if mode == "paper":
-        every = [n for n in ast.walk(problems.parse_source(problem["code"]))
-                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        nodes = sorted(every, key=lambda n: (n.lineno, n.col_offset))
-    else:
-        nodes = _functions(problem["code"])
-    if not nodes:
-        raise ValueError(f"{problem['task_id']}: no function in the reference code")
-    if mode == "paper":
-        return problem["code"], nodes[0]
-    named = [n for n in nodes if n.name == problem["entry_point"]]
-    return problem["code"], (named[-1] if named else nodes[-1])
+    """(source, node) of the function the model completes (the problem's benchmark decides)."""
+    return benchmarks.of(problem).target_function(problem, mode)
 
 
 def signature(problem, mode="paper"):
@@ -71,25 +50,13 @@ def nl_text(problem, mode="paper"):
     """The NL part of the prompt, each line stripped of spaces: in paper mode HumanEval's raw text between the last
     triple quotes (P1), otherwise the problem's `text` (HumanEval: the last docstring; MBPP: its description)."""
     _check_mode(mode)
-    if mode == "paper" and problem["dataset"] == "humaneval":
-        return problems.reference_nl_text(problem["prompt"], problem["task_id"])
-    return problems.strip_lines(problem["text"])
+    return benchmarks.of(problem).nl_text(problem, mode)
 
 
 def reference_body(problem, mode="paper"):
     """The reference solution as a completion of `signature(problem, mode)` (what --check-canonical runs)."""
     _check_mode(mode)
-    if problem["dataset"] == "humaneval":
-        return problem["canonical_solution"]
-    source, node = _target_node(problem, mode)
-    lines = source.split("\n")
-    first = node.body[0]
-    end = node.end_lineno if mode == "corrected" else len(lines)  # paper: the rest of the file, truncated later
-    if first.lineno == node.lineno:
-        body = ["    " + lines[node.lineno - 1][first.col_offset:]] + lines[node.lineno:end]
-    else:
-        body = lines[first.lineno - 1:end]
-    return "\n".join(body) + "\n"
+    return benchmarks.of(problem).reference_body(problem, mode, _target_node(problem, mode))
 
 
 # ----------------------------------------------------------------------------- generation tasks
@@ -149,10 +116,8 @@ def encode_prompt(tokenizer, task):
     """
     if task.get("mode") == "paper":
         tokenizer = tokenizer.generation_time()
-    text_ids = [tokenizer.comments_id] + tokenizer.encode(task["text"])
     code = [task["signature"], task["completion"]] if "signature" in task else [task["code_prefix"]]
-    code_ids = [i for part in code if part for i in tokenizer.encode_code(part)]
-    return text_ids + [tokenizer.python_id] + code_ids, len(text_ids)
+    return sample_format.encode(tokenizer, task["text"], code)
 
 
 def prompt_ids(tokenizer, task):

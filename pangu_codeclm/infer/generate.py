@@ -530,3 +530,10 @@ def _recompute_last(decoder, prompt, prompt_mask, generated, bucket, prefix_coun
     ids, mask = _right_align(seq, seq_mask, length, 0)
     prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts, mask)
     return decoder.full_logits(ids, left_pad_positions(mask), mask, prefix)
+
+
+def completion_source(tokenizer, signature, generated):
+    """Python source of the signature + the generated ids, cut at the first `<eot>` / `<pad>`."""
+    from ..codefmt import markers_to_source
+    from ..sample_format import until_stop
+    return markers_to_source((signature + " " + tokenizer.decode(until_stop(tokenizer, generated))).strip())

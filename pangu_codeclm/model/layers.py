@@ -97,7 +97,11 @@ class Dropout(nn.Cell):
 
 
 class MLP(nn.Cell):
-    """c_fc (column parallel) -> exact erf GELU -> c_proj (row parallel) -> dropout."""
+    """c_fc (column parallel) -> activation -> c_proj (row parallel) -> dropout.
+
+    `config.activation`: "gelu" exact erf GELU 0.5*h*(1 + erf(h/sqrt(2))) (the released CodeCLM), "fast_gelu"
+    MindSpore's FastGeLU h*sigmoid(1.702*h) (the model-zoo PanGu-Alpha), "gelu_tanh" MindSpore's GeLU, the tanh
+    approximation (the older PanGu-Alpha release code)."""
 
     def __init__(self, config, strategies):
         super().__init__()
@@ -107,17 +111,26 @@ class MLP(nn.Cell):
         self.c_fc = Conv1D(e, f, r, strategies, "column", cdt, pdt)
         self.c_proj = Conv1D(f, e, r, strategies, "row", cdt, pdt)
         inner = strategies.inner
-        self.erf = ops.Erf().shard((inner,))
-        self.mul = ops.Mul().shard((inner, inner))
-        self.add_one = ops.Add().shard((inner, ()))
-        self.scale = ops.Mul().shard((inner, ()))
-        self.scale_half = ops.Mul().shard((inner, ()))
+        self.activation = config.activation
+        if self.activation == "gelu":
+            self.erf = ops.Erf().shard((inner,))
+            self.mul = ops.Mul().shard((inner, inner))
+            self.add_one = ops.Add().shard((inner, ()))
+            self.scale = ops.Mul().shard((inner, ()))
+            self.scale_half = ops.Mul().shard((inner, ()))
+        elif self.activation == "fast_gelu":
+            self.act = ops.FastGeLU().shard((inner,))
+        else:
+            self.act = ops.GeLU().shard((inner,))
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def construct(self, x):
         h = self.c_fc(x)
-        # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
-        g = self.scale_half(self.mul(h, self.add_one(self.erf(self.scale(h, 1.0 / math.sqrt(2.0))), 1.0)), 0.5)
+        if self.activation == "gelu":
+            # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
+            g = self.scale_half(self.mul(h, self.add_one(self.erf(self.scale(h, 1.0 / math.sqrt(2.0))), 1.0)), 0.5)
+        else:
+            g = self.act(h)
         return self.dropout(self.c_proj(g))
 
 

@@ -9,7 +9,7 @@ plain cross-entropy. Everything runs in fp32 and is sharded over the vocabulary 
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-IGNORE_INDEX = -100
+from ..sample_format import IGNORE_INDEX
 
 
 class ModalityMaskedCrossEntropy(nn.Cell):

@@ -1,9 +1,8 @@
-"""Tokenizers: the PanGu SentencePiece tokenizer with modality separation (`pangu`) and its training recipe
-(`training`)."""
-from .pangu import (ADDED_TOKENS_FILE, DUP_PREFIX, MARKERS, SEPARATION_MAP_FILE, SEPARATIONS, SPECIAL_TOKENS,
-                    SPECIAL_TOKENS_MAP_FILE, SPIECE_UNDERLINE, TOKENIZER_CONFIG_FILE, VOCAB_FILE, PanguTokenizer,
-                    TokenizerError, default_partial_tokens, read_token_file)
+"""Tokenizers behind one interface.
 
-__all__ = ["ADDED_TOKENS_FILE", "DUP_PREFIX", "MARKERS", "SEPARATION_MAP_FILE", "SEPARATIONS", "SPECIAL_TOKENS",
-           "SPECIAL_TOKENS_MAP_FILE", "SPIECE_UNDERLINE", "TOKENIZER_CONFIG_FILE", "VOCAB_FILE", "PanguTokenizer",
-           "TokenizerError", "default_partial_tokens", "read_token_file"]
+`base` (the `Tokenizer` interface, the special tokens, the directory's file names), `registry` (the kinds and
+`load_tokenizer(dir)`, which picks the implementation from tokenizer_config.json), `sentencepiece_base` (what the
+SentencePiece kinds share: specials after the pieces, separation twins, special-token splitting, save/load), the kinds
+`pangu` (the released pangu-CodeCLM tokenizer) and `jieba` (PanGu-Alpha's), and `training` (SentencePiece training per
+kind, `pangu-codeclm tokenizer train`).
+"""

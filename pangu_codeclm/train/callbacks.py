@@ -11,6 +11,7 @@ from mindspore.train.callback import Callback
 
 from ..io_utils import atomic_path, atomic_write_text
 from . import checkpoint as ckpt_lib
+from .wrapper import name_step_outputs
 
 logger = logging.getLogger(__name__)
 FIELDS = ("step", "loss", "code_loss", "lr", "grad_norm", "overflow", "loss_scale", "tokens_per_s", "elapsed_s",
@@ -78,20 +79,18 @@ class TrainMonitor(Callback):
 
     def on_train_step_end(self, run_context):
         params = run_context.original_args()
-        outputs = params.net_outputs
-        if not isinstance(outputs, (tuple, list)):
-            outputs = (outputs,)
+        out = name_step_outputs(params.net_outputs)
         now = time.perf_counter()
         step = self.start_step + int(params.cur_step_num)
-        loss = _scalar(outputs[0])
+        loss = _scalar(out["loss"])
         row = {
             "step": step,
             "loss": loss,
-            "code_loss": loss if self.code_loss_is_loss else (_scalar(outputs[5]) if len(outputs) > 5 else math.nan),
-            "overflow": float(bool(_scalar(outputs[1]))) if len(outputs) > 1 else 0.0,
-            "loss_scale": _scalar(outputs[2]) if len(outputs) > 2 else 1.0,
-            "lr": _scalar(outputs[3]) if len(outputs) > 3 else math.nan,
-            "grad_norm": _scalar(outputs[4]) if len(outputs) > 4 else math.nan,
+            "code_loss": loss if self.code_loss_is_loss else _scalar(out.get("code_loss", math.nan)),
+            "overflow": float(bool(_scalar(out.get("overflow", 0.0)))),
+            "loss_scale": _scalar(out.get("loss_scale", 1.0)),
+            "lr": _scalar(out.get("learning_rate", math.nan)),
+            "grad_norm": _scalar(out.get("global_norm", math.nan)),
             "tokens_per_s": self.tokens_per_step / max(now - self._last, 1e-9),
             "elapsed_s": now - self._t0,
         }
@@ -164,7 +163,7 @@ class ValidationLoss:
     token-weighted over all of them: `validator(network)` runs `network` in eval mode and returns the mean."""
 
     def __init__(self, batches):
-        from ..data.objectives import IGNORE_INDEX
+        from ..sample_format import IGNORE_INDEX
         self.batches = []
         self.tokens = 0
         for ids, labels, pos, mask, docstr in batches:
@@ -202,7 +201,7 @@ class CheckpointCallback(Callback):
     """
 
     def __init__(self, directory, total_steps, save_steps, keep=3, start_step=0, resume_info=None,
-                 global_batch_size=1, hang_after_step=None):
+                 global_batch_size=1):
         super().__init__()
         self.directory = directory
         self.total_steps = int(total_steps)
@@ -211,7 +210,6 @@ class CheckpointCallback(Callback):
         self.start_step = int(start_step)
         self.resume_info = resume_info
         self.global_batch_size = int(global_batch_size)
-        self.hang_after_step = hang_after_step
 
     def on_train_begin(self, run_context):
         if self.resume_info is None:
@@ -230,8 +228,3 @@ class CheckpointCallback(Callback):
                 params.train_network, self.directory, step, keep=self.keep,
                 extra={"data_position": step * self.global_batch_size, "total_steps": self.total_steps})
             logger.info("saved checkpoint %s", path)
-        if self.hang_after_step is not None and step == self.hang_after_step:
-            # Fault-injection hook for the resume test: wait here to be killed with SIGKILL.
-            logger.warning("PANGU_CODECLM_HANG_AFTER_STEP=%d reached: waiting to be killed", step)
-            while True:
-                time.sleep(1)

@@ -23,6 +23,60 @@ RUN_DEFAULTS = {
 }
 
 
+BASE_CONFIG = "base_config"  # mindformers' key naming the yaml(s) a run yaml inherits from
+
+
+def read_run_yaml(path, _chain=()):
+    """A run yaml as a plain dict, its `base_config` resolved as mindformers' `MindFormerConfig` does: base paths
+    relative to the file, a list of bases merged in order, the file's own keys merged over them (mappings key by key,
+    other values replaced). No mindformers templates are applied; errors name the file."""
+    import yaml
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        where = f"{_chain[-1]}: {BASE_CONFIG} " if _chain else ""
+        raise FileNotFoundError(f"{where}config file {path} does not exist")
+    if os.path.realpath(path) in _chain:
+        raise ValueError(f"{_chain[-1]}: {BASE_CONFIG} {path} inherits from itself")
+    with open(path, encoding="utf-8") as f:
+        try:
+            tree = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: invalid YAML ({exc})") from None
+    tree = {} if tree is None else tree
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path}: expected a mapping of sections (model, runner_config, ...) at the top level")
+    bases = tree.pop(BASE_CONFIG, None)
+    if bases is None:
+        return tree
+    merged = {}
+    for base in bases if isinstance(bases, list) else [bases]:
+        if not isinstance(base, str):
+            raise ValueError(f"{path}: {BASE_CONFIG} must be a file name or a list of them, got {base!r}")
+        merged.update(read_run_yaml(os.path.join(os.path.dirname(path), base), _chain + (os.path.realpath(path),)))
+    return _merge_over(tree, merged)
+
+
+def _merge_over(top, base):
+    """`base` with `top`'s keys merged over it (nested mappings key by key), as mindformers merges a base config."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge_over(value, out[key]) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def parse_overrides(items):
+    """['a.b=1', ...] -> {'a.b': 1, ...} with YAML-typed values (the `--set KEY=VALUE` flags)."""
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def load_run_config(path, device_target=None, output_dir=None, overrides=None):
     """Read a run yaml into a MindFormerConfig, apply CLI overrides and check the keys we rely on."""
     from mindformers.tools.register import MindFormerConfig

@@ -17,6 +17,7 @@ import numpy as np
 from ..data import mindrecord
 from ..data.objectives import corrupt_row
 from ..data.packing import COLUMNS, expand_row
+from ..sample_format import IGNORE_INDEX
 
 VALIDATION_FRACTION = 0.001
 SPLIT_SEED = 42
@@ -143,7 +144,7 @@ def validation_batches(dataset_files, batch_size, validation_fraction=VALIDATION
     data = _rows_dataset(files, val_rows, range(len(val_rows)), corruption, 1).project(list(COLUMNS))
     rows = [tuple(np.asarray(c) for c in r) for r in data.create_tuple_iterator(output_numpy=True, num_epochs=1)]
     pad_row = tuple(np.zeros_like(c) for c in rows[0])
-    pad_row[1][:] = -100
+    pad_row[1][:] = IGNORE_INDEX
     np.fill_diagonal(pad_row[3], 1.0)
     while len(rows) % batch_size:
         rows.append(pad_row)

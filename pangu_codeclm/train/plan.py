@@ -15,6 +15,7 @@ import os
 
 from ..families import family_for
 from ..families.pangu_alpha import PANGU_ALPHA
+from .context import read_run_yaml
 
 GIB = 1024 ** 3
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -106,15 +107,6 @@ def format_plan(r, name=""):
     return "\n".join(lines)
 
 
-def _read_yaml(config_arg):
-    import yaml
-    with open(config_arg, encoding="utf-8") as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{config_arg}: invalid YAML ({exc})") from None
-
-
 def _load(config_arg):
     """(PanguCodeCLMConfig, rows per dp rank, name) from a run yaml or a preset name (300m, 2.6b, 13b)."""
     from ..config import PanguCodeCLMConfig
@@ -124,7 +116,7 @@ def _load(config_arg):
         return cfg, 8, key
     if not os.path.isfile(config_arg):
         raise FileNotFoundError(f"--config {config_arg}: not a file nor one of {sorted(PRESETS)}")
-    run = _read_yaml(config_arg)
+    run = read_run_yaml(config_arg)
     try:
         values = {k: v for k, v in run["model"]["model_config"].items() if k != "type"}
         batch = int(run["runner_config"]["batch_size"])
@@ -140,7 +132,7 @@ def write_lr_list(config_arg, train_steps, out_path):
     from .lr import lr_values_from_config
     if not os.path.isfile(config_arg):
         raise FileNotFoundError(f"--config {config_arg}: --lr-out needs a run yaml with an lr_schedule section")
-    run = _read_yaml(config_arg)
+    run = read_run_yaml(config_arg)
     section = run.get("lr_schedule") if isinstance(run, dict) else None
     if not isinstance(section, dict):
         raise ValueError(f"{config_arg}: no lr_schedule section")
@@ -152,58 +144,26 @@ def write_lr_list(config_arg, train_steps, out_path):
     return values
 
 
-def add_arguments(parser):
-    parser.add_argument("--config", required=True, help="run yaml, or a preset: 300m, 2.6b, 13b")
-    parser.add_argument("--devices", type=int, default=None, help="number of devices (needed for the memory plan)")
-    parser.add_argument("--device-memory-gb", type=float, default=32.0, help="memory per device (Ascend 910: 32)")
-    parser.add_argument("--layout", default=None, metavar="DP,MP,PP",
-                        help="override the config's parallel layout (default for presets: DP=devices)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per data-parallel rank per step")
-    parser.add_argument("--micro-batch-num", type=int, default=None)
-    parser.add_argument("--recompute", choices=("on", "off"), default=None)
-    parser.add_argument("--optimizer-shard", choices=("on", "off"), default=None)
-    parser.add_argument("--train-steps", type=int, default=None, help="optimizer steps of the run (for --lr-out)")
-    parser.add_argument("--lr-out", default=None, metavar="FILE.json",
-                        help="write the LR the optimizer uses at steps 0..N (N = --train-steps) as a JSON list")
-
-
-def run(args):
-    import sys
+def configure(config_arg, device_num, layout=None, batch_size=None, micro_batch_num=None, recompute=None,
+              optimizer_shard=None):
+    """(config, rows per dp rank, name) of a run yaml or preset with the plan's options applied: `layout` "DP,MP,PP"
+    (a preset's default: DP = devices), `recompute` / `optimizer_shard` booleans or None (the config's)."""
     from ..config import ConfigError
-    if args.devices is None and not args.lr_out:
-        print("error: --devices is required (unless only --lr-out is asked for)", file=sys.stderr)
-        return 2
-    if args.lr_out:
+    cfg, batch, name = _load(config_arg)
+    par = dict(cfg.parallel)
+    if layout:
         try:
-            values = write_lr_list(args.config, args.train_steps, args.lr_out)
-        except (ValueError, FileNotFoundError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"wrote {len(values)} learning rates (steps 0..{args.train_steps}) to {args.lr_out}")
-        if args.devices is None:
-            return 0
-    try:
-        cfg, batch, name = _load(args.config)
-        par = dict(cfg.parallel)
-        if args.layout:
-            try:
-                dp, mp, pp = (int(x) for x in args.layout.split(","))
-            except ValueError:
-                raise ConfigError(f"--layout {args.layout!r}: expected DP,MP,PP") from None
-            par.update(data_parallel=dp, model_parallel=mp, pipeline_stage=pp)
-        elif args.config.lower() in PRESETS:
-            par.update(data_parallel=args.devices)
-        if args.micro_batch_num:
-            par["micro_batch_num"] = args.micro_batch_num
-        if args.recompute:
-            par["recompute"] = args.recompute == "on"
-        if args.optimizer_shard:
-            par["optimizer_shard"] = args.optimizer_shard == "on"
-        batch = args.batch_size or batch
-        cfg = cfg.replace(parallel=par, batch_size=batch * par["data_parallel"])
-        result = plan(cfg, args.devices, batch, args.device_memory_gb)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_plan(result, name))
-    return 0 if result["fits"] else 1
+            dp, mp, pp = (int(x) for x in layout.split(","))
+        except ValueError:
+            raise ConfigError(f"--layout {layout!r}: expected DP,MP,PP") from None
+        par.update(data_parallel=dp, model_parallel=mp, pipeline_stage=pp)
+    elif config_arg.lower() in PRESETS:
+        par.update(data_parallel=device_num)
+    if micro_batch_num:
+        par["micro_batch_num"] = micro_batch_num
+    if recompute is not None:
+        par["recompute"] = recompute
+    if optimizer_shard is not None:
+        par["optimizer_shard"] = optimizer_shard
+    batch = batch_size or batch
+    return cfg.replace(parallel=par, batch_size=batch * par["data_parallel"]), batch, name

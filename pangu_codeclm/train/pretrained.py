@@ -1,4 +1,5 @@
-"""Start a run from a pretrained checkpoint (HF or MindSpore layout directory), growing the embedding for separation.
+"""Start a run from a pretrained checkpoint (any format of `pangu_codeclm.checkpoints`: an HF or MindSpore layout
+directory, a model-zoo PanGu-Alpha .ckpt), growing the embedding for separation.
 
 As the reference (`lm_trainer.py`): the embedding is resized to the tokenizer (new rows keep the network's random
 init), then every separation-map entry copies its source row to its target row — a code-side twin of a base token
@@ -30,11 +31,25 @@ def expand_embedding(wte, vocab_size, separation_map, pad_id, init=None):
     return out
 
 
-def load_pretrained(network, path, separation_map=None, pad_id=None):
-    """Copy the weights of checkpoint directory `path` into `network` (expanding the embedding; `<pad>` zeroed)."""
-    from ..api import load_weights_into
-    from ..convert import hf
-    ckpt = hf.read_checkpoint(path)
+# Keys a pretrained checkpoint must share with the run's network (the vocabulary may grow for separation).
+ARCHITECTURE_KEYS = ("hidden_size", "num_layers", "num_heads", "ffn_hidden_size", "max_position_embeddings",
+                     "activation")
+
+
+def load_pretrained(network, path, separation_map=None, pad_id=None, **read_options):
+    """Copy the weights of checkpoint `path` into `network` (expanding the embedding; `<pad>` zeroed); `read_options`
+    go to the format's reader. A format whose reader builds the config from options (a model-zoo file: its shapes do
+    not say the number of heads) gets `num_heads` from the network's config unless given. The checkpoint's
+    architecture must be the network's: a ValueError names the first key that differs."""
+    from ..checkpoints import FORMATS, detect_format, load_weights_into, read_checkpoint
+    fmt = FORMATS[detect_format(path)]
+    if fmt.config_from_options:
+        read_options.setdefault("num_heads", network.config.num_heads)
+    ckpt = read_checkpoint(path, format=fmt.name, **read_options)
+    for key in ARCHITECTURE_KEYS:
+        if getattr(ckpt.config, key) != getattr(network.config, key):
+            raise ValueError(f"{path}: the pretrained {fmt.name} checkpoint has {key}={getattr(ckpt.config, key)!r} "
+                             f"but the run's model_config.{key} is {getattr(network.config, key)!r}")
     weights = dict(ckpt.weights)
     params = {p.name: p for p in network.get_parameters()}
     if WTE in weights and WTE in params:
@@ -46,4 +61,4 @@ def load_pretrained(network, path, separation_map=None, pad_id=None):
         if grow:
             logger.info("expanded %s from %d to %d rows for separation", WTE, before, weights[WTE].shape[0])
     load_weights_into(network, weights, path)
-    logger.info("loaded pretrained weights from %s (%d tensors)", path, len(weights))
+    logger.info("loaded pretrained weights from %s (%s, %d tensors)", path, fmt.name, len(weights))

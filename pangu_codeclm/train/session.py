@@ -44,7 +44,7 @@ def _dataset_meta(cfg):
 
 def _map_from_dataset(cfg, model_config):
     """The separation map of the tokenizer recorded in the dataset's meta.json, if any."""
-    from ..tokenization.pangu import SEPARATION_MAP_FILE
+    from ..tokenization.base import SEPARATION_MAP_FILE
     if model_config.separation == "none":
         return ""
     tok = _dataset_meta(cfg)[1].get("tokenizer")
@@ -81,9 +81,10 @@ def resolve_train_steps(cfg, gbs):
 
 
 def check_data_matches(cfg, model_config):
-    """The dataset's meta.json (objective, seq_length, vocab_size, separation) must agree with the model config."""
+    """The dataset's meta.json (objective, seq_length, vocab_size, separation, and the tokenizer's <pad> and <eot> ids)
+    must agree with the model config."""
     path, meta = _dataset_meta(cfg)
-    for key in ("objective", "seq_length", "vocab_size", "separation"):
+    for key in ("objective", "seq_length", "vocab_size", "separation", "pad_token_id", "eos_token_id"):
         if key in meta and meta[key] != getattr(model_config, key):
             raise ValueError(f"{path}: '{key}' is {meta[key]!r} but the config's "
                              f"model.model_config.{key} is {getattr(model_config, key)!r}")
@@ -177,12 +178,11 @@ def run_training(config_path, device_target=None, resume=False, output_dir=None,
                            code_loss_is_loss=model_config.objective != "text_code", rank_id=rank_id,
                            show_bar=bool(cfg.pangu.show_bar) and rank_id == 0, validator=validator,
                            eval_steps=cfg.pangu.eval_steps)
-    hang = os.environ.get("PANGU_CODECLM_HANG_AFTER_STEP")
     saver = CheckpointCallback(ckpt_dir, steps, cfg.pangu.save_steps, keep=cfg.pangu.keep_checkpoints,
-                               start_step=start_step, resume_info=resume_info, global_batch_size=gbs,
-                               hang_after_step=int(hang) if hang else None)
+                               start_step=start_step, resume_info=resume_info, global_batch_size=gbs)
     if rank_id == 0:
-        from ..convert.hf import MS_CONFIG, write_ms_config
+        from ..checkpoints.files import MS_CONFIG
+        from ..checkpoints.mindspore_dir import write_ms_config
         write_ms_config(os.path.join(out, MS_CONFIG), model_config)  # what `convert` needs with a .ckpt from here
     logger.info("training %s: steps %d..%d, global batch %d x %d tokens, rank %d/%d, output %s",
                 cfg.config_path, start_step, steps, gbs, model_config.seq_length, rank_id, rank_size, out)

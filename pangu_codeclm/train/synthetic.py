@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data.mindrecord import write_dataset
 from ..data.packing import PackedRow
+from ..sample_format import IGNORE_INDEX
 
 
 def synthetic_rows(num_rows, seq_length, vocab_size, segments=2, doc_len=4, seed=0):
@@ -21,7 +22,7 @@ def synthetic_rows(num_rows, seq_length, vocab_size, segments=2, doc_len=4, seed
         labels = ids.copy()
         docstr = np.zeros(seq_length, np.int32)
         for s in range(segments):
-            labels[s * seg:s * seg + doc_len] = -100
+            labels[s * seg:s * seg + doc_len] = IGNORE_INDEX
             docstr[s * seg:s * seg + doc_len] = 1
         yield PackedRow(ids, labels, docstr, np.full(segments, seg, np.int32), np.zeros(segments, np.int32))
 

@@ -3,9 +3,10 @@ scaler (WRAPPER `HysteresisLossScaleUpdateCell`, DeepSpeed's dynamic scale with 
 
 Forward + backward with loss scaling, gradient all-reduce (data parallel), an overflow check built from `IsFinite`
 (the stock one calls NPU float-status ops, which do not exist on CPU), dynamic loss-scale update, global-norm clipping
-and the optimizer step, skipped on overflow. Returns (loss, overflow, loss_scale, learning_rate, global_norm) and,
-with `log_code_loss` (Text-Code CLM, where the loss also covers docstring tokens), the code-token loss as a sixth output
-(one extra forward pass with docstring targets masked out).
+and the optimizer step, skipped on overflow. Returns the outputs named in `STEP_OUTPUTS`, in that order: (loss,
+overflow, loss_scale, learning_rate, global_norm) and, with `log_code_loss` (Text-Code CLM, where the loss also covers
+docstring tokens), the code-token loss as a sixth output (one extra forward pass with docstring targets masked out).
+Callbacks read them by name with `name_step_outputs`.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -13,6 +14,23 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 from mindformers.wrapper.wrapper import MFTrainOneStepCell
+
+from ..sample_format import IGNORE_INDEX
+
+# The train step's outputs, in the order `PanguTrainOneStepCell.construct` returns them; `code_loss` only with
+# `log_code_loss`. The Trainer hands them to callbacks as `run_context.original_args().net_outputs`.
+STEP_OUTPUTS = ("loss", "overflow", "loss_scale", "learning_rate", "global_norm", "code_loss")
+
+
+def name_step_outputs(outputs):
+    """{name: output} of a step's `net_outputs` (a lone value is the loss); names past the outputs given are absent."""
+    if not isinstance(outputs, (tuple, list)):
+        outputs = (outputs,)
+    if len(outputs) > len(STEP_OUTPUTS):
+        raise ValueError(f"train step returned {len(outputs)} outputs; expected at most {len(STEP_OUTPUTS)}: "
+                         f"{', '.join(STEP_OUTPUTS)}")
+    return dict(zip(STEP_OUTPUTS, outputs))
+
 
 _unscale = C.MultitypeFuncGraph("_unscale")
 
@@ -72,13 +90,13 @@ class PanguTrainOneStepCell(MFTrainOneStepCell):
             code_loss = self._code_loss(*inputs)
         if not overflow:
             loss = F.depend(loss, self.optimizer(grads))
-        if self.log_code_loss:
+        if self.log_code_loss:  # the order of STEP_OUTPUTS
             return loss, overflow, scaling_sens, learning_rate, global_norm, code_loss
         return loss, overflow, scaling_sens, learning_rate, global_norm
 
     def _code_loss(self, input_ids, labels, position_ids, attention_mask, docstr_mask):
-        """Loss over code targets only (docstring positions set to -100), without gradients."""
-        code_labels = ops.select(docstr_mask > 0, ops.full_like(labels, -100), labels)
+        """Loss over code targets only (docstring positions set to IGNORE_INDEX), without gradients."""
+        code_labels = ops.select(docstr_mask > 0, ops.full_like(labels, IGNORE_INDEX), labels)
         return ops.stop_gradient(self.network(input_ids, code_labels, position_ids, attention_mask, docstr_mask))
 
 

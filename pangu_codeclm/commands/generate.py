@@ -17,13 +17,6 @@ def add_arguments(parser):
     parser.add_argument("--device_target", default="CPU", help="CPU, GPU or Ascend (default CPU)")
 
 
-def completion_source(tokenizer, signature, generated):
-    """Python source of the signature + the generated ids, cut at the first `<eot>` / `<pad>`."""
-    from ..codefmt import markers_to_source
-    from ..evaluation.programs import until_stop
-    return markers_to_source((signature + " " + tokenizer.decode(until_stop(tokenizer, generated))).strip())
-
-
 def run(args):
     import logging
     import sys
@@ -32,7 +25,7 @@ def run(args):
 
     from ..api import from_pretrained
     from ..evaluation.prompts import encode_prompt
-    from .generate import prefix_lm_enabled
+    from ..infer.generate import completion_source, prefix_lm_enabled
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.max_new_tokens <= 0:

@@ -1,11 +1,9 @@
-"""`pangu-codeclm train` / `python train.py`: mindformers-style flags over `session.run_training`."""
-import argparse
+"""`pangu-codeclm train` / `python train.py`: mindformers-style flags over `train.session.run_training`."""
 import logging
-
-from .context import DEVICE_TARGETS
 
 
 def add_arguments(parser):
+    from ..train.context import DEVICE_TARGETS
     parser.add_argument("--config", required=True, help="run yaml, e.g. configs/pangu_codeclm_tiny_cpu.yaml")
     parser.add_argument("--device_target", choices=DEVICE_TARGETS, default=None,
                         help="override context.device_target")
@@ -19,23 +17,13 @@ def add_arguments(parser):
     return parser
 
 
-def parse_overrides(items):
-    """['a.b=1', ...] → {'a.b': 1, ...} with YAML-typed values."""
-    import yaml
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import os
     import sys
-    from .session import run_training
+
+    from ..train.context import parse_overrides
+    from ..train.session import run_training
     # which Python runs this (msrun workers must run the launcher's own; the msrun test checks this line)
     logging.getLogger(__name__).info("interpreter %s", sys.executable)
     try:
@@ -54,9 +42,3 @@ def run(args):
         logging.getLogger(__name__).info("finished at step %d, last loss %.6f; metrics in %s/metrics.csv",
                                          result["final_step"], rows[-1]["loss"], result["output_dir"])
     return 0
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="train.py", description="train pangu-CodeCLM through the mindformers Trainer")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
