@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pangu_codeclm.evaluation.benchmarks.humaneval import load_humaneval  # noqa: E402
+from pangu_codeclm.benchmarks.humaneval import load_humaneval  # noqa: E402
 from pangu_codeclm.evaluation.execute import Executor  # noqa: E402
 
 EXEC_LINE = re.compile(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", re.M)

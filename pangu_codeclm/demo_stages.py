@@ -31,7 +31,7 @@ def _read_metrics(path):
 
 
 def _mbpp_path(demo):
-    from .evaluation.benchmarks.mbpp import local_mbpp_path
+    from .benchmarks.mbpp import local_mbpp_path
     return local_mbpp_path(demo.args.mbpp_path)
 
 

@@ -220,7 +220,7 @@ class Grid:
         self.settings = run_settings(self.tree)
 
     def mbpp_path(self):
-        from .evaluation.benchmarks.mbpp import local_mbpp_path
+        from .benchmarks.mbpp import local_mbpp_path
         return local_mbpp_path(self.args.mbpp_path)
 
     # ------------------------------------------------------------------------------------------------- shared data

@@ -7,8 +7,9 @@ import pytest
 
 from conftest import SHARED_DATA
 from pangu_codeclm.data.decontaminate import Decontaminator, load_benchmarks, normalize_text
-from pangu_codeclm.evaluation import benchmarks, canonical, programs, prompts
-from pangu_codeclm.evaluation.benchmarks import mbpp_sanitized
+from pangu_codeclm import benchmarks
+from pangu_codeclm.benchmarks import mbpp_sanitized
+from pangu_codeclm.evaluation import canonical, programs, prompts
 from pangu_codeclm.evaluation.execute import Executor
 from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 

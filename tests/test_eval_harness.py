@@ -8,7 +8,7 @@ import pytest
 
 from pangu_codeclm import codefmt
 from pangu_codeclm.evaluation import harness, prompts, records
-from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from pangu_codeclm.evaluation.execute import Executor
 from test_prompts import FakeTokenizer

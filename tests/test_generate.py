@@ -66,7 +66,7 @@ def test_cached_step_logits_equal_full_recomputation(net, separated):
 def test_no_cache_baseline_gives_the_same_steps(net):
     ids, mask = prompts()
     a, sa = generate(net, ids, mask, max_new_tokens=5, return_scores=True, **BUCKETS)
-    np.testing.assert_array_equal(net.generate(ids, attention_mask=mask, max_new_tokens=5, **BUCKETS), a)
+    np.testing.assert_array_equal(generate(net, ids, attention_mask=mask, max_new_tokens=5, **BUCKETS), a)
     b, sb = generate(net, ids, mask, max_new_tokens=5, return_scores=True, use_cache=False, **BUCKETS)
     np.testing.assert_array_equal(a, b)
     for x, y in zip(sa, sb):

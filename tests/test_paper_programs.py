@@ -9,7 +9,7 @@ import pytest
 from conftest import SHARED_DATA, reference_rows
 from pangu_codeclm.cli import main
 from pangu_codeclm.evaluation import canonical, harness, programs, records, scoring
-from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from pangu_codeclm.evaluation.execute import Executor
 from pangu_codeclm.tokenization.pangu import PanguTokenizer

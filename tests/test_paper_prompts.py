@@ -11,7 +11,7 @@ import pytest
 
 from conftest import reference_rows, SHARED_DATA
 from pangu_codeclm.evaluation import problems, prompts
-from pangu_codeclm.evaluation.benchmarks import base, humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.benchmarks import base, humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.tokenization.pangu import PanguTokenizer
 
 FIXTURES = {  # file -> (dataset, incremental)

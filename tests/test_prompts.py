@@ -5,7 +5,7 @@ import pytest
 
 from pangu_codeclm import codefmt
 from pangu_codeclm.evaluation import canonical, problems, programs, prompts
-from pangu_codeclm.evaluation.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
+from pangu_codeclm.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.evaluation.execute import Executor
 
 MARKERS = {"<NEW_LINE>": 4, "<INDENT>": 5, "<DEDENT>": 6}

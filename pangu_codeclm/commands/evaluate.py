@@ -8,7 +8,7 @@
     pangu-codeclm evaluate --samples ids.jsonl --tokenizer DIR --mode paper --dump-programs programs.jsonl
     pangu-codeclm evaluate --check-canonical --dataset humaneval
 """
-from ..evaluation import benchmarks
+from .. import benchmarks
 
 
 def add_arguments(parser):

@@ -23,7 +23,7 @@ def add_arguments(parser):
 def run(args):
     import sys
 
-    from ..tokenization.training import train_tokenizer
+    from ..data.tokenizer_training import train_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Decontamination of mined pairs against the problems of every registered benchmark (evaluation.benchmarks).
+"""Decontamination of mined pairs against the problems of every registered benchmark (pangu_codeclm.benchmarks).
 
 A pair is contaminated by a problem when any of these holds:
 - body:            the AST of a function body (docstring removed, ≥ MIN_BODY_NODES AST nodes,
@@ -232,7 +232,7 @@ def load_benchmarks(mbpp_path=None, names=None):
     `mbpp_path` or the evaluation cache; MBPP sanitized from the sanitized-mbpp.json beside it or the cache). A
     missing file without an explicit path is reported as not used (never downloaded here).
     """
-    from pangu_codeclm.evaluation import benchmarks
+    from pangu_codeclm import benchmarks
 
     problems, used = [], {}
     for name in names or benchmarks.NAMES:

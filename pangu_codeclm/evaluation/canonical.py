@@ -6,7 +6,8 @@ setup. A timeout of a slow reference on a loaded machine is tolerated once per h
 """
 import logging
 
-from . import benchmarks, programs
+from .. import benchmarks
+from . import programs
 
 logger = logging.getLogger(__name__)
 

@@ -56,5 +56,5 @@ def reference_completions(solution, signature):
 def reference_solution(problem):
     """The text the reference cuts into sub-tasks (the problem's benchmark says which: HumanEval's canonical
     solution, MBPP's code)."""
-    from . import benchmarks
+    from .. import benchmarks
     return benchmarks.of(problem).incremental_solution(problem)

@@ -1,11 +1,11 @@
-"""Problems by dataset name, through the benchmark registry (`evaluation.benchmarks`).
+"""Problems by dataset name, through the benchmark registry (`pangu_codeclm.benchmarks`).
 
 Every problem has `task_id` (str: "HumanEval/0", "MBPP/11"), `ref_task_id` (the reference's name: "Python/0", the
 int 11), `dataset`, `text` (the natural-language description the model sees), `code` (the complete reference solution,
 for decontamination and the canonical check), `entry_point` (the function the tests call) and the dataset's own fields;
 each benchmark module documents its own.
 """
-from . import benchmarks
+from .. import benchmarks
 
 MODES = benchmarks.MODES
 DATASETS = benchmarks.NAMES

@@ -20,8 +20,9 @@ A sample's `generated_ids` are the ids after the prompt as the reference slices 
 from ..codefmt import DEDENT, INDENT, NEW_LINE, markers_to_source
 from ..sample_format import until_stop
 from ..tokenization.base import DUP_PREFIX, SPIECE_UNDERLINE
-from . import benchmarks, prompts
-from .benchmarks import HUMAN_EVAL
+from .. import benchmarks
+from ..benchmarks import HUMAN_EVAL
+from . import prompts
 
 ASSEMBLIES = (HUMAN_EVAL,) + prompts.MODES
 EOT = "<eot>"

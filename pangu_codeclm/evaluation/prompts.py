@@ -6,7 +6,8 @@ last def without the prompt's helpers; MBPP's first `def`); `corrected` the func
 """
 from ..codefmt import DEDENT, INDENT, NEW_LINE, source_to_markers
 from .. import sample_format
-from . import benchmarks, metrics, problems
+from .. import benchmarks
+from . import metrics, problems
 from .incremental import reference_completions, reference_solution
 
 MODES = problems.MODES

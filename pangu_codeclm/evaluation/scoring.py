@@ -11,7 +11,8 @@ import sys
 import time
 
 from .. import io_utils
-from . import benchmarks, metrics, programs, prompts, records
+from .. import benchmarks
+from . import metrics, programs, prompts, records
 from .plotting import plot
 from .settings import EvaluationError
 

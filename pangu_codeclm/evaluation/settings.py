@@ -2,7 +2,7 @@
 import dataclasses
 
 from ..infer.generate import PREFIX_LM_SETTINGS
-from . import benchmarks
+from .. import benchmarks
 
 
 class EvaluationError(RuntimeError):

