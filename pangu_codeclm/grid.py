@@ -23,6 +23,7 @@ import sys
 import time
 import types
 
+from . import benchmarks
 from .data.objectives import OBJECTIVES
 from .demo import Demo, StageFailed
 from .io_utils import atomic_write_json, atomic_write_text, file_sha256, load_json
@@ -204,13 +205,15 @@ class Grid:
                             f"from an unseparated checkpoint (partial and full are grown from it)")
         if not os.path.isfile(os.path.join(self.init, "vocab.model")):
             raise GridError(f"--init {self.init}: no vocab.model (the tokenizer every separation is built from)")
-        if self.datasets is None:
-            self.datasets = ["humaneval"] + (["mbpp"] if self.mbpp_path() else [])
+        paper = paper_benchmarks()
+        if self.datasets is None:  # every benchmark of the paper whose data is at hand
+            self.datasets = [name for name in paper if not _reads_data_file(name) or self.mbpp_path()]
         for name in self.datasets:
-            if name not in ("humaneval", "mbpp"):
-                raise GridError(f"--datasets: {name!r} is not one of humaneval, mbpp")
-        if "mbpp" in self.datasets and not self.mbpp_path():
-            raise GridError("--datasets mbpp: no MBPP file; pass --mbpp-path FILE")
+            if name not in paper:
+                raise GridError(f"--datasets: {name!r} is not one of {', '.join(paper)} (the benchmarks with the "
+                                f"paper's protocol)")
+            if _reads_data_file(name) and not self.mbpp_path():
+                raise GridError(f"--datasets {name}: no {benchmarks.get(name).title} file; pass --mbpp-path FILE")
         if self.args.launcher == "rank-table" and not self.args.rank_table:
             raise GridError("--launcher rank-table needs --rank-table FILE")
         self.tree = effective_config(self.config, self.user_overrides)
@@ -388,7 +391,7 @@ class Grid:
             argv += ["--greedy"] if s["greedy"] else ["--n-samples", s["n_samples"], "--k", "1,10,100"]
             argv += ["--incremental"] if s.get("incremental") else []
             argv += ["--limit", s["limit"]] if s["limit"] else []
-            argv += ["--mbpp-path", s["mbpp_path"]] if s["dataset"] == "mbpp" else []
+            argv += ["--mbpp-path", s["mbpp_path"]] if _reads_data_file(s["dataset"]) else []
             out.append(_shell(argv))
         return out
 
@@ -553,12 +556,21 @@ def format_plan(plan):
         f"GiB per cell = {plan['disk_bytes']['total'] / gib:.2f} GiB"])
 
 
+def paper_benchmarks():
+    """The registered benchmarks the grid evaluates: those with the paper's protocol (`--mode paper`)."""
+    return [name for name, bench in benchmarks.REGISTRY.items() if "paper" in bench.modes]
+
+
+def _reads_data_file(name):
+    """Whether the benchmark reads a user-given file (`--mbpp-path`) rather than shipped data."""
+    return benchmarks.get(name).data_file_help is not None
+
+
 # ------------------------------------------------------------------------------------------------------------ output
 def _columns(grid):
     cols = [("held-out code loss", lambda r: r["train"]["val_code_loss"])]
-    labels = {"humaneval": "HumanEval", "mbpp": "MBPP"}
     for name, s in grid.eval_runs():
-        label = labels[s["dataset"]]
+        label = benchmarks.get(s["dataset"]).title
         if s.get("incremental"):
             cols.append((f"{label} incr. macro pass@1", lambda r, n=name: r["evaluation"][n]["macro_pass@1"]))
             cols.append((f"{label} incr. micro pass@1", lambda r, n=name: r["evaluation"][n]["micro_pass@1"]))

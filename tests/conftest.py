@@ -9,28 +9,47 @@ SHARED = ROOT.parent / "shared"
 SHARED_DATA = SHARED / "data"
 
 
+def shared_file(relative, what):
+    """../shared/data/RELATIVE, or skip the test naming `what` when the checkout has no ../shared beside it."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def pangu_vocab_model():
-    path = SHARED_DATA / "pangu" / "vocab.model"
-    if not path.exists():
-        pytest.skip(f"released vocab.model not found at {path}")
-    return path
+    return shared_file("pangu/vocab.model", "released vocab.model")
 
 
 @pytest.fixture(scope="session")
 def python_tokens_file():
-    path = SHARED_DATA / "pangu" / "python_tokens.txt"
-    if not path.exists():
-        pytest.skip(f"partial token list not found at {path}")
-    return path
+    return shared_file("pangu/python_tokens.txt", "partial token list")
 
 
 @pytest.fixture(scope="session")
 def mbpp_path():
-    path = SHARED_DATA / "mbpp" / "mbpp.jsonl"
-    if not path.exists():
-        pytest.skip(f"MBPP not found at {path}")
-    return path
+    return shared_file("mbpp/mbpp.jsonl", "MBPP")
+
+
+@pytest.fixture(scope="session")
+def sanitized_path():
+    return shared_file("mbpp/sanitized-mbpp.json", "MBPP sanitized")
+
+
+def tiny_hf_checkpoint(directory, vocab_model, seed=1):
+    """A random tiny model (2 blocks, hidden 32, 256 positions) with the released PanGu tokenizer, written in the HF
+    layout to `directory`; returns the directory."""
+    from pangu_codeclm.checkpoints.hf import write_hf
+    from pangu_codeclm.config import PanguCodeCLMConfig
+    from pangu_codeclm.families import family_for
+    from pangu_codeclm.tokenization.pangu import PanguTokenizer
+    tok = PanguTokenizer.from_vocab(vocab_model)
+    config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                                       ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
+                                       pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
+    write_hf(directory, config, family_for(config).random_weights(config, seed=seed, std=0.02), {}, tok)
+    return directory
 
 
 @pytest.fixture(scope="session")

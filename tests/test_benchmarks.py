@@ -5,21 +5,13 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, tiny_hf_checkpoint
 from pangu_codeclm.data.decontaminate import Decontaminator, load_benchmarks, normalize_text
 from pangu_codeclm import benchmarks
 from pangu_codeclm.benchmarks import mbpp_sanitized
 from pangu_codeclm.evaluation import canonical, programs, prompts
 from pangu_codeclm.evaluation.execute import Executor
 from pangu_codeclm.evaluation.settings import EvaluationError, Settings
-
-
-@pytest.fixture(scope="session")
-def sanitized_path():
-    path = SHARED_DATA / "mbpp" / "sanitized-mbpp.json"
-    if not path.exists():
-        pytest.skip(f"MBPP sanitized not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +133,8 @@ def test_decontamination_uses_the_sanitized_set_beside_mbpp(mbpp_path, sanitized
 
 def test_evaluate_cli_on_mbpp_sanitized_with_a_tiny_model(tmp_path, pangu_vocab_model, sanitized_path):
     """`pangu-codeclm evaluate --dataset mbpp_sanitized` end to end: the gate, a random tiny model, the sandbox."""
-    from pangu_codeclm.checkpoints.hf import write_hf
     from pangu_codeclm.cli import main
-    from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.families import family_for
-    from pangu_codeclm.tokenization.pangu import PanguTokenizer
-    tok = PanguTokenizer.from_vocab(pangu_vocab_model)
-    config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
-                                       ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
-                                       pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
-    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=1, std=0.02), {}, tok)
+    tiny_hf_checkpoint(tmp_path / "ckpt", pangu_vocab_model)
     out = tmp_path / "run"
     assert main(["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "mbpp_sanitized", "--mbpp-path",
                  str(sanitized_path), "--limit", "2", "--max-new-tokens", "6", "--workers", "2", "--out", str(out),

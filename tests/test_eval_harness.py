@@ -11,6 +11,7 @@ from pangu_codeclm.evaluation import harness, prompts, records
 from pangu_codeclm.benchmarks import humaneval as he_bench, mbpp as mbpp_bench
 from pangu_codeclm.evaluation.settings import EvaluationError, Settings
 from pangu_codeclm.evaluation.execute import Executor
+from conftest import tiny_hf_checkpoint
 from test_prompts import FakeTokenizer
 
 
@@ -213,15 +214,7 @@ def test_with_a_real_tiny_checkpoint(tmp_path, pangu_vocab_model):
     """Integration with pangu_codeclm.api (skipped until it exists): a random tiny model through the CLI."""
     pytest.importorskip("pangu_codeclm.api")
     from pangu_codeclm.cli import main
-    from pangu_codeclm.config import PanguCodeCLMConfig
-    from pangu_codeclm.checkpoints.hf import write_hf
-    from pangu_codeclm.families import family_for
-    from pangu_codeclm.tokenization.pangu import PanguTokenizer
-    tok = PanguTokenizer.from_vocab(pangu_vocab_model)
-    config = PanguCodeCLMConfig.preset("tiny", vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
-                                       ffn_hidden_size=64, max_position_embeddings=256, seq_length=256,
-                                       pad_token_id=tok.pad_id, eos_token_id=tok.eot_id)
-    write_hf(tmp_path / "ckpt", config, family_for(config).random_weights(config, seed=1, std=0.02), {}, tok)
+    tiny_hf_checkpoint(tmp_path / "ckpt", pangu_vocab_model)
     out = tmp_path / "run"
     assert main(["evaluate", "--model", str(tmp_path / "ckpt"), "--dataset", "humaneval", "--limit", "1",
                  "--max-new-tokens", "6", "--workers", "1", "--out", str(out), "--quiet"]) == 0
