@@ -88,7 +88,8 @@ class ModelFamily:
 
 class IncrementalDecoderNetwork(Protocol):
     """What `infer.generate` needs of a family's network: K/V caches are tuples of `num_cached_layers` Parameters
-    [B, heads, L, head_dim]; `cache_index` [B,H,T,3] says where each new K/V goes."""
+    [B*heads*L, head_dim]; `cache_index` [B*heads*T] is the flat cache row ((b*heads + h)*L + slot) of each new
+    K/V head vector."""
     num_cached_layers: int
 
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):

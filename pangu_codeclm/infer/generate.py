@@ -96,7 +96,7 @@ def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, t
 
 class IncrementalDecoder:
     """Prefill/decode graphs of one network over one set of in-place KV caches (`num_cached_layers` pairs of fp32
-    Parameters [B,H,L,D]: no cache copies per token).
+    Parameters [B*H*L, D]: no cache copies per token).
 
     A prompt is prefilled alone into its cache row (the memory of a prefill is that of one prompt); a decode step
     advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
@@ -132,7 +132,7 @@ class IncrementalDecoder:
         if row is None:
             self.reserve(batch, cache_len)
         rows = np.arange(batch) + (0 if row is None else int(row))
-        index = _cache_index(rows, self.network.config.num_heads, np.tile(np.arange(seq), (batch, 1)))
+        index = _cache_rows(rows, self.network.config.num_heads, np.tile(np.arange(seq), (batch, 1)), self._shape[1])
         prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
         cells = self._cells
         return cells["prefill"](t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
@@ -147,7 +147,7 @@ class IncrementalDecoder:
         batch = valid.shape[0]
         self.reserve(batch, valid.shape[1])
         slots = np.broadcast_to(np.asarray(slot).reshape(-1, 1), (batch, 1))
-        index = _cache_index(np.arange(batch), self.network.config.num_heads, slots)
+        index = _cache_rows(np.arange(batch), self.network.config.num_heads, slots, self._shape[1])
         args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index))
         if vocab_bias is None:
             return self._cells["decode"](*args).asnumpy()
@@ -162,21 +162,23 @@ class IncrementalDecoder:
         return logits[:, -1].asnumpy()
 
 
-def _cache_index(rows, heads, slots):
-    """ScatterNd indices [b,H,T,3] of (row, h, slot): `slots` [b,T] are each row's cache slots."""
+def _cache_rows(rows, heads, slots, cache_len):
+    """Flat cache rows int32 [b*H*T] of (row, h, slot) in a [B*H*L, D] cache, in the order of new K/V [b,H,T,D]
+    flattened: `slots` [b,T] are each row's cache slots."""
     slots = np.asarray(slots)
-    b = np.broadcast_to(np.asarray(rows)[:, None, None], (slots.shape[0], heads, slots.shape[1]))
-    h = np.broadcast_to(np.arange(heads)[None, :, None], b.shape)
-    s = np.broadcast_to(slots[:, None, :], b.shape)
-    return np.stack([b, h, s], axis=-1).astype(np.int32)
+    b = np.asarray(rows)[:, None, None]
+    h = np.arange(heads)[None, :, None]
+    return (((b * heads + h) * cache_len) + slots[:, None, :]).reshape(-1).astype(np.int32)
 
 
 def _make_cells(network, batch, cache_len):
-    """{prefill, decode, greedy} cells sharing fresh cache Parameters of shape [B,H,L,D]."""
+    """{prefill, decode, greedy} cells sharing fresh cache Parameters [B*H*L, D] (row (b*H + h)*L + slot: written in
+    place by ScatterUpdate, which touches only the rows written; ScatterNdUpdate on [B,H,L,D] copied the whole cache
+    at every write on CPU)."""
     from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
     import mindspore as ms
     cfg = network.config
-    shape = (batch, cfg.num_heads, cache_len, cfg.hidden_size // cfg.num_heads)
+    shape = (batch * cfg.num_heads * cache_len, cfg.hidden_size // cfg.num_heads)
     tag = f"kv_cache_{id(network)}_{batch}x{cache_len}"
 
     def caches(kind):

@@ -184,14 +184,19 @@ class _Heads(nn.Cell):
 
 
 class KVCacheWrite(nn.Cell):
-    """Write K or V [B,H,T,D] into a cache Parameter [B,H,L,D] in place, at the (b, h, slot) rows of `index`."""
+    """Write K or V [b,H,T,D] into a cache Parameter [B*H*L, D] in place, at the flat rows `index` [b*H*T]
+    ((row*H + h)*L + slot, in the order of the new K/V flattened); returns the updated cache.
+
+    ScatterUpdate touches only the rows written; ScatterNdUpdate on a [B,H,L,D] cache copies the whole cache at each
+    write on MindSpore's CPU backend (0.9 ms per write at B=8, L=256; 3.3 ms at L=1024)."""
 
     def __init__(self):
         super().__init__()
-        self.scatter = ops.ScatterNdUpdate().shard(((1, 1, 1, 1), (1, 1, 1, 1), (1, 1, 1, 1)))
+        self.scatter = ops.ScatterUpdate(use_locking=False).shard(((1, 1), (1,), (1, 1)))
+        self.reshape = ops.Reshape()
 
     def construct(self, cache, new, index):
-        return self.scatter(cache, index, new)
+        return self.scatter(cache, index, self.reshape(new, (-1, new.shape[-1])))
 
 
 class _CachedAttention(nn.Cell):
@@ -206,6 +211,7 @@ class _CachedAttention(nn.Cell):
         self.write_k = KVCacheWrite()
         self.write_v = KVCacheWrite()
         self.window = ops.StridedSlice()
+        self.as_heads = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def _attend_and_project(self, q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
@@ -220,8 +226,8 @@ class _CachedAttention(nn.Cell):
     def attend(self, q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
         """Attention of heads q over k, v, optionally through a KV cache.
 
-        Without a cache: plain attention. With cache Parameters [B,H,L,D] and `cache_index` [B,H,T,3] ((b, h, slot)
-        per new position) the new k/v are written in place; `attend_cache=False` (prefill) attends over the new k/v,
+        Without a cache: plain attention. With cache Parameters [B*H*L, D] and `cache_index` [B*H*T] (the flat cache
+        row of each new head position, see `KVCacheWrite`) the new k/v are written in place; `attend_cache=False` (prefill) attends over the new k/v,
         `attend_cache=True` (decode) over the first W cache slots, W = the last axis of `may_attend` (<= L: the
         slots in use, so that a step reads no more of the cache than it needs).
         """
@@ -230,9 +236,11 @@ class _CachedAttention(nn.Cell):
         k_all = self.write_k(k_cache, k, cache_index)
         v_all = self.write_v(v_cache, v, cache_index)
         if attend_cache:
+            b, h, _, d = q.shape  # decode: the caches hold exactly these b rows
+            k_all = self.as_heads(k_all, (b, h, -1, d))
+            v_all = self.as_heads(v_all, (b, h, -1, d))
             window = may_attend.shape[-1]
             if window < k_all.shape[2]:
-                b, h, _, d = k_all.shape
                 k_all = self.window(k_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
                 v_all = self.window(v_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
             return self.core(q, k_all, v_all, may_attend, bias)

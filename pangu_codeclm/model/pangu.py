@@ -40,7 +40,7 @@ class PanguTransformer(nn.Cell):
 
     def construct(self, input_ids, position_ids, may_attend, bias, k_caches=None, v_caches=None, cache_index=None,
                   attend_cache=False):
-        """ln_f output [B*T, E]; with caches (tuples of [B,H,L,D] Parameters) each block writes its K/V in place."""
+        """ln_f output [B*T, E]; with caches (tuples of [B*H*L, D] Parameters) each block writes its K/V in place."""
         batch, seq = input_ids.shape
         x = self.drop(self.add_emb(self.wte(input_ids), self.wpe(position_ids)))
         x = self.reshape(x, (batch * seq, self.hidden_size))
@@ -204,7 +204,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
 
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
         """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_cached_layers
-        Parameters [B,H,L,D]) at `cache_index` [B,H,P,3] and returns the last-position logits [B,V].
+        Parameters [B*H*L, D]) at the flat cache rows `cache_index` [B*H*P] and returns the last-position logits [B,V].
 
         `prefix_index` int32 [B]: keys at positions <= it are visible to every query (the reference's prefix-LM index
         form, ORed into the causal mask); -1 leaves the row causal. Decode steps stay causal over the cache (the
@@ -218,7 +218,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return self._logits(last)
 
     def decode(self, input_ids, position_ids, valid, cache_index, k_caches, v_caches):
-        """One token per row [B,1] written at `cache_index` [B,H,1,3]; it attends the cache slots marked in `valid`
+        """One token per row [B,1] written at the flat cache rows `cache_index` [B*H]; it attends the cache slots marked in `valid`
         [B,W] (itself included; W <= L: the first W slots). Returns logits [B,V]."""
         batch = input_ids.shape[0]
         cache_len = valid.shape[1]
