@@ -95,8 +95,10 @@ class IncrementalDecoderNetwork(Protocol):
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
         """Left-padded prompts [B,P]: fill the caches, return the last position's logits [B,V]."""
 
-    def decode(self, input_ids, position_ids, valid, cache_index, k_caches, v_caches):
-        """One token per row [B,1] attending the cache slots marked in `valid` [B,W]: logits [B,V]."""
+    def decode(self, input_ids, position_ids, valid, cache_index, window_rows, k_caches, v_caches):
+        """One token per row [B,1] written at the rows `cache_index` [B*heads], attending the cache slots marked in
+        `valid` [B,W], read at the flat rows `window_rows` [B*heads*W] (the first W slots of each row and head):
+        logits [B,V]."""
 
 
 FAMILIES = {}

@@ -110,6 +110,7 @@ class IncrementalDecoder:
         self.network = network
         self._shape = None
         self._cells = None
+        self._windows = {}
 
     def _cells_for(self, batch, cache_len):
         if self._shape is None or self._shape[0] != batch or self._shape[1] < cache_len:
@@ -148,10 +149,20 @@ class IncrementalDecoder:
         self.reserve(batch, valid.shape[1])
         slots = np.broadcast_to(np.asarray(slot).reshape(-1, 1), (batch, 1))
         index = _cache_rows(np.arange(batch), self.network.config.num_heads, slots, self._shape[1])
-        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index))
+        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index),
+                self._window_rows(batch, valid.shape[1]))
         if vocab_bias is None:
             return self._cells["decode"](*args).asnumpy()
         return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)
+
+    def _window_rows(self, batch, window):
+        """Tensor of the flat cache rows of the first `window` slots of every row and head (kept per shape)."""
+        key = (batch, window, self._shape[1])
+        if key not in self._windows:
+            heads = self.network.config.num_heads
+            rows = _cache_rows(np.arange(batch), heads, np.tile(np.arange(window), (batch, 1)), self._shape[1])
+            self._windows = {key: self.ms.Tensor(rows)}
+        return self._windows[key]
 
     def full_logits(self, ids, positions, mask, prefix_index=None):
         """Last-position logits [B,V] by recomputing the whole (left-padded) sequence (prefix as in `prefill`)."""
@@ -202,8 +213,9 @@ def _make_cells(network, batch, cache_len):
                                     self.v_caches, cache_index)
 
     class Decode(WithCaches):
-        def construct(self, input_ids, position_ids, valid, cache_index):
-            return self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
+        def construct(self, input_ids, position_ids, valid, cache_index, window_rows):
+            return self.net.decode(input_ids, position_ids, valid, cache_index, window_rows, self.k_caches,
+                                   self.v_caches)
 
     class GreedyDecode(WithCaches):
         """Decode + argmax of logits + vocab_bias on the device: only [B] int32 ids go back to the host."""
@@ -212,8 +224,9 @@ def _make_cells(network, batch, cache_len):
             super().__init__(net)
             self.argmax = ops.Argmax(axis=-1, output_type=ms.int32)
 
-        def construct(self, input_ids, position_ids, valid, cache_index, vocab_bias):
-            logits = self.net.decode(input_ids, position_ids, valid, cache_index, self.k_caches, self.v_caches)
+        def construct(self, input_ids, position_ids, valid, cache_index, window_rows, vocab_bias):
+            logits = self.net.decode(input_ids, position_ids, valid, cache_index, window_rows, self.k_caches,
+                                     self.v_caches)
             return self.argmax(logits + vocab_bias)
 
     cells = {"prefill": Prefill(network), "decode": Decode(network), "greedy": GreedyDecode(network)}

@@ -210,7 +210,7 @@ class _CachedAttention(nn.Cell):
         self.core = AttentionCore(config, strategies)
         self.write_k = KVCacheWrite()
         self.write_v = KVCacheWrite()
-        self.window = ops.StridedSlice()
+        self.read = ops.Gather()
         self.as_heads = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
@@ -223,27 +223,32 @@ class _CachedAttention(nn.Cell):
         out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
         return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
 
+    def _window(self, cache, window_rows, heads_shape):
+        """The cache rows in `window_rows` as heads [B,H,W,D]: the whole cache reshaped when the window covers it
+        (a plain copy), else gathered (a copy of the window only)."""
+        if window_rows.shape[0] == cache.shape[0]:
+            return self.as_heads(cache, heads_shape)
+        return self.as_heads(self.read(cache, window_rows, 0), heads_shape)
+
     def attend(self, q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
         """Attention of heads q over k, v, optionally through a KV cache.
 
-        Without a cache: plain attention. With cache Parameters [B*H*L, D] and `cache_index` [B*H*T] (the flat cache
-        row of each new head position, see `KVCacheWrite`) the new k/v are written in place; `attend_cache=False` (prefill) attends over the new k/v,
-        `attend_cache=True` (decode) over the first W cache slots, W = the last axis of `may_attend` (<= L: the
-        slots in use, so that a step reads no more of the cache than it needs).
+        Without a cache: plain attention. With cache Parameters [B*H*L, D], prefill (`attend_cache=False`) writes the
+        new k/v at the flat rows `cache_index` [B*H*T] (see `KVCacheWrite`) and attends over them; decode
+        (`attend_cache=True`, `cache_index` = (write rows [B*H], window rows [B*H*W])) writes the new k/v, then
+        attends over the first W slots of each row and head, gathered by the window rows (W = the last axis of
+        `may_attend`: a step reads only the slots in use, and never copies the whole cache).
         """
         if k_cache is None:
             return self.core(q, k, v, may_attend, bias)
+        if attend_cache:
+            write_rows, window_rows = cache_index
+            b, h, _, d = q.shape
+            k_all = self._window(self.write_k(k_cache, k, write_rows), window_rows, (b, h, -1, d))
+            v_all = self._window(self.write_v(v_cache, v, write_rows), window_rows, (b, h, -1, d))
+            return self.core(q, k_all, v_all, may_attend, bias)
         k_all = self.write_k(k_cache, k, cache_index)
         v_all = self.write_v(v_cache, v, cache_index)
-        if attend_cache:
-            b, h, _, d = q.shape  # decode: the caches hold exactly these b rows
-            k_all = self.as_heads(k_all, (b, h, -1, d))
-            v_all = self.as_heads(v_all, (b, h, -1, d))
-            window = may_attend.shape[-1]
-            if window < k_all.shape[2]:
-                k_all = self.window(k_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
-                v_all = self.window(v_all, (0, 0, 0, 0), (b, h, window, d), (1, 1, 1, 1))
-            return self.core(q, k_all, v_all, may_attend, bias)
         out = self.core(q, k, v, may_attend, bias)
         return ops.depend(ops.depend(out, k_all), v_all)
 

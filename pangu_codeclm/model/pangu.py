@@ -217,7 +217,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
                             (batch, self.hidden_size))
         return self._logits(last)
 
-    def decode(self, input_ids, position_ids, valid, cache_index, k_caches, v_caches):
+    def decode(self, input_ids, position_ids, valid, cache_index, window_rows, k_caches, v_caches):
         """One token per row [B,1] written at the flat cache rows `cache_index` [B*H]; it attends the cache slots marked in `valid`
         [B,W] (itself included; W <= L: the first W slots). Returns logits [B,V]."""
         batch = input_ids.shape[0]
@@ -225,5 +225,5 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
         bias = self._fill_bias(may, ops.zeros((batch, 1, 1, cache_len), ms.float32))
         may, bias = self._per_head(may, bias)
-        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, cache_index, True)
+        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, (cache_index, window_rows), True)
         return self._logits(h)
