@@ -110,7 +110,7 @@ class IncrementalDecoder:
         self.network = network
         self._shape = None
         self._cells = None
-        self._windows = {}
+        self._window = None  # (shape key, window rows Tensor)
 
     def _cells_for(self, batch, cache_len):
         if self._shape is None or self._shape[0] != batch or self._shape[1] < cache_len:
@@ -156,13 +156,14 @@ class IncrementalDecoder:
         return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)
 
     def _window_rows(self, batch, window):
-        """Tensor of the flat cache rows of the first `window` slots of every row and head (kept per shape)."""
+        """Tensor of the flat cache rows of the first `window` slots of every row and head (the last one is kept:
+        the window changes once per cache bucket)."""
         key = (batch, window, self._shape[1])
-        if key not in self._windows:
+        if self._window is None or self._window[0] != key:
             heads = self.network.config.num_heads
             rows = _cache_rows(np.arange(batch), heads, np.tile(np.arange(window), (batch, 1)), self._shape[1])
-            self._windows = {key: self.ms.Tensor(rows)}
-        return self._windows[key]
+            self._window = (key, self.ms.Tensor(rows))
+        return self._window[1]
 
     def full_logits(self, ids, positions, mask, prefix_index=None):
         """Last-position logits [B,V] by recomputing the whole (left-padded) sequence (prefix as in `prefill`)."""
