@@ -259,3 +259,26 @@ def test_bfloat16_is_refused_on_cpu_with_the_key(ms_cpu):
     cfg = PanguCodeCLMConfig.preset("tiny", vocab_size=64, compute_dtype="bfloat16")
     with pytest.raises(ConfigError, match="'compute_dtype': bfloat16 is not supported on the CPU backend"):
         PanguCodeCLMForCausalLM(cfg)
+
+
+def test_q_apart_from_k_v_at_many_rows_matches_numpy_and_the_one_product(net_and_weights):
+    """From BLOCK_MIN_ROWS rows on, CPU computes c_attn's q and k|v columns as two matmuls (MindSpore's CPU MatMul is
+    slow at 3E columns): same logits as the numpy forward and as the one product."""
+    import mindspore as ms
+    from pangu_codeclm.model.layers import BLOCK_MIN_ROWS
+    net, w = net_and_weights
+    attention = net.transformer.h[0].attn
+    assert attention.q_apart
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, V, (4, 24)).astype(np.int32)
+    assert ids.size >= BLOCK_MIN_ROWS
+    t = ids.shape[1]
+    causal = np.broadcast_to(np.tril(np.ones((t, t))), (4, t, t))
+    apart = _check(net, w, ids, causal, np.zeros((4, t, t)), np.broadcast_to(np.arange(t), (4, t)))
+    from pangu_codeclm.model import PanguCodeCLMForCausalLM
+    whole = PanguCodeCLMForCausalLM(tiny_config())  # a fresh network: a compiled graph keeps its cell attributes
+    whole.set_train(False)
+    for block in whole.transformer.h:
+        block.attn.q_apart = False
+    randomize(whole)
+    np.testing.assert_allclose(apart, whole(ms.Tensor(ids)).asnumpy(), atol=1e-5, rtol=1e-5)

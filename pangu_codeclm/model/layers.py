@@ -18,6 +18,11 @@ from mindspore.common.initializer import Normal, initializer
 
 MASK_VALUE = 10000.0
 
+# MindSpore 2.9's CPU MatMul runs a [*, 1024] x [1024, 3072] product at ~77 GFLOP/s at every row count from 64 up, where
+# the [1024, 1024] and [1024, 2048] products run at ~200 (benchmarks/matmul_shapes.py): on CPU, from this many rows
+# on, c_attn's q and k|v columns are two matmuls (below it the one product is as fast: decode steps keep it).
+BLOCK_MIN_ROWS = 64
+
 DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
 
 
@@ -56,14 +61,29 @@ class Conv1D(nn.Cell):
         self.add = ops.Add().shard(add)
         self.bias_add = ops.BiasAdd().shard(add)
         self.cast = ops.Cast()
+        self.take = ops.StridedSlice().shard(((1, 1),))
+        self.take_bias = ops.StridedSlice().shard(((1,),))
         self.compute_dtype = compute_dtype
 
     def construct(self, x):
-        y = self.matmul(self.cast(x, self.compute_dtype), self.cast(self.weight, self.compute_dtype))
+        return self._project(x, self.weight, self.bias)
+
+    def _project(self, x, weight, bias):
+        y = self.matmul(self.cast(x, self.compute_dtype), self.cast(weight, self.compute_dtype))
         if self.training:
-            return self.add(self.cast(y, ms.float32), self.cast(self.bias, ms.float32))
+            return self.add(self.cast(y, ms.float32), self.cast(bias, ms.float32))
         # the same sums; a broadcasting Add keeps ~4x its output alive for the whole graph on CPU (MindSpore 2.9)
-        return self.bias_add(self.cast(y, ms.float32), self.cast(self.bias, ms.float32))
+        return self.bias_add(self.cast(y, ms.float32), self.cast(bias, ms.float32))
+
+    def split_columns(self, x, first):
+        """(x @ weight[:, :first] + bias[:first], x @ weight[:, first:] + bias[first:]) as two matmuls over slices
+        of the one parameter (the columns of the full product; see BLOCK_MIN_ROWS)."""
+        rows, cols = self.weight.shape
+        head = self._project(x, self.take(self.weight, (0, 0), (rows, first), (1, 1)),
+                             self.take_bias(self.bias, (0,), (first,), (1,)))
+        tail = self._project(x, self.take(self.weight, (0, first), (rows, cols), (1, 1)),
+                             self.take_bias(self.bias, (first,), (cols,), (1,)))
+        return head, tail
 
 
 class Embedding(nn.Cell):
@@ -264,11 +284,18 @@ class Attention(_CachedAttention):
         self.c_attn = Conv1D(e, 3 * e, r, strategies, "column", cdt, pdt)
         self._build_output(config, strategies, cdt, pdt)
         self.split3 = ops.Split(axis=1, output_num=3).shard(((strategies.dp, 1),))
+        self.split2 = ops.Split(axis=1, output_num=2).shard(((strategies.dp, 1),))
+        self.hidden_size = e
+        self.q_apart = ms.get_context("device_target") == "CPU"  # (CPU runs standalone: no sharded column split)
 
     def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
         """x [B*T, E] -> out [B*T, E]. See `attend` for the cache arguments."""
-        q, k, v = self.split3(self.c_attn(x))
+        if self.q_apart and x.shape[0] >= BLOCK_MIN_ROWS:
+            q, kv = self.c_attn.split_columns(x, self.hidden_size)
+            k, v = self.split2(kv)
+        else:
+            q, k, v = self.split3(self.c_attn(x))
         return self._attend_and_project(q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
                                         attend_cache)
 
