@@ -11,7 +11,7 @@ LAYERS = [
     {"families", "config", "io_utils", "separation", "codefmt", "sample_format", "tokenization"},
     {"model", "data", "checkpoints", "benchmarks"},
     {"api", "__init__", "infer", "train", "evaluation", "convert"},
-    {"grid", "demo", "demo_stages"},
+    {"grid", "grid_report", "demo", "demo_stages"},
     {"commands"},
     {"cli"},
 ]

@@ -20,6 +20,9 @@ import numpy as np
 from ..sample_format import IGNORE_INDEX, assemble
 
 OBJECTIVES = ("text_code", "code", "corrupt_code", "prefix_code")
+# the paper's names of the objectives (the grid's results table)
+OBJECTIVE_TITLES = {"text_code": "Text-Code CLM", "code": "Code CLM", "corrupt_code": "Corrupt Code CLM",
+                   "prefix_code": "Prefix Code CLM"}
 CORRUPT_PROB = 0.15
 MASK_FRACTION = 0.8
 
