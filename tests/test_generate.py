@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import random_network
-from pangu_codeclm.infer.generate import generate, generate_many, left_pad_positions, select_tokens
+from pangu_codeclm.infer.generate import decoder_for, generate, generate_many, left_pad_positions, select_tokens
 
 V, MAX_POS, PAD, BUCKETS = 90, 48, 0, dict(prompt_bucket=8, cache_bucket=16)
 
@@ -61,6 +61,27 @@ def test_cached_step_logits_equal_full_recomputation(net, separated):
     else:
         np.testing.assert_array_equal(generated, free[:, ids.shape[1]:])
         np.testing.assert_array_equal(generated, np.stack([s.argmax(-1) for s in scores], 1))
+
+
+@pytest.mark.parametrize("dynamic", [True, False], ids=["one-prefill-graph", "graph-per-prompt-bucket"])
+def test_prefill_graphs_over_prompt_lengths(net, dynamic):
+    """CPU's dynamic-shape prefill compiles one graph for every prompt length (a static graph per length kept its
+    buffers: issue 10); both paths give greedy ids equal to the argmax of a full recomputation."""
+    import mindspore as ms
+    decoder = decoder_for(net)
+    decoder.set_dynamic_prefill(dynamic)
+    try:
+        rng = np.random.default_rng(7)
+        prompts = [rng.integers(1, V, n) for n in (5, 9, 13, 17)]
+        out = generate_many(net, prompts, max_new_tokens=4, batch_size=2, **BUCKETS)
+        graphs = decoder.prefill_graphs
+    finally:
+        decoder.set_dynamic_prefill(ms.get_context("device_target") == "CPU")
+    assert graphs == (1 if dynamic else 3)  # prompt buckets of 8: 8, 16, 24
+    for prompt, generated in zip(prompts, out):
+        assert len(generated) == 4
+        reference = full_recompute_logits(net, np.concatenate([prompt, generated])[None], np.ones((1, prompt.size)))
+        np.testing.assert_array_equal(generated, reference[0, prompt.size - 1:-1].argmax(-1))
 
 
 def test_no_cache_baseline_gives_the_same_steps(net):
