@@ -14,6 +14,7 @@ import math
 
 import mindspore as ms
 from mindspore import Parameter, nn, ops
+from mindspore.ops import functional as F
 from mindspore.common.initializer import Normal, initializer
 
 MASK_VALUE = 10000.0
@@ -291,7 +292,8 @@ class Attention(_CachedAttention):
     def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
         """x [B*T, E] -> out [B*T, E]. See `attend` for the cache arguments."""
-        if self.q_apart and x.shape[0] >= BLOCK_MIN_ROWS:
+        rows = x.shape[0]  # a dynamic-shape graph (CPU prefill) takes the split: no runtime switch per layer
+        if self.q_apart and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
             q, kv = self.c_attn.split_columns(x, self.hidden_size)
             k, v = self.split2(kv)
         else:
