@@ -67,7 +67,6 @@ def test_cached_step_logits_equal_full_recomputation(net, separated):
 def test_prefill_graphs_over_prompt_lengths(net, dynamic):
     """CPU's dynamic-shape prefill compiles one graph for every prompt length (a static graph per length kept its
     buffers: issue 10); both paths give greedy ids equal to the argmax of a full recomputation."""
-    import mindspore as ms
     decoder = decoder_for(net)
     decoder.set_dynamic_prefill(dynamic)
     try:
@@ -76,7 +75,7 @@ def test_prefill_graphs_over_prompt_lengths(net, dynamic):
         out = generate_many(net, prompts, max_new_tokens=4, batch_size=2, **BUCKETS)
         graphs = decoder.prefill_graphs
     finally:
-        decoder.set_dynamic_prefill(ms.get_context("device_target") == "CPU")
+        decoder.set_dynamic_prefill()
     assert graphs == (1 if dynamic else 3)  # prompt buckets of 8: 8, 16, 24
     for prompt, generated in zip(prompts, out):
         assert len(generated) == 4

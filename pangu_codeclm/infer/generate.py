@@ -2,7 +2,7 @@
 
 Each prompt is prefilled alone into its own cache row. On CPU the prefill graph takes any prompt length (dynamic
 shape): one graph, compiled once, whose working set is that of the prompt at hand (one static graph per length kept
-its buffers for the life of the process: 8.7 GB against 6.1 GB at 300m, batch 16, for prompts of 8 lengths). On other
+its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other
 devices each prompt is re-packed right-aligned (left padding) into a bucketed length and a graph compiles per bucket.
 The cache length is bucketed, so each decode graph compiles once per (batch, window) shape; masked slots never change
 a result. Decode steps advance every row at its own cache slot and position, so a row
@@ -114,11 +114,13 @@ class IncrementalDecoder:
         self._shape = None
         self._cells = None
         self._window = None  # (shape key, window rows Tensor)
-        self.dynamic_prefill = ms.get_context("device_target") == "CPU"
+        self.set_dynamic_prefill()
 
-    def set_dynamic_prefill(self, dynamic):
-        """One prefill graph for every prompt length (True; CPU's default) or one per prompt bucket (False; the
-        other devices'). Drops the current graphs and caches."""
+    def set_dynamic_prefill(self, dynamic=None):
+        """One prefill graph for every prompt length (True) or one per prompt bucket (False); None: the device's
+        default (True on CPU only). Drops the current graphs and caches."""
+        if dynamic is None:
+            dynamic = self.ms.get_context("device_target") == "CPU"
         self.dynamic_prefill = bool(dynamic)
         self._shape = self._cells = None
 
