@@ -13,7 +13,11 @@ Parts (--parts, comma-separated):
                    (fp32): seconds and peak RSS against the fp32 weights (target <= 2x)
   eval             HumanEval greedy, --eval-new-tokens budget: `harness.evaluate` (our evaluation end to end, and its
                    generation stage alone) against a plain HF generate loop over the same prompt ids in dataset-order
-                   batches of 16 (left-padded, eos = <eot>), per --eval-modes
+                   batches of 16 (left-padded, eos = <eot>), per --eval-modes and --eval-stops: `budget` (every row
+                   runs to the budget: random weights never emit <eot>) and `canonical` (each row ends after its
+                   problem's canonical solution's tokens + <eot>, the same on both sides: ours frees the slot there,
+                   HF is made to emit <eot> there and runs each batch until its last row ends), which shows what
+                   continuous batching saves with a trained model's lengths
 
 The checkpoints are written once into --workdir (random weights, the project's writer) and reused. Run alone on the
 machine; for medians of 3 runs:
@@ -36,6 +40,8 @@ ROOT = os.path.dirname(HERE)
 VOCAB_MODEL = os.path.join(ROOT, "..", "shared", "data", "pangu", "vocab.model")
 SEPARATION_BY_VOCAB = {32013: "none", 64007: "full"}
 PARTS = ("prefill", "decode", "load", "eval")
+STOPS = {"budget": "every row runs to the budget (random weights never emit <eot>)",
+         "canonical": "each row stops at its canonical solution's length + <eot> (a trained model's stand-in)"}
 TARGETS = {"batch1": 1.0, "batch8": 1.5, "prefill": 1.0, "memory": 1.5, "load": 2.0, "eval": 0.6}
 
 
@@ -156,11 +162,22 @@ def child_ours_eval(a):
     settings = Settings(dataset="humaneval", mode=a.mode, greedy=True, batch_size=16, max_length=1024,
                         max_new_tokens=a.eval_new_tokens, limit=a.limit, workers=2)
     model = pangu_codeclm.from_pretrained(_ckpt_dirs(a)[0])
-    tasks = prompts.build_tasks(harness.load_problems(settings), settings.mode, settings.incremental)
+    problems = harness.load_problems(settings)
+    tasks = prompts.build_tasks(problems, settings.mode, settings.incremental)
     rows = [prompts.encode_prompt(model.tokenizer, t) for t in tasks]
+    stops = _stops(model.tokenizer, problems, tasks, a.eval_new_tokens) if a.stops == "canonical" else None
     with open(a.prompt_file, "w", encoding="utf-8") as f:
         json.dump({"ids": [list(map(int, ids)) for ids, _ in rows], "eot": model.tokenizer.eot_id,
-                   "pad": model.tokenizer.pad_id}, f)
+                   "pad": model.tokenizer.pad_id, "stops": stops}, f)
+    if stops is not None:  # a row ends after its stop's tokens, as one that emits <eot> there would
+        stop_of = {tuple(map(int, ids)): stop for (ids, _), stop in zip(rows, stops)}
+        generate_many = model.generate_many
+
+        def generate_many_with_stops(prompts_, max_new_tokens, **kwargs):
+            budgets = [min(int(b), stop_of[tuple(map(int, p))]) for p, b in zip(prompts_, max_new_tokens)]
+            return generate_many(prompts_, max_new_tokens=budgets, **kwargs)
+
+        model.generate_many = generate_many_with_stops
     generation = []
     inner = generation_mod.generate_samples
 
@@ -181,9 +198,31 @@ def child_ours_eval(a):
     return {"seconds": total, "generation_s": sum(generation), "problems": len(tasks), "new_tokens": generated}
 
 
+def _stops(tokenizer, problems, tasks, budget):
+    """Each task's simulated stop: its canonical solution's code-side tokens + the <eot>, at most `budget` (the
+    length a trained model that wrote the canonical solution would generate)."""
+    by_id = {p["task_id"]: p for p in problems}
+    return [min(budget, len(tokenizer.encode_code(by_id[t["problem_id"]]["canonical_solution"])) + 1) for t in tasks]
+
+
+def _forced_stops(torch, stops, prompt_width, eot):
+    """An HF logits processor that makes row r emit <eot> as its stops[r]-th new token (the HF side of --stops)."""
+    stops = torch.tensor(stops)
+
+    def force(input_ids, scores):
+        due = (input_ids.shape[1] - prompt_width + 1) >= stops
+        scores[due] = float("-inf")
+        scores[due, eot] = 0.0
+        return scores
+
+    return force
+
+
 def child_hf_eval(a):
-    """A plain HF loop: the same prompt ids in dataset order, batches of 16, left-padded, eos = <eot>."""
+    """A plain HF loop: the same prompt ids in dataset order, batches of 16, left-padded, eos = <eot>; with
+    --stops canonical each row emits <eot> at its stop (the batch runs until its last row has)."""
     torch, model = _hf_model(a.vocab, a.threads)
+    from transformers import LogitsProcessorList
     with open(a.prompt_file, encoding="utf-8") as f:
         spec = json.load(f)
     generated = 0
@@ -193,9 +232,11 @@ def child_hf_eval(a):
         width = max(map(len, rows))
         ids = torch.tensor([[spec["pad"]] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        stops = [] if spec["stops"] is None else [_forced_stops(torch, spec["stops"][b:b + 16], width, spec["eot"])]
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=mask, max_new_tokens=a.eval_new_tokens, do_sample=False,
-                                 use_cache=True, eos_token_id=spec["eot"], pad_token_id=spec["pad"])
+                                 use_cache=True, eos_token_id=spec["eot"], pad_token_id=spec["pad"],
+                                 logits_processor=LogitsProcessorList(stops))
         generated += int((out[:, width:] != spec["pad"]).sum())
     return {"seconds": time.perf_counter() - start, "problems": len(spec["ids"]), "new_tokens": generated}
 
@@ -277,11 +318,16 @@ def part_load(a):
 
 
 def part_eval(a):
-    for mode in a.eval_modes:
-        prompt_file = os.path.join(a.workdir, f"prompts_v{a.vocab}_{mode}.json")
-        ours, ours_rss = spawn(a, "ours-eval", mode=mode, prompt_file=prompt_file)
+    for mode, stops in ((mode, stops) for mode in a.eval_modes for stops in a.eval_stops):
+        if mode == "paper" and stops == "canonical":
+            print("eval humaneval paper: --eval-stops canonical is measured in corrected mode only (paper mode decodes "
+                  "fixed batches, which no row leaves early)", flush=True)
+            continue
+        prompt_file = os.path.join(a.workdir, f"prompts_v{a.vocab}_{mode}_{stops}.json")
+        ours, ours_rss = spawn(a, "ours-eval", mode=mode, prompt_file=prompt_file, stops=stops)
         hf, hf_rss = spawn(a, "hf-eval", prompt_file=prompt_file)
-        name = f"eval humaneval {mode}, {ours['problems']} problems, {a.eval_new_tokens} new tokens, batch 16"
+        name = (f"eval humaneval {mode}, {ours['problems']} problems, {a.eval_new_tokens} new tokens, batch 16, "
+                f"{STOPS[stops]}")
         _ratio_line(f"{name}, wall s (ours: whole evaluate)", ours["seconds"], hf["seconds"], TARGETS["eval"], False)
         _ratio_line(f"{name}, wall s (ours: generation stage)", ours["generation_s"], hf["seconds"], TARGETS["eval"],
                     False)
@@ -300,6 +346,8 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=1, help="timed repetitions per figure inside one run (median)")
     p.add_argument("--eval-modes", default="corrected", help="comma-separated: corrected, paper")
     p.add_argument("--eval-new-tokens", type=int, default=128)
+    p.add_argument("--eval-stops", default=",".join(STOPS), help="comma-separated: " + "; ".join(
+        f"{k}: {v}" for k, v in STOPS.items()))
     p.add_argument("--limit", type=int, default=0, help="first N HumanEval problems (0: all 164)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "pangu_codeclm_300m_bench"),
@@ -313,13 +361,16 @@ def parse_args(argv=None):
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--prompt-file", help=argparse.SUPPRESS)
+    p.add_argument("--stops", choices=sorted(STOPS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     a.batches = [int(b) for b in str(a.batches).split(",") if b.strip()]
     a.eval_modes = [m.strip() for m in a.eval_modes.split(",") if m.strip()]
     a.parts_list = [x.strip() for x in a.parts.split(",") if x.strip()]
-    unknown = sorted(set(a.parts_list) - set(PARTS)) + sorted(set(a.eval_modes) - {"corrected", "paper"})
+    a.eval_stops = [m.strip() for m in a.eval_stops.split(",") if m.strip()]
+    unknown = (sorted(set(a.parts_list) - set(PARTS)) + sorted(set(a.eval_modes) - {"corrected", "paper"}) +
+               sorted(set(a.eval_stops) - set(STOPS)))
     if unknown:
-        p.error(f"unknown part or eval mode: {', '.join(unknown)}")
+        p.error(f"unknown part, eval mode or eval stops: {', '.join(unknown)}")
     return a
 
 
