@@ -88,17 +88,17 @@ class ModelFamily:
 
 class IncrementalDecoderNetwork(Protocol):
     """What `infer.generate` needs of a family's network: K/V caches are tuples of `num_cached_layers` Parameters
-    [B*heads*L, head_dim]; `cache_index` [B*heads*T] is the flat cache row ((b*heads + h)*L + slot) of each new
-    K/V head vector."""
+    [B*heads, L, head_dim] (row b*heads + h: head h of batch row b)."""
     num_cached_layers: int
 
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
-        """Left-padded prompts [B,P]: fill the caches, return the last position's logits [B,V]."""
+        """Left-padded prompts [B,P]: set the cache rows `cache_index` [B*heads] to their P slots (zeros after
+        them), return the last position's logits [B,V]."""
 
-    def decode(self, input_ids, position_ids, valid, cache_index, window_rows, k_caches, v_caches):
-        """One token per row [B,1] written at the rows `cache_index` [B*heads], attending the cache slots marked in
-        `valid` [B,W], read at the flat rows `window_rows` [B*heads*W] (the first W slots of each row and head):
-        logits [B,V]."""
+    def decode(self, input_ids, position_ids, valid, write_slots, write_onehot, k_caches, v_caches):
+        """One token per row [B,1], its K/V added at slot `write_slots` [B] of its cache rows (`write_onehot`
+        [B*heads, B, 1]: 1 where cache row b*heads + h meets batch row b and that row writes), attending the first
+        W slots marked in `valid` [B,W]: logits [B,V]."""
 
 
 FAMILIES = {}

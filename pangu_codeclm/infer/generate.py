@@ -99,7 +99,7 @@ def select_tokens(logits, rng=None, do_sample=False, temperature=1.0, top_k=0, t
 
 class IncrementalDecoder:
     """Prefill/decode graphs of one network over one set of in-place KV caches (`num_cached_layers` pairs of fp32
-    Parameters [B*H*L, D]: no cache copies per token).
+    Parameters [B*H, L, D]: no cache copies per token; see model/layers.KVCacheWrite).
 
     A prompt is prefilled alone into its cache row (the memory of a prefill is that of one prompt); a decode step
     advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
@@ -113,7 +113,6 @@ class IncrementalDecoder:
         self.network = network
         self._shape = None
         self._cells = None
-        self._window = None  # (shape key, window rows Tensor)
         self.set_dynamic_prefill()
 
     def set_dynamic_prefill(self, dynamic=None):
@@ -149,45 +148,35 @@ class IncrementalDecoder:
         return self._shape[1]
 
     def prefill(self, ids, positions, mask, cache_len, prefix_index=None, row=None):
-        """Run the prompt(s) [b,P] (fills cache slots 0..P-1 of rows `row`.. or 0..b-1); returns last-position logits,
-        numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens the prefix keys to every
+        """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of rows `row`.. or 0..b-1, zeros after them); returns
+        last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens the prefix keys to every
         query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a row-wise prefill."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
         if row is None:
             self.reserve(batch, cache_len)
-        rows = np.arange(batch) + (0 if row is None else int(row))
-        index = _cache_rows(rows, self.network.config.num_heads, np.tile(np.arange(seq), (batch, 1)), self._shape[1])
+        index = _cache_rows(np.arange(batch) + (0 if row is None else int(row)), self.network.config.num_heads)
         prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
         cells = self._cells
         return cells["prefill"](t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
                                 t(index)).asnumpy()
 
-    def decode(self, ids, positions, valid, slot, vocab_bias=None):
+    def decode(self, ids, positions, valid, slot, vocab_bias=None, writes=None):
         """One token per row [B,1] written at cache slot `slot` (an int, or one per row [B]); it attends the first W
-        slots, those marked in `valid` [B,W] (W <= the cache length, one graph per W; itself included). Returns
-        logits, numpy [B,V], or with
-        `vocab_bias` (fp32 [V]: 0 allowed, -inf not) the greedy ids [B] of logits + vocab_bias, chosen on the device."""
+        slots, those marked in `valid` [B,W] (W <= the cache length, one graph per W; itself included). `writes` bool
+        [B] (default all): the rows whose token is written (a slot is written once: see model/layers.KVCacheWrite).
+        Returns logits, numpy [B,V], or with `vocab_bias` (fp32 [V]: 0 allowed, -inf not) the greedy ids [B] of
+        logits + vocab_bias, chosen on the device."""
         t, ms = self.ms.Tensor, self.ms
         batch = valid.shape[0]
         self.reserve(batch, valid.shape[1])
-        slots = np.broadcast_to(np.asarray(slot).reshape(-1, 1), (batch, 1))
-        index = _cache_rows(np.arange(batch), self.network.config.num_heads, slots, self._shape[1])
-        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(index),
-                self._window_rows(batch, valid.shape[1]))
+        slots = np.broadcast_to(np.asarray(slot, dtype=np.int32).reshape(-1), (batch,))
+        writes = np.ones(batch, bool) if writes is None else np.asarray(writes, bool)
+        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(np.ascontiguousarray(slots)),
+                t(_write_onehot(writes, self.network.config.num_heads)))
         if vocab_bias is None:
             return self._cells["decode"](*args).asnumpy()
         return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)
-
-    def _window_rows(self, batch, window):
-        """Tensor of the flat cache rows of the first `window` slots of every row and head (the last one is kept:
-        the window changes once per cache bucket)."""
-        key = (batch, window, self._shape[1])
-        if self._window is None or self._window[0] != key:
-            heads = self.network.config.num_heads
-            rows = _cache_rows(np.arange(batch), heads, np.tile(np.arange(window), (batch, 1)), self._shape[1])
-            self._window = (key, self.ms.Tensor(rows))
-        return self._window[1]
 
     def full_logits(self, ids, positions, mask, prefix_index=None):
         """Last-position logits [B,V] by recomputing the whole (left-padded) sequence (prefix as in `prefill`)."""
@@ -198,23 +187,27 @@ class IncrementalDecoder:
         return logits[:, -1].asnumpy()
 
 
-def _cache_rows(rows, heads, slots, cache_len):
-    """Flat cache rows int32 [b*H*T] of (row, h, slot) in a [B*H*L, D] cache, in the order of new K/V [b,H,T,D]
-    flattened: `slots` [b,T] are each row's cache slots."""
-    slots = np.asarray(slots)
-    b = np.asarray(rows)[:, None, None]
-    h = np.arange(heads)[None, :, None]
-    return (((b * heads + h) * cache_len) + slots[:, None, :]).reshape(-1).astype(np.int32)
+def _cache_rows(rows, heads):
+    """The cache rows int32 [b*H] (row*H + h) of batch rows `rows`, in the order of new K/V [b,H,..] flattened."""
+    return (np.asarray(rows)[:, None] * heads + np.arange(heads)[None, :]).reshape(-1).astype(np.int32)
+
+
+def _write_onehot(writes, heads):
+    """f32 [B*H, B, 1]: 1 at (b*H + h, b) for the batch rows b that write (`writes` bool [B]), else 0."""
+    batch = writes.shape[0]
+    onehot = np.zeros((batch * heads, batch, 1), np.float32)
+    for b in np.flatnonzero(writes):
+        onehot[b * heads:(b + 1) * heads, b] = 1.0
+    return onehot
 
 
 def _make_cells(network, batch, cache_len, dynamic_prefill):
-    """{prefill, decode, greedy} cells sharing fresh cache Parameters [B*H*L, D] (row (b*H + h)*L + slot: written in
-    place by ScatterUpdate, which touches only the rows written; ScatterNdUpdate on [B,H,L,D] copied the whole cache
-    at every write on CPU). `dynamic_prefill`: the prefill of one row takes prompts of any length."""
+    """{prefill, decode, greedy} cells sharing fresh cache Parameters [B*H, L, D] (written in place and read as they
+    are: model/layers.KVCacheWrite). `dynamic_prefill`: the prefill of one row takes prompts of any length."""
     from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
     import mindspore as ms
     cfg = network.config
-    shape = (batch * cfg.num_heads * cache_len, cfg.hidden_size // cfg.num_heads)
+    shape = (batch * cfg.num_heads, cache_len, cfg.hidden_size // cfg.num_heads)
     tag = f"kv_cache_{id(network)}_{batch}x{cache_len}"
 
     def caches(kind):
@@ -238,8 +231,8 @@ def _make_cells(network, batch, cache_len, dynamic_prefill):
                                     self.v_caches, cache_index)
 
     class Decode(WithCaches):
-        def construct(self, input_ids, position_ids, valid, cache_index, window_rows):
-            return self.net.decode(input_ids, position_ids, valid, cache_index, window_rows, self.k_caches,
+        def construct(self, input_ids, position_ids, valid, write_slots, write_onehot):
+            return self.net.decode(input_ids, position_ids, valid, write_slots, write_onehot, self.k_caches,
                                    self.v_caches)
 
     class GreedyDecode(WithCaches):
@@ -249,8 +242,8 @@ def _make_cells(network, batch, cache_len, dynamic_prefill):
             super().__init__(net)
             self.argmax = ops.Argmax(axis=-1, output_type=ms.int32)
 
-        def construct(self, input_ids, position_ids, valid, cache_index, window_rows, vocab_bias):
-            logits = self.net.decode(input_ids, position_ids, valid, cache_index, window_rows, self.k_caches,
+        def construct(self, input_ids, position_ids, valid, write_slots, write_onehot, vocab_bias):
+            logits = self.net.decode(input_ids, position_ids, valid, write_slots, write_onehot, self.k_caches,
                                      self.v_caches)
             return self.argmax(logits + vocab_bias)
 
@@ -454,6 +447,14 @@ class _Chooser:
         return select_tokens(logits, self.rng, allowed=self.allowed, **self.settings)
 
 
+def decode_window(used, cache_bucket, cache_len):
+    """The slots a decode step attends: the `used` ones rounded up to the bucket, or the whole cache from half of it
+    on (it is read in place, where a window is copied first: 300m, batch 16, 768 slots, the whole cache costs what a
+    window of ~half of it does)."""
+    window = min(round_up(used, cache_bucket), cache_len)
+    return cache_len if 2 * window > cache_len else window
+
+
 def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, prompt_bucket, cache_bucket,
            lockstep=False, scores=None, bar=None, on_finish=None):
     """The generated ids of every prompt of `rows`, `slots` cache rows at a time.
@@ -529,8 +530,9 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
         valid[stepping, write[stepping]] = 1.0
         position[stepping] = np.minimum(position[stepping] + 1, max_pos - 1)  # rows at their limit are done
         # finished rows (lockstep) keep decoding their own choice (pad ids may lie outside a small vocabulary)
-        window = min(round_up(int(write.max()) + 1, cache_bucket), cache_len)  # the slots any row uses
-        result = decoder.decode(pending[:, None], position[:, None], valid[:, :window], write, vocab_bias)
+        window = decode_window(int(write.max()) + 1, cache_bucket, cache_len)
+        result = decoder.decode(pending[:, None], position[:, None], valid[:, :window], write, vocab_bias,
+                                writes=stepping)
         write[stepping] += 1
         if vocab_bias is None:
             if scores is not None:

@@ -205,19 +205,32 @@ class _Heads(nn.Cell):
 
 
 class KVCacheWrite(nn.Cell):
-    """Write K or V [b,H,T,D] into a cache Parameter [B*H*L, D] in place, at the flat rows `index` [b*H*T]
-    ((row*H + h)*L + slot, in the order of the new K/V flattened); returns the updated cache.
+    """In-place writes into a cache Parameter [B*H, L, D] (row b*H + h holds head h of batch row b, slots 0..L-1).
 
-    ScatterUpdate touches only the rows written; ScatterNdUpdate on a [B,H,L,D] cache copies the whole cache at each
-    write on MindSpore's CPU backend (0.9 ms per write at B=8, L=256; 3.3 ms at L=1024)."""
+    `reset` (prefill) sets whole rows: the T new slots, zeros after them (ScatterUpdate along rows). `add` (decode)
+    adds each batch row's new vector at its own slot (IndexAdd along slots); the slot is zero (rows are reset by their
+    prefill and each slot is written once), so the sum is the vector itself, and rows that must not write get a zero
+    one-hot. Neither copies the cache, and attention reads the [B*H, L, D] Parameter as it is: MindSpore's CPU backend
+    copies a Parameter it reshapes (a [B*H*L, D] cache read as heads cost a copy of the whole cache at every step)."""
 
     def __init__(self):
         super().__init__()
-        self.scatter = ops.ScatterUpdate(use_locking=False).shard(((1, 1), (1,), (1, 1)))
+        self.scatter = ops.ScatterUpdate(use_locking=False).shard(((1, 1, 1), (1,), (1, 1, 1)))
+        self.index_add = ops.IndexAdd(axis=1, use_lock=False).shard(((1, 1, 1), (1,), (1, 1, 1)))
         self.reshape = ops.Reshape()
+        self.mul = ops.Mul()
 
-    def construct(self, cache, new, index):
-        return self.scatter(cache, index, self.reshape(new, (-1, new.shape[-1])))
+    def reset(self, cache, new, rows):
+        """new [b,H,T,D] (T <= L), rows int32 [b*H]: cache rows `rows` := new, then zeros; returns the cache."""
+        b, h, t, d = new.shape
+        rows_new = self.reshape(new, (b * h, t, d))
+        return self.scatter(cache, rows, ops.pad(rows_new, (0, 0, 0, cache.shape[1] - t)))
+
+    def add(self, cache, new, slots, onehot):
+        """new [B,H,1,D], slots int32 [B] (each row's slot), onehot f32 [B*H, B, 1] (1 where cache row b*H + h meets
+        batch row b's slot and that row writes): adds each vector at its slot; returns the cache."""
+        b, h, _, d = new.shape
+        return self.index_add(cache, slots, self.mul(self.reshape(new, (b * h, 1, d)), onehot))
 
 
 class _CachedAttention(nn.Cell):
@@ -231,8 +244,8 @@ class _CachedAttention(nn.Cell):
         self.core = AttentionCore(config, strategies)
         self.write_k = KVCacheWrite()
         self.write_v = KVCacheWrite()
-        self.read = ops.Gather()
-        self.as_heads = ops.Reshape()
+        self.take_window = ops.StridedSlice()
+        self.as_rows = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def _attend_and_project(self, q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
@@ -244,32 +257,35 @@ class _CachedAttention(nn.Cell):
         out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
         return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
 
-    def _window(self, cache, window_rows, heads_shape):
-        """The cache rows in `window_rows` as heads [B,H,W,D]: the whole cache reshaped when the window covers it
-        (a plain copy), else gathered (a copy of the window only)."""
-        if window_rows.shape[0] == cache.shape[0]:
-            return self.as_heads(cache, heads_shape)
-        return self.as_heads(self.read(cache, window_rows, 0), heads_shape)
+    def _window(self, cache, window):
+        """The first `window` slots of every cache row [B*H, W, D]: the cache itself when the window covers it, else
+        a copy of those slots only."""
+        rows, length, d = cache.shape
+        if window == length:
+            return cache
+        return self.take_window(cache, (0, 0, 0), (rows, window, d), (1, 1, 1))
 
     def attend(self, q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
         """Attention of heads q over k, v, optionally through a KV cache.
 
-        Without a cache: plain attention. With cache Parameters [B*H*L, D], prefill (`attend_cache=False`) writes the
-        new k/v at the flat rows `cache_index` [B*H*T] (see `KVCacheWrite`) and attends over them; decode
-        (`attend_cache=True`, `cache_index` = (write rows [B*H], window rows [B*H*W])) writes the new k/v, then
-        attends over the first W slots of each row and head, gathered by the window rows (W = the last axis of
-        `may_attend`: a step reads only the slots in use, and never copies the whole cache).
+        Without a cache: plain attention. With cache Parameters [B*H, L, D] (`KVCacheWrite`), prefill
+        (`attend_cache=False`) resets the rows `cache_index` [B*H] to the new k/v and attends over them; decode
+        (`attend_cache=True`, `cache_index` = (slots [B], one-hot [B*H, B, 1])) adds the new k/v at each row's slot,
+        then attends over the first W slots of every row, with the heads as the batch axis: `may_attend` and `bias`
+        come as [B*H, 1, W] there.
         """
         if k_cache is None:
             return self.core(q, k, v, may_attend, bias)
         if attend_cache:
-            write_rows, window_rows = cache_index
+            slots, onehot = cache_index
             b, h, _, d = q.shape
-            k_all = self._window(self.write_k(k_cache, k, write_rows), window_rows, (b, h, -1, d))
-            v_all = self._window(self.write_v(v_cache, v, write_rows), window_rows, (b, h, -1, d))
-            return self.core(q, k_all, v_all, may_attend, bias)
-        k_all = self.write_k(k_cache, k, cache_index)
-        v_all = self.write_v(v_cache, v, cache_index)
+            window = may_attend.shape[-1]
+            k_all = self._window(self.write_k.add(k_cache, k, slots, onehot), window)
+            v_all = self._window(self.write_v.add(v_cache, v, slots, onehot), window)
+            out = self.core(self.as_rows(q, (b * h, 1, d)), k_all, v_all, may_attend, bias)
+            return self.as_rows(out, (b, h, 1, d))
+        k_all = self.write_k.reset(k_cache, k, cache_index)
+        v_all = self.write_v.reset(v_cache, v, cache_index)
         out = self.core(q, k, v, may_attend, bias)
         return ops.depend(ops.depend(out, k_all), v_all)
 

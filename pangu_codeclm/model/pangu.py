@@ -203,8 +203,9 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return ops.broadcast_to(may, shape), ops.broadcast_to(bias, shape)
 
     def prefill(self, input_ids, position_ids, attention_mask, prefix_index, k_caches, v_caches, cache_index):
-        """Left-padded prompt [B,P] with a 2-D mask: writes every layer's K/V into the caches (tuples of num_cached_layers
-        Parameters [B*H*L, D]) at the flat cache rows `cache_index` [B*H*P] and returns the last-position logits [B,V].
+        """Left-padded prompt [B,P] with a 2-D mask: sets the cache rows `cache_index` int32 [B*H] (b*H + h of each
+        prompt's row) of every layer's K/V caches (tuples of num_cached_layers Parameters [B*H, L, D]) to its P slots,
+        zeros after them, and returns the last-position logits [B,V].
 
         `prefix_index` int32 [B]: keys at positions <= it are visible to every query (the reference's prefix-LM index
         form, ORed into the causal mask); -1 leaves the row causal. Decode steps stay causal over the cache (the
@@ -217,13 +218,16 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
                             (batch, self.hidden_size))
         return self._logits(last)
 
-    def decode(self, input_ids, position_ids, valid, cache_index, window_rows, k_caches, v_caches):
-        """One token per row [B,1] written at the flat cache rows `cache_index` [B*H]; it attends the cache slots marked in `valid`
-        [B,W] (itself included; W <= L: the first W slots). Returns logits [B,V]."""
+    def decode(self, input_ids, position_ids, valid, write_slots, write_onehot, k_caches, v_caches):
+        """One token per row [B,1], its K/V added at its cache slot `write_slots` int32 [B] (`write_onehot` f32
+        [B*H, B, 1]: 1 where cache row b*H + h meets batch row b and that row writes; see layers.KVCacheWrite); it
+        attends the cache slots marked in `valid` [B,W] (itself included; W <= L: the first W slots). Returns logits
+        [B,V]."""
         batch = input_ids.shape[0]
-        cache_len = valid.shape[1]
-        may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, cache_len))
-        bias = self._fill_bias(may, ops.zeros((batch, 1, 1, cache_len), ms.float32))
-        may, bias = self._per_head(may, bias)
-        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, (cache_index, window_rows), True)
+        window = valid.shape[1]
+        may = self.reshape(self.cast(valid, ms.float32), (batch, 1, 1, window))
+        bias = self._fill_bias(may, ops.zeros((batch, 1, 1, window), ms.float32))
+        heads = (batch * self.config.num_heads, 1, window)  # the heads are the batch axis of the cached attention
+        may, bias = (self.reshape(m, heads) for m in self._per_head(may, bias))
+        h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, (write_slots, write_onehot), True)
         return self._logits(h)
