@@ -5,7 +5,8 @@ will not fit.
     weights   = 4 bytes x the parameters of the family's layout (embeddings by the vocabulary)
     KV cache  = batch x cached layers (blocks + top query layer) x 2 (K, V) x heads x cache length x head_dim x 4 bytes (fp32 caches)
     working   = RUNTIME_BYTES (interpreter, MindSpore, compiled graphs, tokenizer) + the c_attn column slices a CPU
-                prefill holds (every block's [E,3E] copied once: model/layers.BLOCK_MIN_ROWS) + per row: the
+                prefill holds (every block's [E,3E] copied once: model/layers.BLOCK_MIN_ROWS) + the prefill's K/V
+                padded to the cache length (one row's cache: model/layers.KVCacheWrite.reset) + per row: the
                 prefill's activations and attention scores over the cache, and a few [V] logit rows
 
 The cache length is the longest a row may reach (prompt + generation, `max_length`), rounded up to the generator's
@@ -57,7 +58,7 @@ def estimate(config, batch_size, max_length):
     prefill_row = 4 * cache_len * (6 * h + config.ffn_hidden_size + 2 * heads * cache_len)
     logits_row = 4 * LOGIT_ROWS * config.vocab_size
     per_row = kv_row + prefill_row + logits_row
-    runtime = RUNTIME_BYTES + split_slices_bytes(config)
+    runtime = RUNTIME_BYTES + split_slices_bytes(config) + kv_row  # kv_row: a prefill's K/V rows padded to the cache
     fixed = weights + runtime
     return {"weights": weights, "kv_cache": batch_size * kv_row, "working": runtime + batch_size *
             (prefill_row + logits_row), "total": fixed + batch_size * per_row, "per_row": per_row, "fixed": fixed,
