@@ -149,8 +149,8 @@ class IncrementalDecoder:
 
     def prefill(self, ids, positions, mask, cache_len, prefix_index=None, row=None):
         """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of rows `row`.. or 0..b-1, zeros after them); returns
-        last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens the prefix keys to every
-        query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a row-wise prefill."""
+        last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens
+        the prefix keys to every query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a row-wise prefill."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
         if row is None:
@@ -196,8 +196,7 @@ def _write_onehot(writes, heads):
     """f32 [B*H, B, 1]: 1 at (b*H + h, b) for the batch rows b that write (`writes` bool [B]), else 0."""
     batch = writes.shape[0]
     onehot = np.zeros((batch * heads, batch, 1), np.float32)
-    for b in np.flatnonzero(writes):
-        onehot[b * heads:(b + 1) * heads, b] = 1.0
+    onehot[np.arange(batch * heads), np.repeat(np.arange(batch), heads), 0] = np.repeat(writes, heads)
     return onehot
 
 
@@ -448,9 +447,9 @@ class _Chooser:
 
 
 def decode_window(used, cache_bucket, cache_len):
-    """The slots a decode step attends: the `used` ones rounded up to the bucket, or the whole cache from half of it
-    on (it is read in place, where a window is copied first: 300m, batch 16, 768 slots, the whole cache costs what a
-    window of ~half of it does)."""
+    """The slots a decode step attends: the `used` ones rounded up to the bucket, or the whole cache once that is
+    more than half of it (the whole cache is read in place; a smaller window is copied first, model/layers.py).
+    The half is a rule of thumb, not a measured crossover."""
     window = min(round_up(used, cache_bucket), cache_len)
     return cache_len if 2 * window > cache_len else window
 
