@@ -219,12 +219,14 @@ class KVCacheWrite(nn.Cell):
         self.index_add = ops.IndexAdd(axis=1, use_lock=False).shard(((1, 1, 1), (1,), (1, 1, 1)))
         self.reshape = ops.Reshape()
         self.mul = ops.Mul()
+        self.concat = ops.Concat(axis=1)
 
     def reset(self, cache, new, rows):
         """new [b,H,T,D] (T <= L), rows int32 [b*H]: cache rows `rows` := new, then zeros; returns the cache."""
         b, h, t, d = new.shape
         rows_new = self.reshape(new, (b * h, t, d))
-        return self.scatter(cache, rows, ops.pad(rows_new, (0, 0, 0, cache.shape[1] - t)))
+        tail = ops.zeros((b * h, cache.shape[1] - t, d), new.dtype)  # a concat, not ops.pad: CPU PadV3 ran at ~0.5 GB/s
+        return self.scatter(cache, rows, self.concat((rows_new, tail)))
 
     def add(self, cache, new, slots, onehot):
         """new [B,H,1,D], slots int32 [B] (each row's slot), onehot f32 [B*H, B, 1] (1 where cache row b*H + h meets
