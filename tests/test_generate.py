@@ -215,6 +215,8 @@ def test_continuous_batching_equals_one_prompt_at_a_time(net, batch_size):
     assert sorted(finished) == list(enumerate(alone))
     if batch_size == 2:  # the short row's slot was refilled: a later prompt finished before an earlier one
         assert [i for i, _ in finished] != sorted(i for i, _ in finished)
+    if batch_size == 1:  # one row at a time finishes in admission order: the longest prompt + budget first
+        assert [i for i, _ in finished] == [3, 0, 5, 2, 4, 1]
     assert generate_many(net, prompts, max_new_tokens=4, batch_size=batch_size, **BUCKETS) == \
         [ids[:4] for ids in free]
 

@@ -458,9 +458,10 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
            lockstep=False, scores=None, bar=None, on_finish=None):
     """The generated ids of every prompt of `rows`, `slots` cache rows at a time.
 
-    Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket); every decode step
-    then advances all rows by one token at their own cache slot and position. A row stops at `eos_token_id`, its
-    budget or the model's max positions; its slot then takes the next prompt. `lockstep` (rows == slots, as
+    Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket), the longest
+    (prompt + budget) first unless `lockstep`, so that the rows decoding together have similar lengths and attend a
+    small window; every decode step then advances all rows by one token at their own cache slot and position. A row
+    stops at `eos_token_id`, its budget or the model's max positions; its slot then takes the next prompt. `lockstep` (rows == slots, as
     `generate`): finished rows keep decoding their own choices so that every step chooses over the whole batch (one
     draw of the sampler per step, as before continuous batching); `scores` collects those per-step logits [B,V].
     `on_finish(r, ids)` is called when prompt r is done."""
@@ -473,6 +474,8 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
     vocab_bias = chooser.bias(network.vocab_size)
     outputs = [[] for _ in rows]
     queue = [r for r in range(len(rows)) if budgets[r] > 0]
+    if not lockstep:
+        queue.sort(key=lambda r: -(widths[r] + int(budgets[r])))
     if on_finish is not None:
         for r in range(len(rows)):
             if budgets[r] <= 0:
@@ -529,7 +532,7 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
         valid[stepping, write[stepping]] = 1.0
         position[stepping] = np.minimum(position[stepping] + 1, max_pos - 1)  # rows at their limit are done
         # finished rows (lockstep) keep decoding their own choice (pad ids may lie outside a small vocabulary)
-        window = decode_window(int(write.max()) + 1, cache_bucket, cache_len)
+        window = decode_window(int(write[owner >= 0].max()) + 1, cache_bucket, cache_len)
         result = decoder.decode(pending[:, None], position[:, None], valid[:, :window], write, vocab_bias,
                                 writes=stepping)
         write[stepping] += 1
