@@ -150,7 +150,8 @@ class IncrementalDecoder:
     def prefill(self, ids, positions, mask, cache_len, prefix_index=None, row=None):
         """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of rows `row`.. or 0..b-1, zeros after them); returns
         last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens
-        the prefix keys to every query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a row-wise prefill."""
+        the prefix keys to every query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a
+        row-wise prefill."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
         if row is None:
@@ -363,7 +364,7 @@ def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=
                   prefix_index=None, progress=False, on_finish=None):
     """Continuous batching: generated ids (lists, up to and including `eos_token_id`) for every prompt of `prompts`
     (id sequences, no padding), in their order, with at most `batch_size` rows decoding at a time; a row that
-    finishes frees its slot for the next prompt. `max_new_tokens`: one budget, or one per prompt (each also stops at
+    finishes frees its slot for the next prompt (the longest prompt + budget is admitted first). `max_new_tokens`: one budget, or one per prompt (each also stops at
     the model's max positions). `prefix_index`: one per prompt in its own coordinates (-1: none). Greedy ids equal
     one-prompt-at-a-time `generate`; sampling is seeded but depends on the schedule (batch_size). `on_finish(i, ids)`
     is called as soon as prompt i is done (e.g. to write its record)."""
@@ -461,10 +462,10 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
     Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket), the longest
     (prompt + budget) first unless `lockstep`, so that the rows decoding together have similar lengths and attend a
     small window; every decode step then advances all rows by one token at their own cache slot and position. A row
-    stops at `eos_token_id`, its budget or the model's max positions; its slot then takes the next prompt. `lockstep` (rows == slots, as
-    `generate`): finished rows keep decoding their own choices so that every step chooses over the whole batch (one
-    draw of the sampler per step, as before continuous batching); `scores` collects those per-step logits [B,V].
-    `on_finish(r, ids)` is called when prompt r is done."""
+    stops at `eos_token_id`, its budget or the model's max positions; its slot then takes the next prompt.
+    `lockstep` (rows == slots, as `generate`): finished rows keep decoding their own choices so that every step
+    chooses over the whole batch (one draw of the sampler per step, as before continuous batching); `scores` collects
+    those per-step logits [B,V]. `on_finish(r, ids)` is called when prompt r is done."""
     network = decoder.network
     max_pos = network.max_positions
     budgets = np.minimum(budgets, [max_pos - r.size for r in rows])
