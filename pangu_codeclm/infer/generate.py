@@ -365,9 +365,10 @@ def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=
     """Continuous batching: generated ids (lists, up to and including `eos_token_id`) for every prompt of `prompts`
     (id sequences, no padding), in their order, with at most `batch_size` rows decoding at a time; a row that
     finishes frees its slot for the next prompt (the longest prompt + budget is admitted first). `max_new_tokens`:
-    one budget, or one per prompt (each also stops at the model's max positions). `prefix_index`: one per prompt in its own coordinates (-1: none). Greedy ids equal
-    one-prompt-at-a-time `generate`; sampling is seeded but depends on the schedule (batch_size). `on_finish(i, ids)`
-    is called as soon as prompt i is done (e.g. to write its record)."""
+    one budget, or one per prompt (each also stops at the model's max positions). `prefix_index`: one per prompt in
+    its own coordinates (-1: none). Greedy ids equal one-prompt-at-a-time `generate`; sampling is seeded but depends
+    on the schedule (batch_size). `on_finish(i, ids)` is called as soon as prompt i is done (e.g. to write its
+    record)."""
     rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
     if not rows:
         return []
