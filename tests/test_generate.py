@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import random_network
+from pangu_codeclm.infer import generate as generate_mod
 from pangu_codeclm.infer.generate import decoder_for, generate, generate_many, left_pad_positions, select_tokens
 
 V, MAX_POS, PAD, BUCKETS = 90, 48, 0, dict(prompt_bucket=8, cache_bucket=16)
@@ -219,6 +220,50 @@ def test_continuous_batching_equals_one_prompt_at_a_time(net, batch_size):
         assert [i for i, _ in finished] == [3, 0, 5, 2, 4, 1]
     assert generate_many(net, prompts, max_new_tokens=4, batch_size=batch_size, **BUCKETS) == \
         [ids[:4] for ids in free]
+
+
+def test_admission_groups_bound_rows_tokens_and_cache(monkeypatch):
+    monkeypatch.setattr(generate_mod, "PREFILL_GROUP_TOKENS", 30)
+    widths, budgets = [10, 12, 5, 9, 40, 4], np.array([5, 5, 5, 30, 5, 5])
+    queue = [5, 4, 3, 2, 1, 0]  # popped from the end: prompt 0 first
+    groups = generate_mod._admission_groups([7, 2, 3, 4, 5, 6], queue, widths, budgets, cache_len=45, max_rows=3)
+    got = [(list(rows), list(prompts)) for rows, prompts in groups]
+    # 0+1: 2 x 12 tokens (with 2: 3 x 12 = 36 > 30); 2+3: 2 x 9 tokens, 9 + 30 <= 45 cache slots (with 4: 3 x 40);
+    # 4 goes alone (40 tokens); 5 with the last free row
+    assert got == [([7, 2], [0, 1]), ([3, 4], [2, 3]), ([5], [4]), ([6], [5])]
+    assert queue == []
+    # the cache rule: a prompt whose budget does not fit at the group's width starts a group of its own
+    queue = [1, 0]
+    groups = generate_mod._admission_groups([0, 1], queue, [20, 4], np.array([5, 30]), cache_len=40, max_rows=8)
+    assert [list(p) for _, p in groups] == [[0], [1]]
+    # fewer free rows than prompts: the rest stay queued, in order
+    queue = [3, 2, 1, 0]
+    groups = generate_mod._admission_groups([5], queue, [3] * 4, np.array([2] * 4), cache_len=16, max_rows=8)
+    assert [(list(r), list(p)) for r, p in groups] == [([5], [0])] and queue == [3, 2, 1]
+
+
+@pytest.mark.parametrize("group_tokens", [24, 1024])
+def test_grouped_prefill_equals_one_prompt_at_a_time(net, monkeypatch, group_tokens):
+    monkeypatch.setattr(generate_mod, "PREFILL_GROUP_TOKENS", group_tokens)
+    prompts, budgets = mixed_prompts()
+    alone = one_at_a_time(net, prompts, budgets, eos=None)
+    decoder = decoder_for(net)
+    calls = []
+    prefill = decoder.prefill
+
+    def counting_prefill(ids, *args, **kwargs):
+        calls.append(ids.shape)
+        return prefill(ids, *args, **kwargs)
+
+    monkeypatch.setattr(decoder, "prefill", counting_prefill)
+    assert generate_many(net, prompts, max_new_tokens=budgets, batch_size=6, **BUCKETS) == alone
+    assert sum(b for b, _ in calls) == len(prompts)
+    assert max(b * w for b, w in calls) <= max(group_tokens, 20)  # 20: the longest prompt goes alone
+    assert len(calls) < len(prompts) and max(b for b, _ in calls) > 1
+    calls.clear()
+    lockstep = generate(net, np.asarray(prompts[0])[None].repeat(3, 0), max_new_tokens=3, **BUCKETS)
+    assert [b for b, _ in calls] == ([3] if group_tokens >= 39 else [1, 1, 1])
+    assert (lockstep[:, len(prompts[0]):] == np.asarray(alone[0][:3])).all()
 
 
 def test_continuous_batching_with_prefix_index_and_position_limit(net):

@@ -1,8 +1,9 @@
 """Incremental decoding for PanguCodeCLMForCausalLM: a prefill graph and a one-token decode graph with a KV cache.
 
-Each prompt is prefilled alone into its own cache row. On CPU the prefill graph takes any prompt length (dynamic
-shape): one graph, compiled once, whose working set is that of the prompt at hand (one static graph per length kept
-its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other
+Prompts are prefilled into their own cache rows, a few per call (`PREFILL_GROUP_ROWS` rows of up to
+`PREFILL_GROUP_TOKENS` tokens in all, left-padded to the widest). On CPU the prefill graph takes any batch and prompt
+length (dynamic shape): one graph, compiled once, whose working set is that of the prompts at hand (one static graph
+per length kept its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other
 devices each prompt is re-packed right-aligned (left padding) into a bucketed length and a graph compiles per bucket.
 The cache length is bucketed, so each decode graph compiles once per (batch, window) shape; masked slots never change
 a result. Decode steps advance every row at its own cache slot and position, so a row
@@ -20,6 +21,11 @@ import numpy as np
 
 LOG = logging.getLogger(__name__)
 _DECODERS = weakref.WeakKeyDictionary()
+# A prefill call takes up to this many prompts, of at most this many (padded) tokens together: a matmul over a few
+# hundred rows runs at ~1.5x the GFLOP/s of one 150-token prompt's (benchmarks/matmul_shapes.py), and the call's
+# fixed costs are shared, while the working set stays bounded (infer/memory.py counts it).
+PREFILL_GROUP_ROWS = 8
+PREFILL_GROUP_TOKENS = 1024
 
 
 def round_up(n, multiple):
@@ -101,7 +107,8 @@ class IncrementalDecoder:
     """Prefill/decode graphs of one network over one set of in-place KV caches (`num_cached_layers` pairs of fp32
     Parameters [B*H, L, D]: no cache copies per token; see model/layers.KVCacheWrite).
 
-    A prompt is prefilled alone into its cache row (the memory of a prefill is that of one prompt); a decode step
+    Prompts are prefilled into their cache rows a group at a time (the memory of a prefill is that of its group,
+    bounded by `PREFILL_GROUP_ROWS` and `PREFILL_GROUP_TOKENS`); a decode step
     advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
     batching). Greedy decode steps take the argmax on the device and return only ids. Use `decoder_for(network)`; only
     the caches of one (batch, cache length) shape are kept (a request that fits them reuses them).
@@ -147,16 +154,23 @@ class IncrementalDecoder:
         self._cells_for(batch, cache_len)
         return self._shape[1]
 
-    def prefill(self, ids, positions, mask, cache_len, prefix_index=None, row=None):
-        """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of rows `row`.. or 0..b-1, zeros after them); returns
-        last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None: causal) opens
-        the prefix keys to every query. The caches hold `cache_len` rows' worth of batch: `reserve` them first for a
-        row-wise prefill."""
+    @property
+    def prefill_group_rows(self):
+        """The most prompts one prefill call takes: `PREFILL_GROUP_ROWS` with the dynamic prefill graph, else 1 (a
+        static graph per batch size and bucket would multiply the graphs)."""
+        return PREFILL_GROUP_ROWS if self.dynamic_prefill else 1
+
+    def prefill(self, ids, positions, mask, cache_len, prefix_index=None, rows=None):
+        """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of cache rows `rows` [b], default 0..b-1, zeros after
+        them); returns last-position logits, numpy [b,V]. `prefix_index` [b] (the reference's index form, -1 or None:
+        causal) opens the prefix keys to every query. `cache_len`: the cache length to reserve when `rows` is None
+        (else the caches must already be `reserve`d)."""
         t, ms = self.ms.Tensor, self.ms
         batch, seq = ids.shape
-        if row is None:
+        if rows is None:
             self.reserve(batch, cache_len)
-        index = _cache_rows(np.arange(batch) + (0 if row is None else int(row)), self.network.config.num_heads)
+            rows = np.arange(batch)
+        index = _cache_rows(rows, self.network.config.num_heads)
         prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
         cells = self._cells
         return cells["prefill"](t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
@@ -295,6 +309,38 @@ def _right_align(ids, mask, length, pad_id):
         out[b, length - real.size:] = real
         out_mask[b, length - real.size:] = 1.0
     return out, out_mask
+
+
+def _right_align_rows(rows, length):
+    """Prompts (id arrays, no padding) right-aligned into [n, length] (left padding with id 0); returns (ids, mask)."""
+    ids = np.zeros((len(rows), length), dtype=np.int32)
+    mask = np.zeros((len(rows), length), dtype=np.float32)
+    for b, row in enumerate(rows):
+        ids[b, length - row.size:] = row
+        mask[b, length - row.size:] = 1.0
+    return ids, mask
+
+
+def _admission_groups(free, queue, widths, budgets, cache_len, max_rows):
+    """Pop prompts off the end of `queue` for the cache rows `free`, in groups prefilled one call each: [(rows, prompts)].
+
+    A group takes the next prompts while it has at most `max_rows` prompts and `PREFILL_GROUP_TOKENS` tokens at the
+    widest one's width (a longer prompt goes alone), and while every member still fits its cache row at that width
+    (width + budget <= `cache_len`: the rows start decoding at the group's width)."""
+    groups, free = [], list(free)
+    while free and queue:
+        group = [queue.pop()]
+        width, budget = widths[group[0]], int(budgets[group[0]])
+        while len(group) < min(max_rows, len(free)) and queue:
+            r = queue[-1]
+            wider, longer = max(width, widths[r]), max(budget, int(budgets[r]))
+            if (len(group) + 1) * wider > PREFILL_GROUP_TOKENS or wider + longer > cache_len:
+                break
+            group.append(queue.pop())
+            width, budget = wider, longer
+        groups.append((np.asarray(free[:len(group)], np.int64), np.asarray(group, np.int64)))
+        free = free[len(group):]
+    return groups
 
 
 def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0,
@@ -460,10 +506,11 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
            lockstep=False, scores=None, bar=None, on_finish=None):
     """The generated ids of every prompt of `rows`, `slots` cache rows at a time.
 
-    Each prompt is prefilled alone into a free cache row (right-aligned into its own prompt bucket), the longest
-    (prompt + budget) first unless `lockstep`, so that the rows decoding together have similar lengths and attend a
-    small window; every decode step then advances all rows by one token at their own cache slot and position. A row
-    stops at `eos_token_id`, its budget or the model's max positions; its slot then takes the next prompt.
+    The free cache rows take the next prompts, the longest (prompt + budget) first unless `lockstep`, so that the rows
+    decoding together have similar lengths and attend a small window; the prompts admitted together are prefilled a
+    group per call (`_admission_groups`), right-aligned into the group's widest prompt bucket. Every decode step then
+    advances all rows by one token at their own cache slot and position. A row stops at `eos_token_id`, its budget or
+    the model's max positions; its slot then takes the next prompt.
     `lockstep` (rows == slots, as `generate`): finished rows keep decoding their own choices so that every step
     chooses over the whole batch (one draw of the sampler per step, as before continuous batching); `scores` collects
     those per-step logits [B,V]. `on_finish(r, ids)` is called when prompt r is done."""
@@ -489,22 +536,30 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
     valid = np.zeros((slots, cache_len), np.float32)
     pending = np.zeros(slots, np.int64)       # the id each row emits next
 
-    def admit(slot, r):
-        prompt, prompt_mask = _right_align(rows[r][None], np.ones((1, rows[r].size)), widths[r], 0)
-        prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts[r:r + 1], prompt_mask)
-        logits = decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len, prefix, row=slot)
-        owner[slot], write[slot], position[slot] = r, widths[r], rows[r].size - 1
-        valid[slot] = 0.0
-        valid[slot, :widths[r]] = prompt_mask[0]
-        return logits[0]
+    def admit(free):
+        """Prefill the next prompts of the queue into the cache rows `free`; returns (rows used, logits [n,V])."""
+        used, logits = [], []
+        for group_slots, group in _admission_groups(free, queue, widths, budgets, cache_len,
+                                                    decoder.prefill_group_rows):
+            width = max(widths[r] for r in group)
+            prompt, prompt_mask = _right_align_rows([rows[r] for r in group], width)
+            prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts[group], prompt_mask)
+            logits.append(decoder.prefill(prompt, left_pad_positions(prompt_mask), prompt_mask, cache_len, prefix,
+                                          rows=group_slots))
+            owner[group_slots], write[group_slots] = group, width
+            position[group_slots] = [rows[r].size - 1 for r in group]
+            valid[group_slots] = 0.0
+            valid[group_slots, :width] = prompt_mask
+            used.extend(group_slots)
+        return np.asarray(used, np.int64), (np.concatenate(logits) if logits else None)
 
     if lockstep:
-        first = np.stack([admit(slot, queue.pop()) for slot in range(len(queue))]) if queue else None
+        first_slots, first = admit(np.arange(len(queue)))
         if first is None:
             return outputs
         if scores is not None:
             scores.append(first.copy())
-        pending[:len(first)] = chooser(first)
+        pending[first_slots] = chooser(first)
     active = owner >= 0
     while True:
         finished = []
@@ -520,14 +575,14 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
             bar.update(1)
         fresh = np.zeros(slots, bool)
         if not lockstep:
-            for slot in list(np.flatnonzero(owner < 0)) + finished:
-                if bar is not None and owner[slot] >= 0:
-                    bar.update(1)
-                owner[slot] = -1
-                if queue:
-                    logits = admit(slot, queue.pop())
-                    pending[slot] = chooser(logits[None])[0]
-                    active[slot] = fresh[slot] = True
+            free = sorted(list(np.flatnonzero(owner < 0)) + finished)
+            if bar is not None:
+                bar.update(len(finished))
+            owner[free] = -1
+            admitted, logits = admit(np.asarray(free, np.int64))
+            if logits is not None:
+                pending[admitted] = chooser(logits)
+                active[admitted] = fresh[admitted] = True
         if not active.any():
             return outputs
         stepping = (owner >= 0) & ~fresh
