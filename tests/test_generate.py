@@ -222,29 +222,24 @@ def test_continuous_batching_equals_one_prompt_at_a_time(net, batch_size):
         [ids[:4] for ids in free]
 
 
-def test_admission_groups_bound_rows_tokens_and_cache(monkeypatch):
-    monkeypatch.setattr(generate_mod, "PREFILL_GROUP_TOKENS", 30)
+def test_admission_groups_bound_rows_and_cache():
     widths, budgets = [10, 12, 5, 9, 40, 4], np.array([5, 5, 5, 30, 5, 5])
     queue = [5, 4, 3, 2, 1, 0]  # popped from the end: prompt 0 first
     groups = generate_mod._admission_groups([7, 2, 3, 4, 5, 6], queue, widths, budgets, cache_len=45, max_rows=3)
-    got = [(list(rows), list(prompts)) for rows, prompts in groups]
-    # 0+1: 2 x 12 tokens (with 2: 3 x 12 = 36 > 30); 2+3: 2 x 9 tokens, 9 + 30 <= 45 cache slots (with 4: 3 x 40);
-    # 4 goes alone (40 tokens); 5 with the last free row
-    assert got == [([7, 2], [0, 1]), ([3, 4], [2, 3]), ([5], [4]), ([6], [5])]
+    # 0+1+2 at width 12 (3 rows); 3 (9 + 30 <= 45) cannot join 4 (40 + 30 > 45) and goes alone; 4+5 at width 40
+    assert [(list(rows), list(prompts)) for rows, prompts in groups] == [([7, 2, 3], [0, 1, 2]), ([4], [3]),
+                                                                       ([5, 6], [4, 5])]
     assert queue == []
-    # the cache rule: a prompt whose budget does not fit at the group's width starts a group of its own
-    queue = [1, 0]
-    groups = generate_mod._admission_groups([0, 1], queue, [20, 4], np.array([5, 30]), cache_len=40, max_rows=8)
-    assert [list(p) for _, p in groups] == [[0], [1]]
     # fewer free rows than prompts: the rest stay queued, in order
     queue = [3, 2, 1, 0]
     groups = generate_mod._admission_groups([5], queue, [3] * 4, np.array([2] * 4), cache_len=16, max_rows=8)
     assert [(list(r), list(p)) for r, p in groups] == [([5], [0])] and queue == [3, 2, 1]
+    assert [generate_mod.prefill_group_rows(n) for n in (16, 128, 256, 384, 768, 2048)] == [8, 6, 3, 2, 1, 1]
 
 
-@pytest.mark.parametrize("group_tokens", [24, 1024])
-def test_grouped_prefill_equals_one_prompt_at_a_time(net, monkeypatch, group_tokens):
-    monkeypatch.setattr(generate_mod, "PREFILL_GROUP_TOKENS", group_tokens)
+@pytest.mark.parametrize("group_slots", [16, 1024])
+def test_grouped_prefill_equals_one_prompt_at_a_time(net, monkeypatch, group_slots):
+    monkeypatch.setattr(generate_mod, "PREFILL_GROUP_SLOTS", group_slots)
     prompts, budgets = mixed_prompts()
     alone = one_at_a_time(net, prompts, budgets, eos=None)
     decoder = decoder_for(net)
@@ -252,17 +247,17 @@ def test_grouped_prefill_equals_one_prompt_at_a_time(net, monkeypatch, group_tok
     prefill = decoder.prefill
 
     def counting_prefill(ids, *args, **kwargs):
-        calls.append(ids.shape)
+        calls.append(ids.shape[0])
         return prefill(ids, *args, **kwargs)
 
     monkeypatch.setattr(decoder, "prefill", counting_prefill)
     assert generate_many(net, prompts, max_new_tokens=budgets, batch_size=6, **BUCKETS) == alone
-    assert sum(b for b, _ in calls) == len(prompts)
-    assert max(b * w for b, w in calls) <= max(group_tokens, 20)  # 20: the longest prompt goes alone
-    assert len(calls) < len(prompts) and max(b for b, _ in calls) > 1
+    assert sum(calls) == len(prompts)
+    # caches of 32 slots (the longest prompt + budget, 27, in cache buckets of 16): 16 slots take one row
+    assert max(calls) == (1 if group_slots == 16 else 6)
     calls.clear()
     lockstep = generate(net, np.asarray(prompts[0])[None].repeat(3, 0), max_new_tokens=3, **BUCKETS)
-    assert [b for b, _ in calls] == ([3] if group_tokens >= 39 else [1, 1, 1])
+    assert calls == ([1, 1, 1] if group_slots == 16 else [3])  # a 16-slot cache
     assert (lockstep[:, len(prompts[0]):] == np.asarray(alone[0][:3])).all()
 
 

@@ -1,7 +1,7 @@
 """Incremental decoding for PanguCodeCLMForCausalLM: a prefill graph and a one-token decode graph with a KV cache.
 
-Prompts are prefilled into their own cache rows, a few per call (`PREFILL_GROUP_ROWS` rows of up to
-`PREFILL_GROUP_TOKENS` tokens in all, left-padded to the widest). On CPU the prefill graph takes any batch and prompt
+Prompts are prefilled into their own cache rows, a few per call (at most `PREFILL_GROUP_ROWS`, and
+`PREFILL_GROUP_SLOTS` cache slots in all, left-padded to the widest). On CPU the prefill graph takes any batch and prompt
 length (dynamic shape): one graph, compiled once, whose working set is that of the prompts at hand (one static graph
 per length kept its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other
 devices each prompt is re-packed right-aligned (left padding) into a bucketed length and a graph compiles per bucket.
@@ -21,11 +21,19 @@ import numpy as np
 
 LOG = logging.getLogger(__name__)
 _DECODERS = weakref.WeakKeyDictionary()
-# A prefill call takes up to this many prompts, of at most this many (padded) tokens together: a matmul over a few
-# hundred rows runs at ~1.5x the GFLOP/s of one 150-token prompt's (benchmarks/matmul_shapes.py), and the call's
-# fixed costs are shared, while the working set stays bounded (infer/memory.py counts it).
+# A prefill call takes up to PREFILL_GROUP_ROWS prompts, as many as PREFILL_GROUP_SLOTS cache slots allow (rows x
+# cache length: the graph keeps each row's K/V padded to the cache length and its activations until it ends). A
+# matmul over a few hundred rows runs at ~1.5x the GFLOP/s of one 150-token prompt's on an AVX2 CPU
+# (benchmarks/matmul_shapes.py) and the call's fixed costs are shared. 300m, batch 8, 150-token prompts, cache 256
+# (`generate_300m.py`'s ours-gen child, one run each): 1 row per call 76 tokens/s, 3.56 GB; 3 rows 96 tokens/s,
+# 3.85 GB; 4 rows 113 tokens/s, 3.99 GB; 6 rows 101 tokens/s, 4.26 GB. infer/memory.py counts the group.
 PREFILL_GROUP_ROWS = 8
-PREFILL_GROUP_TOKENS = 1024
+PREFILL_GROUP_SLOTS = 768
+
+
+def prefill_group_rows(cache_len):
+    """The most prompts one prefill call takes into caches of `cache_len` slots (at least 1)."""
+    return max(1, min(PREFILL_GROUP_ROWS, PREFILL_GROUP_SLOTS // int(cache_len)))
 
 
 def round_up(n, multiple):
@@ -108,7 +116,7 @@ class IncrementalDecoder:
     Parameters [B*H, L, D]: no cache copies per token; see model/layers.KVCacheWrite).
 
     Prompts are prefilled into their cache rows a group at a time (the memory of a prefill is that of its group,
-    bounded by `PREFILL_GROUP_ROWS` and `PREFILL_GROUP_TOKENS`); a decode step
+    bounded by `PREFILL_GROUP_ROWS` and `PREFILL_GROUP_SLOTS`); a decode step
     advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
     batching). Greedy decode steps take the argmax on the device and return only ids. Use `decoder_for(network)`; only
     the caches of one (batch, cache length) shape are kept (a request that fits them reuses them).
@@ -154,11 +162,11 @@ class IncrementalDecoder:
         self._cells_for(batch, cache_len)
         return self._shape[1]
 
-    @property
-    def prefill_group_rows(self):
-        """The most prompts one prefill call takes: `PREFILL_GROUP_ROWS` with the dynamic prefill graph, else 1 (a
-        static graph per batch size and bucket would multiply the graphs)."""
-        return PREFILL_GROUP_ROWS if self.dynamic_prefill else 1
+    def prefill_group_rows(self, cache_len):
+        """The most prompts one prefill call takes into caches of `cache_len` slots (the module's
+        `prefill_group_rows`); 1 without the dynamic prefill graph (a static graph per batch size and bucket would
+        multiply the graphs)."""
+        return prefill_group_rows(cache_len) if self.dynamic_prefill else 1
 
     def prefill(self, ids, positions, mask, cache_len, prefix_index=None, rows=None):
         """Run the prompt(s) [b,P] (sets cache slots 0..P-1 of cache rows `rows` [b], default 0..b-1, zeros after
@@ -324,9 +332,8 @@ def _right_align_rows(rows, length):
 def _admission_groups(free, queue, widths, budgets, cache_len, max_rows):
     """Pop prompts off the end of `queue` for the cache rows `free`, in groups prefilled one call each: [(rows, prompts)].
 
-    A group takes the next prompts while it has at most `max_rows` prompts and `PREFILL_GROUP_TOKENS` tokens at the
-    widest one's width (a longer prompt goes alone), and while every member still fits its cache row at that width
-    (width + budget <= `cache_len`: the rows start decoding at the group's width)."""
+    A group takes the next prompts while it has at most `max_rows` prompts and every member still fits its cache row
+    at the widest one's width (width + budget <= `cache_len`: the rows start decoding at the group's width)."""
     groups, free = [], list(free)
     while free and queue:
         group = [queue.pop()]
@@ -334,7 +341,7 @@ def _admission_groups(free, queue, widths, budgets, cache_len, max_rows):
         while len(group) < min(max_rows, len(free)) and queue:
             r = queue[-1]
             wider, longer = max(width, widths[r]), max(budget, int(budgets[r]))
-            if (len(group) + 1) * wider > PREFILL_GROUP_TOKENS or wider + longer > cache_len:
+            if wider + longer > cache_len:
                 break
             group.append(queue.pop())
             width, budget = wider, longer
@@ -540,7 +547,7 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
         """Prefill the next prompts of the queue into the cache rows `free`; returns (rows used, logits [n,V])."""
         used, logits = [], []
         for group_slots, group in _admission_groups(free, queue, widths, budgets, cache_len,
-                                                    decoder.prefill_group_rows):
+                                                    decoder.prefill_group_rows(cache_len)):
             width = max(widths[r] for r in group)
             prompt, prompt_mask = _right_align_rows([rows[r] for r in group], width)
             prefix = None if prefix_counts is None else _prefix_in_layout(prefix_counts[group], prompt_mask)

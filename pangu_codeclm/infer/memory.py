@@ -6,8 +6,9 @@ will not fit.
     KV cache  = batch x cached layers (blocks + top query layer) x 2 (K, V) x heads x cache length x head_dim x 4 bytes (fp32 caches)
     working   = RUNTIME_BYTES (interpreter, MindSpore, compiled graphs, tokenizer) + the c_attn column slices a CPU
                 prefill holds (every block's [E,3E] copied once: model/layers.BLOCK_MIN_ROWS) + the prefill's K/V
-                padded to the cache length (one row's cache: model/layers.KVCacheWrite.reset) + per row: the
-                prefill's activations and attention scores over the cache, and a few [V] logit rows
+                padded to the cache length (one prefill group's rows of cache: model/layers.KVCacheWrite.reset,
+                infer/generate.prefill_group_rows) + per row: the prefill's activations and attention scores over
+                the cache, and a few [V] logit rows
 
 The cache length is the longest a row may reach (prompt + generation, `max_length`), rounded up to the generator's
 cache bucket, so the estimate is an upper bound for any prompt. The per-row terms bound what a generator holding only
@@ -19,6 +20,7 @@ import math
 import os
 
 from ..families import family_for
+from .generate import prefill_group_rows
 
 GB = 1e9
 # python + MindSpore + compiled graphs + tokenizer: the peak RSS of a 300m generate at batch 1 (2.87 GB with V=64007,
@@ -58,7 +60,8 @@ def estimate(config, batch_size, max_length):
     prefill_row = 4 * cache_len * (6 * h + config.ffn_hidden_size + 2 * heads * cache_len)
     logits_row = 4 * LOGIT_ROWS * config.vocab_size
     per_row = kv_row + prefill_row + logits_row
-    runtime = RUNTIME_BYTES + split_slices_bytes(config) + kv_row  # kv_row: a prefill's K/V rows padded to the cache
+    # a prefill group's K/V rows padded to the cache (counted whole: an upper bound for batches smaller than a group)
+    runtime = RUNTIME_BYTES + split_slices_bytes(config) + prefill_group_rows(cache_len) * kv_row
     fixed = weights + runtime
     return {"weights": weights, "kv_cache": batch_size * kv_row, "working": runtime + batch_size *
             (prefill_row + logits_row), "total": fixed + batch_size * per_row, "per_row": per_row, "fixed": fixed,
