@@ -1,10 +1,11 @@
 """Incremental decoding for PanguCodeCLMForCausalLM: a prefill graph and a one-token decode graph with a KV cache.
 
 Prompts are prefilled into their own cache rows, a few per call (at most `PREFILL_GROUP_ROWS`, and
-`PREFILL_GROUP_SLOTS` cache slots in all, left-padded to the widest). On CPU the prefill graph takes any batch and prompt
-length (dynamic shape): one graph, compiled once, whose working set is that of the prompts at hand (one static graph
-per length kept its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other
-devices each prompt is re-packed right-aligned (left padding) into a bucketed length and a graph compiles per bucket.
+`PREFILL_GROUP_SLOTS` cache slots in all, left-padded to the widest). On CPU the prefill graph takes any batch and
+prompt length (dynamic shape): one graph, compiled once, whose working set is that of the prompts at hand (one static
+graph per length kept its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other devices
+each prompt is re-packed right-aligned (left padding) into a bucketed length, one prompt per call, and a graph
+compiles per bucket.
 The cache length is bucketed, so each decode graph compiles once per (batch, window) shape; masked slots never change
 a result. Decode steps advance every row at its own cache slot and position, so a row
 that finishes can take the next prompt (`generate_many`, continuous batching); `generate` keeps its batch in
@@ -330,7 +331,7 @@ def _right_align_rows(rows, length):
 
 
 def _admission_groups(free, queue, widths, budgets, cache_len, max_rows):
-    """Pop prompts off the end of `queue` for the cache rows `free`, in groups prefilled one call each: [(rows, prompts)].
+    """Pop prompts off the end of `queue` for the cache rows `free`, in groups of one prefill call: [(rows, prompts)].
 
     A group takes the next prompts while it has at most `max_rows` prompts and every member still fits its cache row
     at the widest one's width (width + budget <= `cache_len`: the rows start decoding at the group's width)."""
