@@ -311,18 +311,13 @@ def _check_args(ids, mask, max_new_tokens, do_sample, temperature, top_p, top_k)
 
 def _right_align(ids, mask, length, pad_id):
     """Re-pack each row's real tokens right-aligned into [B, length] (left padding); returns (ids, mask)."""
-    out = np.full((ids.shape[0], length), pad_id, dtype=np.int32)
-    out_mask = np.zeros((ids.shape[0], length), dtype=np.float32)
-    for b in range(ids.shape[0]):
-        real = ids[b][mask[b] > 0]
-        out[b, length - real.size:] = real
-        out_mask[b, length - real.size:] = 1.0
-    return out, out_mask
+    return _right_align_rows([ids[b][mask[b] > 0] for b in range(ids.shape[0])], length, pad_id)
 
 
-def _right_align_rows(rows, length):
-    """Prompts (id arrays, no padding) right-aligned into [n, length] (left padding with id 0); returns (ids, mask)."""
-    ids = np.zeros((len(rows), length), dtype=np.int32)
+def _right_align_rows(rows, length, pad_id=0):
+    """Prompts (id arrays, no padding) right-aligned into [n, length] (left padding with `pad_id`); returns (ids,
+    mask)."""
+    ids = np.full((len(rows), length), pad_id, dtype=np.int32)
     mask = np.zeros((len(rows), length), dtype=np.float32)
     for b, row in enumerate(rows):
         ids[b, length - row.size:] = row
