@@ -57,16 +57,21 @@ def _merge_line(rows):
 def combine(runs):
     """Merge the output lines of several runs: the k-th line of each shape is merged across runs.
 
-    Log records (a leading timestamp) are dropped; a shape that does not occur equally often in every run is
-    printed per run, prefixed with the run number.
+    Log records (a leading timestamp) are dropped. Every shape of every run is printed, in the runs' line order, so a
+    line that only some runs print (a verdict such as `met` / `NOT met` changes the shape) is kept; a shape that does
+    not occur equally often in every run is printed per run, prefixed with the run number.
     """
     runs = [[line for line in run if line.strip() and not LOG_LINE.match(line)] for run in runs]
     by_shape = [{} for _ in runs]
     for index, run in enumerate(runs):
         for line in run:
             by_shape[index].setdefault(shape(line), []).append(line)
+    positions = {}  # a shape's earliest line number in any run: the merged lines keep the runs' order
+    for run in runs:
+        for i, line in enumerate(run):
+            positions[shape(line)] = min(i, positions.get(shape(line), i))
     merged, seen = [], {}
-    for line in runs[0]:
+    for line in sorted(runs[0] + _first_only(runs), key=lambda ln: positions[shape(ln)]):
         key = shape(line)
         k = seen[key] = seen.get(key, -1) + 1
         groups = [table.get(key, []) for table in by_shape]
@@ -75,6 +80,18 @@ def combine(runs):
         elif k == 0:
             merged += [f"[run {i}] {other}" for i, g in enumerate(groups, 1) for other in g]
     return merged
+
+
+def _first_only(runs):
+    """One line of each shape that the first run lacks (so that `combine` visits it once)."""
+    first = {shape(line) for line in runs[0]}
+    extra = {}
+    for run in runs[1:]:
+        for line in run:
+            key = shape(line)
+            if key not in first:
+                extra.setdefault(key, line)
+    return list(extra.values())
 
 
 def main(argv=None):

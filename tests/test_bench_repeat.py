@@ -27,3 +27,12 @@ def test_a_line_missing_from_one_run_is_printed_per_run():
 def test_column_padding_does_not_split_a_line():
     runs = [["stage   1.06     7628       9847"], ["stage   1.05     7711      10158"]]
     assert repeat.combine(runs) == ["stage   1.06 [1.05–1.06]     7670 [7628–7711]       10002 [9847–10158]"]
+
+
+def test_a_verdict_that_changes_between_runs_keeps_every_line():
+    """`met` in one run and `NOT met` in another change a line's shape: no run's line may be dropped."""
+    runs = [["decode, batch 8: ratio 1.9x (met)", "decode, batch 16: ratio 1.4x (NOT met)", "end 1"],
+            ["decode, batch 8: ratio 2.1x (met)", "decode, batch 16: ratio 1.6x (met)", "end 3"]]
+    assert repeat.combine(runs) == [
+        "[run 1] decode, batch 8: ratio 1.9x (met)", "[run 2] decode, batch 8: ratio 2.1x (met)",
+        "[run 2] decode, batch 16: ratio 1.6x (met)", "[run 1] decode, batch 16: ratio 1.4x (NOT met)", "end 2 [1–3]"]
