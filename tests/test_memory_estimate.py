@@ -33,12 +33,22 @@ def test_kv_cache_is_batch_layers_kv_heads_length_head_dim_fp32():
     assert memory.cache_length(config, 5000) == 256  # capped by the positions
 
 
-def test_estimate_is_affine_in_the_batch():
+def test_estimate_is_affine_in_the_batch_plus_the_decode_writes():
     config = _tiny()
     one, eight = memory.estimate(config, 1, 256), memory.estimate(config, 8, 256)
-    assert eight["total"] - one["total"] == 7 * one["per_row"]
-    assert one["total"] == one["fixed"] + one["per_row"]
-    assert one["total"] == one["weights"] + one["kv_cache"] + one["working"]
+    write = (2 + 1) * 2 * 4 * 8 * 4  # cached layers x (K, V) x heads x head_dim x fp32, per batch row squared
+    assert (one["decode_writes"], eight["decode_writes"]) == (write, 64 * write)
+    assert eight["total"] - one["total"] == 7 * one["per_row"] + 63 * write
+    assert one["total"] == one["fixed"] + one["per_row"] + write
+    assert eight["total"] == eight["weights"] + eight["kv_cache"] + eight["working"]
+
+
+def test_largest_batch_is_the_last_whose_estimate_fits():
+    config = _tiny()
+    for batch in (1, 7, 40):
+        total = memory.estimate(config, batch, 256)["total"]
+        assert memory.largest_batch(config, 256, total) == batch
+        assert memory.largest_batch(config, 256, total - 1) == batch - 1
 
 
 def test_released_full_model_with_eval_defaults_fits_16_gb():
