@@ -70,28 +70,14 @@ def combine(runs):
     for run in runs:
         for i, line in enumerate(run):
             positions[shape(line)] = min(i, positions.get(shape(line), i))
-    merged, seen = [], {}
-    for line in sorted(runs[0] + _first_only(runs), key=lambda ln: positions[shape(ln)]):
-        key = shape(line)
-        k = seen[key] = seen.get(key, -1) + 1
+    merged = []
+    for key in sorted(dict.fromkeys(shape(line) for run in runs for line in run), key=positions.get):
         groups = [table.get(key, []) for table in by_shape]
         if len({len(g) for g in groups}) == 1:
-            merged.append(_merge_line([g[k] for g in groups]))
-        elif k == 0:
+            merged += [_merge_line([g[k] for g in groups]) for k in range(len(groups[0]))]
+        else:
             merged += [f"[run {i}] {other}" for i, g in enumerate(groups, 1) for other in g]
     return merged
-
-
-def _first_only(runs):
-    """One line of each shape that the first run lacks (so that `combine` visits it once)."""
-    first = {shape(line) for line in runs[0]}
-    extra = {}
-    for run in runs[1:]:
-        for line in run:
-            key = shape(line)
-            if key not in first:
-                extra.setdefault(key, line)
-    return list(extra.values())
 
 
 def main(argv=None):
