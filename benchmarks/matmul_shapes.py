@@ -69,6 +69,17 @@ def torch_side(weights, x, threads, reps):
     return _timed(run, reps)
 
 
+def numpy_side(weights, x, threads, reps):
+    """numpy's BLAS (OpenBLAS in the wheel; its thread count is OPENBLAS_NUM_THREADS, read at import)."""
+    def run():
+        total = x @ weights[0]
+        for w in weights[1:]:
+            total = total + x @ w
+        return total
+
+    return _timed(run, reps)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shapes", default=",".join(SHAPES), help="KxN weight shapes, comma-separated")
@@ -76,9 +87,9 @@ def main(argv=None):
     p.add_argument("--weights-mb", type=float, default=400.0, help="total weight megabytes per shape (> L3)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--sides", default="mindspore,torch")
+    p.add_argument("--sides", default="mindspore,torch", help="of mindspore, torch, numpy")
     a = p.parse_args(argv)
-    sides = {"mindspore": mindspore_side, "torch": torch_side}
+    sides = {"mindspore": mindspore_side, "torch": torch_side, "numpy": numpy_side}
     rng = np.random.default_rng(0)
     print(f"{'side':10s} {'K x N':>10s} {'M':>5s} {'ms/product':>11s} {'GFLOP/s':>8s} {'GB/s':>6s}")
     for shape in a.shapes.split(","):

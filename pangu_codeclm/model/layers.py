@@ -17,6 +17,8 @@ from mindspore import Parameter, nn, ops
 from mindspore.ops import functional as F
 from mindspore.common.initializer import Normal, initializer
 
+from . import cpu_kernels
+
 MASK_VALUE = 10000.0
 
 # MindSpore 2.9's CPU MatMul runs a [*, 1024] x [1024, 3072] product at ~77 GFLOP/s at every row count from 64 up, where
@@ -42,8 +44,14 @@ class LayerNorm(nn.Cell):
         self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=float(eps))
         self.norm.shard(strategies.layernorm())
         self.cast = ops.Cast()
+        fused = cpu_kernels.fused_ops()
+        self.fused_norm = None if fused is None else fused.layer_norm
+        self.eps = ms.Tensor([float(eps)], ms.float32)
 
     def construct(self, x):
+        if self.fused_norm is not None and not self.training:
+            return self.fused_norm(self.cast(x, ms.float32), self.cast(self.weight, ms.float32),
+                                   self.cast(self.bias, ms.float32), self.eps)
         y, _, _ = self.norm(self.cast(x, ms.float32), self.cast(self.weight, ms.float32),
                             self.cast(self.bias, ms.float32))
         return y
@@ -68,6 +76,11 @@ class Conv1D(nn.Cell):
 
     def construct(self, x):
         return self._project(x, self.weight, self.bias)
+
+    def product(self, x):
+        """x @ weight in fp32, without the bias."""
+        return self.cast(self.matmul(self.cast(x, self.compute_dtype), self.cast(self.weight, self.compute_dtype)),
+                         ms.float32)
 
     def _project(self, x, weight, bias):
         y = self.matmul(self.cast(x, self.compute_dtype), self.cast(weight, self.compute_dtype))
@@ -133,6 +146,8 @@ class MLP(nn.Cell):
         self.c_proj = Conv1D(f, e, r, strategies, "row", cdt, pdt)
         inner = strategies.inner
         self.activation = config.activation
+        fused = cpu_kernels.fused_ops() if self.activation == "gelu" else None
+        self.fused_gelu = None if fused is None else fused.bias_gelu  # inference on CPU: c_fc's bias + GELU in one
         if self.activation == "gelu":
             self.erf = ops.Erf().shard((inner,))
             self.mul = ops.Mul().shard((inner, inner))
@@ -146,6 +161,9 @@ class MLP(nn.Cell):
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
 
     def construct(self, x):
+        if self.fused_gelu is not None and not self.training:
+            return self.dropout(self.c_proj(self.fused_gelu(self.c_fc.product(x), self.c_fc.cast(self.c_fc.bias,
+                                                                                                   ms.float32))))
         h = self.c_fc(x)
         if self.activation == "gelu":
             # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))

@@ -1,0 +1,160 @@
+"""Fused CPU inference kernels (exact bias + GELU, LayerNorm) as MindSpore AOT `ops.Custom` ops.
+
+MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf on one thread) and LayerNorm on one
+thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). `cpu_kernels.cc` does
+each in one pass; it is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU (`-march=native`) on
+first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
+(`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
+
+Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
+the network runs its plain MindSpore ops (a warning says why, once). The network uses them only outside training
+(model/layers.MLP, LayerNorm); a gradient through them is computed with plain ops. Results match the plain ops to fp32 rounding
+(tests/test_cpu_kernels.py).
+"""
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+from mindspore import ops
+
+LOG = logging.getLogger(__name__)
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread")
+ENABLE_ENV = "PANGU_CODECLM_CPU_KERNELS"
+DIR_ENV = "PANGU_CODECLM_KERNEL_DIR"
+_STATE = {}
+
+
+class FusedOps:
+    """The Custom ops of one built library: `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a
+    float32 [1] tensor), fp32, any leading shape (dynamic shapes included). Their gradients are plain MindSpore ops
+    (`_bias_gelu_grad`, `_layer_norm_grad`)."""
+
+    def __init__(self, library):
+        from mindspore.ops import CustomRegOp, DataType
+
+        def custom(name, inputs, bprop):
+            reg = CustomRegOp()
+            for i, arg in enumerate(inputs):
+                reg = reg.input(i, arg)
+            info = reg.output(0, "y").dtype_format(*[DataType.F32_Default] * (len(inputs) + 1)).target("CPU")
+            return ops.Custom(f"{library}:{name}", out_shape=None, out_dtype=None, func_type="aot",
+                              bprop=bprop, reg_info=info.get_op_info())
+
+        self.library = library
+        self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
+        self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
+
+
+def _leading_sum(t):
+    """Sum over every axis but the last."""
+    return ops.reshape(t, (-1, t.shape[-1])).sum(0)
+
+
+def _bias_gelu_grad(x, bias, out, dout):
+    """d GELU(v)/dv = Phi(v) + v phi(v), v = x + bias."""
+    v = x + bias
+    slope = 0.5 * (1.0 + ops.erf(v * 0.7071067811865476)) + v * ops.exp(-0.5 * v * v) * 0.3989422804014327
+    dx = dout * slope
+    return dx, _leading_sum(dx)
+
+
+def _layer_norm_grad(x, gamma, beta, eps, out, dout):
+    """Gradients of (x - mean) * rstd * gamma + beta over the last axis."""
+    mean = x.mean(-1, keep_dims=True)
+    centred = x - mean
+    rstd = ops.rsqrt((centred * centred).mean(-1, keep_dims=True) + eps)
+    normed = centred * rstd
+    g = dout * gamma
+    dx = rstd * (g - g.mean(-1, keep_dims=True) - normed * (g * normed).mean(-1, keep_dims=True))
+    return dx, _leading_sum(dout * normed), _leading_sum(dout), ops.zeros_like(eps)
+
+
+def _cpu_signature():
+    """The CPU's model and feature flags (the library is built for this CPU)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return ""
+
+
+def _compiler_version(compiler):
+    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+def kernel_dir():
+    """Where built libraries are kept."""
+    return os.environ.get(DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "pangu_codeclm", "kernels")
+
+
+def build(directory=None, compiler=None):
+    """Path of the library built from SOURCE for this CPU and compiler (built now unless already there). Raises
+    RuntimeError naming the compiler and its output when it cannot be built."""
+    compiler = compiler or os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler {compiler!r} on PATH (set CXX)")
+    with open(SOURCE, "rb") as f:
+        source = f.read()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_version(compiler).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    directory = directory or kernel_dir()
+    target = os.path.join(directory, f"cpu_kernels_{key}.so")
+    if os.path.exists(target):
+        return target
+    os.makedirs(directory, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=".cpu_kernels_", suffix=".so", dir=directory)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *FLAGS, "-o", partial, SOURCE], capture_output=True, text=True,
+                                timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} could not build {SOURCE} (exit {result.returncode}):\n"
+                               f"{result.stderr.strip()[-2000:]}")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+def _allow(library):
+    """MindSpore calls AOT libraries only from the directories in MS_CUSTOM_AOT_WHITE_LIST when it is set."""
+    allowed = [p for p in os.environ.get("MS_CUSTOM_AOT_WHITE_LIST", "").split(":") if p]
+    directory = os.path.dirname(library)
+    if allowed and directory not in allowed:
+        os.environ["MS_CUSTOM_AOT_WHITE_LIST"] = ":".join(allowed + [directory])
+
+
+def fused_ops():
+    """The fused ops for this process (built once), or None where they cannot be used (see the module docstring)."""
+    if "ops" in _STATE:
+        return _STATE["ops"]
+    import mindspore as ms
+    reason = None
+    if os.environ.get(ENABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        reason = f"{ENABLE_ENV}={os.environ[ENABLE_ENV]}"
+    elif ms.get_context("device_target") != "CPU":
+        reason = f"device {ms.get_context('device_target')}"
+    ops = None
+    if reason is None:
+        try:
+            library = build()
+            _allow(library)
+            ops = FusedOps(library)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            LOG.warning("fused CPU kernels unavailable, using MindSpore's ops: %s", exc)
+    else:
+        LOG.debug("fused CPU kernels off: %s", reason)
+    _STATE["ops"] = ops
+    return ops
+
+
+def reset():
+    """Forget the ops of this process (the next `fused_ops()` decides again: tests)."""
+    _STATE.clear()

@@ -1,0 +1,150 @@
+"""Fused CPU kernels (model/cpu_kernels): values and gradients equal MindSpore's plain ops, dynamic shapes, the
+network's logits with and without them, the build cache and the fallback without a compiler."""
+import logging
+import math
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn, ops
+
+from conftest import random_network
+from pangu_codeclm.model import cpu_kernels
+
+
+@pytest.fixture(scope="module")
+def fused(ms_cpu):
+    cpu_kernels.reset()
+    ops = cpu_kernels.fused_ops()
+    if ops is None:
+        pytest.fail("the fused CPU kernels did not build here (a C++ compiler is on this machine)")
+    return ops
+
+
+def plain_gelu(x, bias):
+    v = x + bias
+    return 0.5 * v * (1.0 + ops.erf(v / math.sqrt(2.0)))
+
+
+def plain_layer_norm(x, gamma, beta, eps):
+    y, _, _ = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)(x, gamma, beta)
+    return y
+
+
+def as_cell(fn, dynamic_args=None):
+    """fn as a graph-mode Cell; `dynamic_args`: input placeholders for a dynamic-shape graph."""
+
+    class Wrapped(nn.Cell):
+        def construct(self, *args):
+            return fn(*args)
+
+    cell = Wrapped()
+    if dynamic_args is not None:
+        cell.set_inputs(*dynamic_args)
+    return cell
+
+
+def fused_cells(network):
+    """How many of the network's cells run a fused kernel."""
+    return sum(getattr(cell, "fused_gelu", None) is not None or getattr(cell, "fused_norm", None) is not None
+               for _, cell in network.cells_and_names())
+
+
+def tensors(*arrays):
+    return [ms.Tensor(a) for a in arrays]
+
+
+def test_bias_gelu_equals_the_exact_erf_gelu_on_dynamic_shapes(fused):
+    rng = np.random.default_rng(0)
+    bias = (rng.standard_normal(96) * 0.5).astype(np.float32)
+    placeholders = (ms.Tensor(shape=[None, None, 96], dtype=ms.float32), ms.Tensor(shape=[96], dtype=ms.float32))
+    ours, plain = as_cell(fused.bias_gelu, placeholders), as_cell(plain_gelu, placeholders)
+    for rows in (1, 7, 300):  # one graph, three lengths (300 rows split over threads)
+        x = (rng.standard_normal((2, rows, 96)) * 4).astype(np.float32)
+        x[0, 0, :6] = [0.0, -0.0, 1e-30, -12.0, 12.0, -3.5]
+        got, want = (cell(*tensors(x, bias)).asnumpy() for cell in (ours, plain))
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    assert ours(*tensors(np.full((1, 1, 96), -30.0, np.float32), bias)).asnumpy().max() <= 0.0
+
+
+def test_layer_norm_equals_mindspores_layer_norm(fused):
+    rng = np.random.default_rng(1)
+    width, eps = 64, 1e-5
+    gamma = (1 + 0.1 * rng.standard_normal(width)).astype(np.float32)
+    beta = (0.1 * rng.standard_normal(width)).astype(np.float32)
+    x = (rng.standard_normal((3, 50, width)) * 3 + 5).astype(np.float32)
+    got = as_cell(fused.layer_norm)(*tensors(x, gamma, beta, np.array([eps], np.float32))).asnumpy()
+
+    def plain(a, g, b):
+        return plain_layer_norm(a, g, b, eps)
+
+    want = as_cell(plain)(*tensors(x, gamma, beta)).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+    assert not np.allclose(got, x)  # it normalised
+
+
+def test_gradients_equal_those_of_the_plain_ops(fused):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((5, 32)) * 2).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    gamma = (1 + 0.1 * rng.standard_normal(32)).astype(np.float32)
+    eps = np.array([1e-5], np.float32)
+    weight = ms.Tensor(rng.standard_normal((5, 32)).astype(np.float32))  # a non-uniform upstream gradient
+
+    def grads(fn, *args):
+        def loss(a, b):
+            return (fn(a, b) * weight).sum()
+
+        return [g.asnumpy() for g in ops.grad(loss, grad_position=(0, 1))(*args)]
+
+    for got, want in zip(grads(fused.bias_gelu, *tensors(x, bias)), grads(plain_gelu, *tensors(x, bias))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    norm_args = tensors(x, gamma)
+    beta_t, eps_t = tensors(np.zeros(32, np.float32), eps)
+
+    def fused_norm(a, g):
+        return fused.layer_norm(a, g, beta_t, eps_t)
+
+    def plain_norm(a, g):
+        return plain_layer_norm(a, g, beta_t, 1e-5)
+
+    got, want = grads(fused_norm, *norm_args), grads(plain_norm, *norm_args)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_network_logits_equal_with_and_without_the_kernels(fused, monkeypatch):
+    dims = dict(vocab_size=50, hidden_size=32, num_heads=4, ffn_hidden_size=64, num_layers=2,
+                max_position_embeddings=32, seq_length=16)
+    with_kernels = random_network(seed=3, **dims)
+    assert fused_cells(with_kernels) == (2 + 1) * 3 + 1  # 2 LayerNorms + MLP per block and top layer, final LN
+    monkeypatch.setenv(cpu_kernels.ENABLE_ENV, "0")
+    cpu_kernels.reset()
+    try:
+        without = random_network(seed=3, **dims)
+    finally:
+        monkeypatch.delenv(cpu_kernels.ENABLE_ENV)
+        cpu_kernels.reset()
+    assert fused_cells(without) == 0
+    ids = ms.Tensor(np.random.default_rng(4).integers(1, 50, (2, 12)).astype(np.int32))
+    np.testing.assert_allclose(with_kernels(ids).asnumpy(), without(ids).asnumpy(), rtol=0, atol=1e-5)
+
+
+def test_the_build_is_cached_and_a_missing_compiler_falls_back(fused, tmp_path, monkeypatch, caplog):
+    first = cpu_kernels.build(directory=str(tmp_path))
+    stamp = os.stat(first).st_mtime_ns
+    assert cpu_kernels.build(directory=str(tmp_path)) == first and os.stat(first).st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(first)]  # no temporary file left
+    with pytest.raises(RuntimeError, match=r"no C\+\+ compiler 'no-such-cxx' on PATH"):
+        cpu_kernels.build(directory=str(tmp_path), compiler="no-such-cxx")
+    monkeypatch.setenv("CXX", "no-such-cxx")
+    monkeypatch.setenv(cpu_kernels.DIR_ENV, str(tmp_path / "empty"))
+    cpu_kernels.reset()
+    try:
+        with caplog.at_level(logging.WARNING, logger=cpu_kernels.__name__):
+            assert cpu_kernels.fused_ops() is None
+        assert "no-such-cxx" in caplog.text and "using MindSpore's ops" in caplog.text
+    finally:
+        cpu_kernels.reset()
