@@ -3,6 +3,7 @@ network's logits with and without them, the build cache and the fallback without
 import logging
 import math
 import os
+import shutil
 
 import mindspore as ms
 import numpy as np
@@ -15,11 +16,14 @@ from pangu_codeclm.model import cpu_kernels
 
 @pytest.fixture(scope="module")
 def fused(ms_cpu):
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C++ compiler {compiler!r}: the network runs its plain ops")
     cpu_kernels.reset()
-    ops = cpu_kernels.fused_ops()
-    if ops is None:
-        pytest.fail("the fused CPU kernels did not build here (a C++ compiler is on this machine)")
-    return ops
+    found = cpu_kernels.fused_ops()
+    if found is None:
+        pytest.fail(f"the fused CPU kernels did not build with {compiler} (see the warning above)")
+    return found
 
 
 def plain_gelu(x, bias):
