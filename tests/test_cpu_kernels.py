@@ -1,5 +1,6 @@
 """Fused CPU kernels (model/cpu_kernels): values and gradients equal MindSpore's plain ops, dynamic shapes, the
-network's logits with and without them, the build cache and the fallback without a compiler."""
+cached attention over a window, the network's logits and greedy decoding with and without them, the build cache and
+the fallback without a compiler."""
 import logging
 import math
 import os
@@ -11,6 +12,7 @@ import pytest
 from mindspore import nn, ops
 
 from conftest import random_network
+from pangu_codeclm.infer.generate import generate
 from pangu_codeclm.model import cpu_kernels
 
 
@@ -119,6 +121,30 @@ def test_gradients_equal_those_of_the_plain_ops(fused):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("window", [24, 40], ids=["window-inside-the-cache", "whole-cache"])
+def test_cached_attention_equals_the_attention_core_over_the_window(fused, window):
+    from pangu_codeclm.model.layers import MASK_VALUE
+    rows, slots, dim = 6, 40, 16
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((rows, 1, dim)).astype(np.float32)
+    k, v = (rng.standard_normal((rows, slots, dim)).astype(np.float32) for _ in range(2))
+    may = (rng.random((rows, 1, window)) < 0.6).astype(np.float32)
+    may[:, 0, -1] = 1.0  # every row attends at least its own slot
+    may[0] = 1.0
+    bias = (may - 1) * MASK_VALUE
+    scale = 1 / math.sqrt(dim)
+    k_plain, v_plain = k[:, :window].copy(), v[:, :window].copy()
+    for cache in (k, v):  # slots outside the window, and keys and values a row may not attend, are not read ...
+        cache[:, window:] = np.nan
+        cache[:, :window][may[:, 0, :] == 0] = np.nan
+    got = fused.cached_attention(*tensors(q, k, v, may, bias, np.array([scale], np.float32))).asnumpy()
+    scores = np.einsum("rqd,rsd->rqs", q, k_plain) * scale * may + bias
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), v_plain)
+    assert not np.isnan(got).any()  # ... so the NaNs change nothing
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_network_logits_equal_with_and_without_the_kernels(fused, monkeypatch):
     dims = dict(vocab_size=50, hidden_size=32, num_heads=4, ffn_hidden_size=64, num_layers=2,
                 max_position_embeddings=32, seq_length=16)
@@ -132,8 +158,15 @@ def test_network_logits_equal_with_and_without_the_kernels(fused, monkeypatch):
         monkeypatch.delenv(cpu_kernels.ENABLE_ENV)
         cpu_kernels.reset()
     assert fused_cells(without) == 0
-    ids = ms.Tensor(np.random.default_rng(4).integers(1, 50, (2, 12)).astype(np.int32))
-    np.testing.assert_allclose(with_kernels(ids).asnumpy(), without(ids).asnumpy(), rtol=0, atol=1e-5)
+    ids = np.random.default_rng(4).integers(1, 50, (2, 12))
+    np.testing.assert_allclose(with_kernels(ms.Tensor(ids.astype(np.int32))).asnumpy(),
+                               without(ms.Tensor(ids.astype(np.int32))).asnumpy(), rtol=0, atol=1e-5)
+    mask = np.ones_like(ids)
+    mask[1, :5] = 0  # a left-padded row: its padding slots are masked in every decode step
+    runs = [generate(net, ids, mask, max_new_tokens=12, return_scores=True, prompt_bucket=4, cache_bucket=8)
+            for net in (with_kernels, without)]  # windows of 16, 24 slots in a 24-slot cache
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_allclose(np.stack(runs[0][1]), np.stack(runs[1][1]), rtol=0, atol=1e-5)
 
 
 def test_the_build_is_cached_and_a_missing_compiler_falls_back(fused, tmp_path, monkeypatch, caplog):

@@ -237,6 +237,20 @@ def test_admission_groups_bound_rows_and_cache():
     assert [generate_mod.prefill_group_rows(n) for n in (16, 128, 256, 384, 768, 2048)] == [8, 6, 3, 2, 1, 1]
 
 
+def test_write_plan_has_one_column_per_distinct_slot():
+    slots, writes = np.array([5, 9, 5, 7, 9]), np.array([True, True, False, True, True])
+    distinct, onehot = generate_mod._write_plan(slots, writes, heads=2)
+    assert distinct.tolist() == [5, 7, 9, 5] and distinct.dtype == np.int32  # 3 slots, padded to 4 (zero column)
+    assert onehot.shape == (10, 4, 1)
+    want = np.zeros((10, 4))
+    for b, (slot, writing) in enumerate(zip(slots, writes)):
+        want[2 * b:2 * b + 2, [5, 7, 9].index(slot)] = writing
+    np.testing.assert_array_equal(onehot[..., 0], want)
+    same, lockstep = generate_mod._write_plan(np.full(4, 3), np.ones(4, bool), heads=2)
+    assert same.tolist() == [3] and lockstep.shape == (8, 1, 1) and lockstep.all()
+    assert generate_mod._write_plan(np.arange(3), np.ones(3, bool), heads=1)[0].tolist() == [0, 1, 2]  # at most B
+
+
 @pytest.mark.parametrize("group_slots", [16, 1024])
 def test_grouped_prefill_equals_one_prompt_at_a_time(net, monkeypatch, group_slots):
     monkeypatch.setattr(generate_mod, "PREFILL_GROUP_SLOTS", group_slots)

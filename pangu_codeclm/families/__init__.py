@@ -96,9 +96,9 @@ class IncrementalDecoderNetwork(Protocol):
         them), return the last position's logits [B,V]."""
 
     def decode(self, input_ids, position_ids, valid, write_slots, write_onehot, k_caches, v_caches):
-        """One token per row [B,1], its K/V added at slot `write_slots` [B] of its cache rows (`write_onehot`
-        [B*heads, B, 1]: 1 where cache row b*heads + h meets batch row b and that row writes), attending the first
-        W slots marked in `valid` [B,W]: logits [B,V]."""
+        """One token per row [B,1], its K/V added at its cache rows' slot among the distinct slots `write_slots` [S]
+        (`write_onehot` [B*heads, S, 1]: 1 where cache row b*heads + h meets the slot of batch row b and that row
+        writes), attending the first W slots marked in `valid` [B,W]: logits [B,V]."""
 
 
 FAMILIES = {}

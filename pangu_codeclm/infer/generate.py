@@ -6,8 +6,9 @@ prompt length (dynamic shape): one graph, compiled once, whose working set is th
 graph per length kept its buffers for the life of the process: benchmarks/prefill_graphs_300m.py). On other devices
 each prompt is re-packed right-aligned (left padding) into a bucketed length, one prompt per call, and a graph
 compiles per bucket.
-The cache length is bucketed, so each decode graph compiles once per (batch, window) shape; masked slots never change
-a result. Decode steps advance every row at its own cache slot and position, so a row
+The cache length is bucketed, so each decode graph compiles once per (batch, window, distinct write slots) shape
+(on CPU with the fused kernels of model/cpu_kernels the window is the whole cache); masked slots never change a
+result. Decode steps advance every row at its own cache slot and position, so a row
 that finishes can take the next prompt (`generate_many`, continuous batching); `generate` keeps its batch in
 lockstep. The cache holds one K/V pair per cached layer (the network's `num_cached_layers`). Greedy steps take
 the argmax on the device (ids only come back); sampling (temperature, top-k, top-p) runs in numpy on the fp32 logits
@@ -30,6 +31,7 @@ _DECODERS = weakref.WeakKeyDictionary()
 # 3.85 GB; 4 rows 113 tokens/s, 3.99 GB; 6 rows 101 tokens/s, 4.26 GB. infer/memory.py counts the group.
 PREFILL_GROUP_ROWS = 8
 PREFILL_GROUP_SLOTS = 768
+CACHE_BUCKET = 128  # the default granularity of the cache length (and of the decode windows)
 
 
 def prefill_group_rows(cache_len):
@@ -129,6 +131,10 @@ class IncrementalDecoder:
         self.network = network
         self._shape = None
         self._cells = None
+        # the fused CPU attention (model/cpu_kernels) reads only the slots a row attends, in place: every step can
+        # attend the whole cache (one decode graph per batch and cache length)
+        self.attends_in_place = any(getattr(cell, "fused_attend", None) is not None
+                                    for _, cell in network.cells_and_names())
         self.set_dynamic_prefill()
 
     def set_dynamic_prefill(self, dynamic=None):
@@ -196,8 +202,8 @@ class IncrementalDecoder:
         self.reserve(batch, valid.shape[1])
         slots = np.broadcast_to(np.asarray(slot, dtype=np.int32).reshape(-1), (batch,))
         writes = np.ones(batch, bool) if writes is None else np.asarray(writes, bool)
-        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(np.ascontiguousarray(slots)),
-                t(_write_onehot(writes, self.network.config.num_heads)))
+        distinct, onehot = _write_plan(slots, writes, self.network.config.num_heads)
+        args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(distinct), t(onehot))
         if vocab_bias is None:
             return self._cells["decode"](*args).asnumpy()
         return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)
@@ -216,12 +222,18 @@ def _cache_rows(rows, heads):
     return (np.asarray(rows)[:, None] * heads + np.arange(heads)[None, :]).reshape(-1).astype(np.int32)
 
 
-def _write_onehot(writes, heads):
-    """f32 [B*H, B, 1]: 1 at (b*H + h, b) for the batch rows b that write (`writes` bool [B]), else 0."""
-    batch = writes.shape[0]
-    onehot = np.zeros((batch * heads, batch, 1), np.float32)
-    onehot[np.arange(batch * heads), np.repeat(np.arange(batch), heads), 0] = np.repeat(writes, heads)
-    return onehot
+def _write_plan(slots, writes, heads):
+    """(the distinct slots int32 [S], one-hot f32 [B*H, S, 1]) of a decode step's cache writes: 1 at (b*H + h, j)
+    where batch row b writes (`writes` bool [B]) at slot j (`slots` [B]). S is the count of distinct slots rounded
+    up to a power of two (at most B; one graph per S), padded with the first slot and zero columns (adding zeros).
+    Rows that advance together share a slot, so the write costs B*H*S*D, not B*H*B*D."""
+    batch = slots.shape[0]
+    distinct, column = np.unique(slots, return_inverse=True)
+    width = min(batch, 1 << int(len(distinct) - 1).bit_length())
+    padded = np.concatenate([distinct, np.full(width - len(distinct), distinct[0])]).astype(np.int32)
+    onehot = np.zeros((batch * heads, width, 1), np.float32)
+    onehot[np.arange(batch * heads), np.repeat(column.reshape(-1), heads), 0] = np.repeat(writes, heads)
+    return padded, onehot
 
 
 def _make_cells(network, batch, cache_len, dynamic_prefill):
@@ -348,7 +360,7 @@ def _admission_groups(free, queue, widths, budgets, cache_len, max_rows):
 
 def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0,
              top_k=0, eos_token_id=None, pad_token_id=None, seed=None, allowed_vocab_mask=None, use_cache=True,
-             prompt_bucket=64, cache_bucket=128, return_scores=False, progress=False, prefix_index=None):
+             prompt_bucket=64, cache_bucket=CACHE_BUCKET, return_scores=False, progress=False, prefix_index=None):
     """Continue each prompt row; returns int numpy [B, T + n] (the prompt as given + n generated ids).
 
     `attention_mask` [B,T] marks real prompt tokens (padding anywhere is allowed; left padding is usual). A row that
@@ -409,8 +421,8 @@ def generate(network, input_ids, attention_mask=None, max_new_tokens=64, do_samp
 
 
 def generate_many(network, prompts, max_new_tokens=64, batch_size=16, do_sample=False, temperature=1.0, top_p=1.0,
-                  top_k=0, eos_token_id=None, seed=None, allowed_vocab_mask=None, prompt_bucket=64, cache_bucket=128,
-                  prefix_index=None, progress=False, on_finish=None):
+                  top_k=0, eos_token_id=None, seed=None, allowed_vocab_mask=None, prompt_bucket=64,
+                  cache_bucket=CACHE_BUCKET, prefix_index=None, progress=False, on_finish=None):
     """Continuous batching: generated ids (lists, up to and including `eos_token_id`) for every prompt of `prompts`
     (id sequences, no padding), in their order, with at most `batch_size` rows decoding at a time; a row that
     finishes frees its slot for the next prompt (the longest prompt + budget is admitted first). `max_new_tokens`:
@@ -498,8 +510,9 @@ class _Chooser:
 
 
 def decode_window(used, cache_bucket, cache_len):
-    """The slots a decode step attends: the `used` ones rounded up to the bucket, or the whole cache once that is
-    more than half of it (the whole cache is read in place; a smaller window is copied first, model/layers.py).
+    """The slots a decode step attends where the attention does not read the cache in place
+    (`IncrementalDecoder.attends_in_place`): the `used` ones rounded up to the bucket, or the whole cache once that
+    is more than half of it (the whole cache is read in place; a smaller window is copied first, model/layers.py).
     The half is a rule of thumb, not a measured crossover."""
     window = min(round_up(used, cache_bucket), cache_len)
     return cache_len if 2 * window > cache_len else window
@@ -592,7 +605,8 @@ def _serve(decoder, rows, budgets, slots, chooser, eos_token_id, prefix_counts, 
         valid[stepping, write[stepping]] = 1.0
         position[stepping] = np.minimum(position[stepping] + 1, max_pos - 1)  # rows at their limit are done
         # finished rows (lockstep) keep decoding their own choice (pad ids may lie outside a small vocabulary)
-        window = decode_window(int(write[owner >= 0].max()) + 1, cache_bucket, cache_len)
+        window = cache_len if decoder.attends_in_place else decode_window(int(write[owner >= 0].max()) + 1,
+                                                                           cache_bucket, cache_len)
         result = decoder.decode(pending[:, None], position[:, None], valid[:, :window], write, vocab_bias,
                                 writes=stepping)
         write[stepping] += 1

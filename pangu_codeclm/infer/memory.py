@@ -9,7 +9,8 @@ will not fit.
                 padded to the cache length (one prefill group's rows of cache: model/layers.KVCacheWrite.reset,
                 infer/generate.prefill_group_rows) + per row: the prefill's activations and attention scores over
                 the cache, and a few [V] logit rows + the decode writes' one-hot products (every cached layer's K and
-                V [B*H, B, D] fp32, kept until the step's graph ends: model/layers.KVCacheWrite.add), B^2 in the batch
+                V [B*H, S, D] fp32 for S <= B distinct write slots, kept until the step's graph ends:
+                model/layers.KVCacheWrite.add), counted at S = B (continuous batching's worst case): B^2 in the batch
 
 The cache length is the longest a row may reach (prompt + generation, `max_length`), rounded up to the generator's
 cache bucket, so the estimate is an upper bound for any prompt. The per-row terms bound what a generator holding only
@@ -21,13 +22,12 @@ import math
 import os
 
 from ..families import family_for
-from .generate import prefill_group_rows
+from .generate import CACHE_BUCKET, prefill_group_rows
 
 GB = 1e9
 # python + MindSpore + compiled graphs + tokenizer: the peak RSS of a 300m generate at batch 1 (2.87 GB with V=64007,
 # benchmarks/generate_300m.py) minus its weights (1.53 GB) and cache (0.05 GB) is 1.29 GB; 0.2 GB margin
 RUNTIME_BYTES = 1.5e9
-CACHE_BUCKET = 128         # the generator rounds the cache length up to this
 LOGIT_ROWS = 4             # [V] fp32 logit rows alive per batch row (logits, mask, softmax/argmax temporaries)
 NO_CHECK_FLAG = "--no-memory-check"
 
@@ -71,8 +71,9 @@ def estimate(config, batch_size, max_length):
 
 
 def decode_write_bytes(config, batch_size):
-    """fp32 bytes of a decode step's one-hot write products: each cached layer's K and V [B*H, B, D], which the CPU
-    graph keeps until it ends (0.21 GB at 300m, batch 32; 52 MB at batch 16)."""
+    """fp32 bytes of a decode step's one-hot write products at most: each cached layer's K and V [B*H, S, D] with S
+    distinct write slots, counted at S = B (rows that advance together share a slot, so lockstep generation has
+    S = 1), which the CPU graph keeps until it ends (0.21 GB at 300m, batch 32; 52 MB at batch 16)."""
     cached = family_for(config).cached_layers(config)
     return cached * 2 * batch_size ** 2 * config.num_heads * config.head_dim * 4
 

@@ -4,6 +4,11 @@
 //
 //   BiasGelu(x [..., F], bias [F]) -> y        y = GELU(x + bias), exact (erf) GELU: 0.5 v (1 + erf(v / sqrt 2))
 //   LayerNormRows(x [..., E], gamma [E], beta [E], eps [1]) -> y   y = (x - mean) / sqrt(var + eps) * gamma + beta
+//   CachedAttention(q [R, 1, D], k [R, L, D], v [R, L, D], may [R, 1, W], bias [R, 1, W], scale [1]) -> out [R, 1, D]
+//     one query per row over the first W <= L slots of its cache rows, read in place (no window copy):
+//     s = (q . k) * scale * may + bias, p = softmax(s), out = p . v, as model/layers.AttentionCore computes it; a
+//     slot with may = 0 has s = bias (its key is not read) and a slot whose weight underflows to 0 adds nothing
+//     (its value is not read)
 //
 // Interface (MindSpore AOT): int Name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
 // void *stream, void *extra), inputs then outputs in `params`; NameInferShape / NameInferType give the output's shape
@@ -12,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -67,6 +73,46 @@ void LayerNormRowRange(const float *x, const float *gamma, const float *beta, fl
     const float inv = static_cast<float>(1.0 / std::sqrt(squares / width + eps));
 #pragma omp simd
     for (int64_t j = 0; j < width; ++j) out[j] = (in[j] - mean) * inv * gamma[j] + beta[j];
+  }
+}
+
+void AttendRows(const float *q, const float *k, const float *v, const float *may, const float *bias, float scale,
+                float *out, int64_t first, int64_t last, int64_t slots, int64_t window, int64_t dim) {
+  std::vector<float> score(window);
+  for (int64_t r = first; r < last; ++r) {
+    const float *qr = q + r * dim;
+    const float *kr = k + r * slots * dim;
+    const float *vr = v + r * slots * dim;
+    const float *mr = may + r * window;
+    const float *br = bias + r * window;
+    float top = -std::numeric_limits<float>::max();  // finite: -ffast-math assumes no infinities
+    for (int64_t s = 0; s < window; ++s) {
+      float value = br[s];
+      if (mr[s] != 0.0f) {
+        const float *ks = kr + s * dim;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < dim; ++j) dot += qr[j] * ks[j];
+        value += dot * scale * mr[s];
+      }
+      score[s] = value;
+      top = std::max(top, value);
+    }
+    float total = 0.0f;
+    for (int64_t s = 0; s < window; ++s) {
+      score[s] = std::exp(score[s] - top);
+      total += score[s];
+    }
+    float *o = out + r * dim;
+    std::fill(o, o + dim, 0.0f);
+    const float inv = 1.0f / total;
+    for (int64_t s = 0; s < window; ++s) {
+      const float weight = score[s] * inv;
+      if (weight == 0.0f) continue;
+      const float *vs = vr + s * dim;
+#pragma omp simd
+      for (int64_t j = 0; j < dim; ++j) o[j] += weight * vs[j];
+    }
   }
 }
 
@@ -130,7 +176,32 @@ extern "C" int LayerNormRows(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
-// Both kernels return their first input's shape and type.
+extern "C" int CachedAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                               void *) {
+  if (nparam != 7 || !AllFloat32(nparam, dtypes)) return 1;
+  for (int i = 0; i < 5; ++i) {
+    if (ndims[i] != 3) return 2;
+  }
+  const int64_t rows = shapes[0][0], dim = shapes[0][2], slots = shapes[1][1], window = shapes[3][2];
+  if (shapes[0][1] != 1 || shapes[1][0] != rows || shapes[1][2] != dim || shapes[2][0] != rows ||
+      shapes[2][1] != slots || shapes[2][2] != dim || shapes[3][0] != rows || shapes[3][1] != 1 ||
+      shapes[4][0] != rows || shapes[4][1] != 1 || shapes[4][2] != window || window > slots || window < 1) {
+    return 2;
+  }
+  const auto *q = static_cast<const float *>(params[0]);
+  const auto *k = static_cast<const float *>(params[1]);
+  const auto *v = static_cast<const float *>(params[2]);
+  const auto *may = static_cast<const float *>(params[3]);
+  const auto *bias = static_cast<const float *>(params[4]);
+  const float scale = *static_cast<const float *>(params[5]);
+  auto *out = static_cast<float *>(params[6]);
+  ParallelRows(rows, window * dim, [=](int64_t first, int64_t last) {
+    AttendRows(q, k, v, may, bias, scale, out, first, last, slots, window, dim);
+  });
+  return 0;
+}
+
+// Every kernel returns its first input's shape and type.
 extern "C" std::vector<int64_t> BiasGeluInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
   return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
 }
@@ -139,3 +210,9 @@ extern "C" std::vector<int64_t> LayerNormRowsInferShape(int *ndims, int64_t **sh
   return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
 }
 extern "C" TypeId LayerNormRowsInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
+extern "C" std::vector<int64_t> CachedAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
+}
+extern "C" TypeId CachedAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
+  return type_ids[0];
+}

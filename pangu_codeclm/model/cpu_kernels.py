@@ -1,15 +1,17 @@
-"""Fused CPU inference kernels (exact bias + GELU, LayerNorm) as MindSpore AOT `ops.Custom` ops.
+"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention over the KV cache) as MindSpore
+AOT `ops.Custom` ops.
 
 MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf on one thread) and LayerNorm on one
-thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). `cpu_kernels.cc` does
+thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
+attention copied the attended window out of each cache and ran five kernels over it. `cpu_kernels.cc` does
 each in one pass; it is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU (`-march=native`) on
 first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
 (`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
 
 Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
 the network runs its plain MindSpore ops (a warning says why, once). The network uses them only outside training
-(model/layers.MLP, LayerNorm); a gradient through them is computed with plain ops. Results match the plain ops to fp32 rounding
-(tests/test_cpu_kernels.py).
+(model/layers.MLP, LayerNorm, the cached attention of a decode step); a gradient through the first two is computed
+with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
 """
 import hashlib
 import logging
@@ -29,9 +31,11 @@ _STATE = {}
 
 
 class FusedOps:
-    """The Custom ops of one built library: `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a
-    float32 [1] tensor), fp32, any leading shape (dynamic shapes included). Their gradients are plain MindSpore ops
-    (`_bias_gelu_grad`, `_layer_norm_grad`)."""
+    """The Custom ops of one built library, fp32: `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a
+    [1] tensor), any leading shape (dynamic shapes included), their gradients in plain MindSpore ops
+    (`_bias_gelu_grad`, `_layer_norm_grad`); `cached_attention(q [R,1,D], k_cache [R,L,D], v_cache, may [R,1,W],
+    bias [R,1,W], scale [1])`, a decode step's attention over the first W slots of the caches, read in place (no
+    gradient: decoding only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -47,6 +51,7 @@ class FusedOps:
         self.library = library
         self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
+        self.cached_attention = custom("CachedAttention", ("q", "k", "v", "may", "bias", "scale"), None)
 
 
 def _leading_sum(t):

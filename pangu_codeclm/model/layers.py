@@ -3,6 +3,8 @@
 Every cell keeps its parameters under the HF names (`weight`/`bias`; Conv1D weights stored (in, out)) so that a
 checkpoint converts name for name. Matmuls run in the compute dtype; LayerNorm, softmax and the residual stream in fp32.
 Every primitive is sharded from a `Strategies` object (model/parallel.py); strategies are ignored in standalone runs.
+Outside training on CPU, MLP's bias + exact GELU, LayerNorm and a decode step's attention over the cache run fused
+C++ kernels where they build (model/cpu_kernels.py), the same values to fp32 rounding.
 
 Attention masks arrive as two tensors built once per forward (model/pangu.py): `may_attend` M [B,1,Tq,Tk] (1 = may
 attend) and the additive `bias` = (M-1)*1e4 + padding term ((1-m)*(-1e4) for a 2-D mask). Scores become s*M + bias,
@@ -226,10 +228,11 @@ class KVCacheWrite(nn.Cell):
     """In-place writes into a cache Parameter [B*H, L, D] (row b*H + h holds head h of batch row b, slots 0..L-1).
 
     `reset` (prefill) sets whole rows: the T new slots, zeros after them (ScatterUpdate along rows). `add` (decode)
-    adds each batch row's new vector at its own slot (IndexAdd along slots); the slot is zero (rows are reset by their
-    prefill and each slot is written once), so the sum is the vector itself, and rows that must not write get a zero
-    one-hot. Neither copies the cache, and attention reads the [B*H, L, D] Parameter as it is: MindSpore's CPU backend
-    copies a Parameter it reshapes (a [B*H*L, D] cache read as heads cost a copy of the whole cache at every step)."""
+    adds each batch row's new vector at its own slot (IndexAdd along slots, over the S distinct slots of the step: rows
+    that share a slot share a column of the one-hot); the slot is zero (rows are reset by their prefill and each slot
+    is written once), so the sum is the vector itself, and rows that must not write get a zero one-hot. Neither
+    copies the cache, and attention reads the [B*H, L, D] Parameter as it is: MindSpore's CPU backend copies a
+    Parameter it reshapes (a [B*H*L, D] cache read as heads cost a copy of the whole cache at every step)."""
 
     def __init__(self):
         super().__init__()
@@ -247,8 +250,8 @@ class KVCacheWrite(nn.Cell):
         return self.scatter(cache, rows, self.concat((rows_new, tail)))
 
     def add(self, cache, new, slots, onehot):
-        """new [B,H,1,D], slots int32 [B] (each row's slot), onehot f32 [B*H, B, 1] (1 where cache row b*H + h meets
-        batch row b's slot and that row writes): adds each vector at its slot; returns the cache."""
+        """new [B,H,1,D], slots int32 [S] (the step's distinct slots), onehot f32 [B*H, S, 1] (1 where cache row
+        b*H + h meets batch row b's slot and that row writes): adds each vector at its slot; returns the cache."""
         b, h, _, d = new.shape
         return self.index_add(cache, slots, self.mul(self.reshape(new, (b * h, 1, d)), onehot))
 
@@ -264,6 +267,10 @@ class _CachedAttention(nn.Cell):
         self.core = AttentionCore(config, strategies)
         self.write_k = KVCacheWrite()
         self.write_v = KVCacheWrite()
+        fused = cpu_kernels.fused_ops()
+        fp32 = cdt == ms.float32 and ms_dtype(config.softmax_compute_type) == ms.float32
+        self.fused_attend = fused.cached_attention if fused is not None and fp32 else None  # decode on CPU
+        self.attend_scale = ms.Tensor([self.core.scale], ms.float32)
         self.take_window = ops.StridedSlice()
         self.as_rows = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
@@ -299,10 +306,14 @@ class _CachedAttention(nn.Cell):
         if attend_cache:
             slots, onehot = cache_index
             b, h, _, d = q.shape
-            window = may_attend.shape[-1]
-            k_all = self._window(self.write_k.add(k_cache, k, slots, onehot), window)
-            v_all = self._window(self.write_v.add(v_cache, v, slots, onehot), window)
-            out = self.core(self.as_rows(q, (b * h, 1, d)), k_all, v_all, may_attend, bias)
+            k_all = self.write_k.add(k_cache, k, slots, onehot)
+            v_all = self.write_v.add(v_cache, v, slots, onehot)
+            q_rows = self.as_rows(q, (b * h, 1, d))
+            if self.fused_attend is not None:  # reads the window in place
+                out = self.fused_attend(q_rows, k_all, v_all, may_attend, bias, self.attend_scale)
+            else:
+                window = may_attend.shape[-1]
+                out = self.core(q_rows, self._window(k_all, window), self._window(v_all, window), may_attend, bias)
             return self.as_rows(out, (b, h, 1, d))
         k_all = self.write_k.reset(k_cache, k, cache_index)
         v_all = self.write_v.reset(v_cache, v, cache_index)

@@ -219,8 +219,9 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         return self._logits(last)
 
     def decode(self, input_ids, position_ids, valid, write_slots, write_onehot, k_caches, v_caches):
-        """One token per row [B,1], its K/V added at its cache slot `write_slots` int32 [B] (`write_onehot` f32
-        [B*H, B, 1]: 1 where cache row b*H + h meets batch row b and that row writes; see layers.KVCacheWrite); it
+        """One token per row [B,1], its K/V added at its cache slot, one of the distinct slots `write_slots` int32
+        [S] (`write_onehot` f32 [B*H, S, 1]: 1 where cache row b*H + h meets the slot of batch row b and that row
+        writes; see layers.KVCacheWrite); it
         attends the cache slots marked in `valid` [B,W] (itself included; W <= L: the first W slots). Returns logits
         [B,V]."""
         batch = input_ids.shape[0]
