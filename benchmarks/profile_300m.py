@@ -2,8 +2,8 @@
 """Where a 300m prefill or decode step spends its time: MindSpore's CPU profiler, summed per op type and per matmul.
 
 Loads the random 300m checkpoint that benchmarks/generate_300m.py writes (run that once first), warms the graphs up,
-then profiles `--runs` generate calls and prints op milliseconds per call: every op type, then each Conv1D's MatMul
-by layer kind with the GB/s at which it streams its weights. Run alone on the machine:
+then profiles `--runs` generate calls and prints op milliseconds per call: every op type, the fused CPU kernels by the
+cell that runs them, then each Conv1D's MatMul by layer kind with the GB/s at which it streams its weights. Run alone on the machine:
     python benchmarks/profile_300m.py --part prefill                    # one 150-token prompt
     python benchmarks/profile_300m.py --part prefill --one-product      # c_attn as the one [E,3E] product
     python benchmarks/profile_300m.py --part decode --batch 8           # 16 greedy decode steps
@@ -118,6 +118,13 @@ def main(argv=None):
     for _, ms, name in ops:
         if op_type(name) == "MatMul":
             by_kind[matmul_kind(name)] += ms / per
+    by_cell = collections.Counter()
+    for _, ms, name in ops:
+        if op_type(name) == "Custom":
+            by_cell[name.split("/")[-2].split("-")[0]] += ms / per
+    print(f"fused CPU kernels (Custom) by the cell that runs them (ms per {unit})")
+    for cell, ms in by_cell.most_common():
+        print(f"  {cell:24s} {ms:9.2f} ms")
     print(f"MatMul by layer kind (ms per {unit}; GB/s: its weights' bytes over that time)")
     for kind, ms in by_kind.most_common():
         print(f"  {kind:24s} {ms:9.2f} ms  {weight_bytes[kind] / (ms / 1e3) / 1e9:6.1f} GB/s")
