@@ -3,7 +3,8 @@
 
 Loads the random 300m checkpoint that benchmarks/generate_300m.py writes (run that once first), warms the graphs up,
 then profiles `--runs` generate calls and prints op milliseconds per call: every op type, the fused CPU kernels by the
-cell that runs them, then each Conv1D's MatMul by layer kind with the GB/s at which it streams its weights. Run alone on the machine:
+cell that runs them, then each Conv1D's MatMul by layer kind with the GB/s at which it streams its weights. Run alone
+on the machine:
     python benchmarks/profile_300m.py --part prefill                    # one 150-token prompt
     python benchmarks/profile_300m.py --part prefill --one-product      # c_attn as the one [E,3E] product
     python benchmarks/profile_300m.py --part decode --batch 8           # 16 greedy decode steps
