@@ -49,12 +49,31 @@ def decode_steps(ops):
     return ops[ends[0] + 1:ends[-1] + 1], len(ends) - 1
 
 
+def cell_path(name):
+    """The names of the cells an op runs in, outermost first ('.../attn-X/Custom-op1' -> [..., 'attn'])."""
+    return [part.split("-")[0] for part in name.split("/")[:-1]]
+
+
+def cell_of(name):
+    """The innermost cell an op runs in."""
+    return (cell_path(name) or ["(top)"])[-1]
+
+
 def matmul_kind(name):
     """'attn.c_attn', 'mlp.c_fc', ... for a Conv1D MatMul; 'head' for the tied head."""
-    cells = [part.split("-")[0] for part in name.split("/")[:-1]]
+    cells = cell_path(name)
     if cells and cells[-1] in ("c_attn", "c_proj", "c_fc", "q_attn"):
         return ".".join(cells[-2:])
     return "head"
+
+
+def tally(ops, per, key, only=None):
+    """Milliseconds per call summed by key(op name), over the ops of type `only` (every op when None)."""
+    totals = collections.Counter()
+    for _, ms, name in ops:
+        if only is None or op_type(name) == only:
+            totals[key(name)] += ms / per
+    return totals
 
 
 def main(argv=None):
@@ -103,9 +122,7 @@ def main(argv=None):
     print(f"# {a.part}, batch {a.batch}, prompt {a.prompt_len}, c_attn "
           f"{'one product' if a.one_product else 'q apart from k|v (>= 64 rows)'}"
           + (f"; unprofiled wall {unprofiled:.0f} ms per call" if a.part == "prefill" else ""))
-    by_type = collections.Counter()
-    for _, ms, name in ops:
-        by_type[op_type(name)] += ms / per
+    by_type = tally(ops, per, op_type)
     print(f"op time per {unit}: {sum(by_type.values()):.1f} ms")
     for op, ms in by_type.most_common(12):
         print(f"  {op:24s} {ms:9.2f} ms")
@@ -115,17 +132,10 @@ def main(argv=None):
         if parts[-1] == "weight" and parts[-2] in ("c_attn", "c_proj", "c_fc", "q_attn"):
             weight_bytes[".".join(parts[-3:-1])] += 4 * param.size
     weight_bytes["head"] = 4 * model.network.transformer.wte.weight.size
-    by_kind = collections.Counter()
-    for _, ms, name in ops:
-        if op_type(name) == "MatMul":
-            by_kind[matmul_kind(name)] += ms / per
-    by_cell = collections.Counter()
-    for _, ms, name in ops:
-        if op_type(name) == "Custom":
-            by_cell[name.split("/")[-2].split("-")[0]] += ms / per
     print(f"fused CPU kernels (Custom) by the cell that runs them (ms per {unit})")
-    for cell, ms in by_cell.most_common():
+    for cell, ms in tally(ops, per, cell_of, only="Custom").most_common():
         print(f"  {cell:24s} {ms:9.2f} ms")
+    by_kind = tally(ops, per, matmul_kind, only="MatMul")
     print(f"MatMul by layer kind (ms per {unit}; GB/s: its weights' bytes over that time)")
     for kind, ms in by_kind.most_common():
         print(f"  {kind:24s} {ms:9.2f} ms  {weight_bytes[kind] / (ms / 1e3) / 1e9:6.1f} GB/s")
