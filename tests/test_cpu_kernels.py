@@ -1,6 +1,6 @@
 """Fused CPU kernels (model/cpu_kernels): values and gradients equal MindSpore's plain ops, dynamic shapes, the
-cached attention over a window, the network's logits and greedy decoding with and without them, the build cache and
-the fallback without a compiler."""
+cached attention over a window, the strip matmul and the strip order of the weights, the network's logits and greedy
+decoding with and without them, the build cache and the fallback without a compiler."""
 import logging
 import math
 import os
@@ -12,7 +12,8 @@ import pytest
 from mindspore import nn, ops
 
 from conftest import random_network
-from pangu_codeclm.infer.generate import generate
+from pangu_codeclm.checkpoints.load import checkpoint_parameters
+from pangu_codeclm.infer.generate import decoder_for, generate
 from pangu_codeclm.model import cpu_kernels
 
 
@@ -143,6 +144,49 @@ def test_cached_attention_equals_the_attention_core_over_the_window(fused, windo
     want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), v_plain)
     assert not np.isnan(got).any()  # ... so the NaNs change nothing
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
+    rng = np.random.default_rng(6)
+    weight = rng.standard_normal((5, 100)).astype(np.float32)  # strips of 48, 48 and 4 columns
+    held = cpu_kernels.to_strips(weight.copy())
+    flat = held.reshape(-1)
+    np.testing.assert_array_equal(flat[:5 * 48], weight[:, :48].reshape(-1))
+    np.testing.assert_array_equal(flat[5 * 48:5 * 96], weight[:, 48:96].reshape(-1))
+    np.testing.assert_array_equal(flat[5 * 96:], weight[:, 96:].reshape(-1))
+    np.testing.assert_array_equal(cpu_kernels.from_strips(held), weight)
+
+
+@pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (3, 33, 100), (8, 64, 96), (9, 40, 145), (17, 64, 500)])
+def test_strip_matmul_equals_x_w_plus_bias(fused, rows, depth, cols):
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, depth)).astype(np.float32)
+    weight = rng.standard_normal((depth, cols)).astype(np.float32)
+    bias = rng.standard_normal(cols).astype(np.float32)
+    held = cpu_kernels.to_strips(weight.copy())
+    got = as_cell(fused.strip_matmul)(*tensors(x, held, bias)).asnumpy()  # (17, 64, 500): split over threads
+    assert got.shape == (rows, cols)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ weight + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_holds_the_strip_order_and_the_network_puts_it_back(fused):
+    network = random_network(seed=7, vocab_size=50, hidden_size=32, num_heads=4, ffn_hidden_size=70, num_layers=2,
+                             max_position_embeddings=32, seq_length=16)
+    before = {name: p.asnumpy().copy() for name, p in checkpoint_parameters(network).items()}
+    ids = np.random.default_rng(8).integers(1, 50, (2, 7)).astype(np.int32)
+    logits = network(ms.Tensor(ids)).asnumpy()
+    first = generate(network, ids, max_new_tokens=5)
+    c_attn = network.transformer.h[0].attn.c_attn
+    assert decoder_for(network).strips and network.strip_layout and c_attn.strips
+    assert not np.array_equal(c_attn.weight.asnumpy(), before["transformer.h.0.attn.c_attn.weight"])  # reordered
+    np.testing.assert_array_equal(network(ms.Tensor(ids)).asnumpy(), logits)  # the plain forward: [in, out] again
+    assert not network.strip_layout
+    np.testing.assert_array_equal(generate(network, ids, max_new_tokens=5), first)  # strip order again
+    assert network.strip_layout
+    after = {name: p.asnumpy() for name, p in checkpoint_parameters(network).items()}  # reading them: [in, out]
+    assert not network.strip_layout and after.keys() == before.keys()
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
 
 
 def test_network_logits_equal_with_and_without_the_kernels(fused, monkeypatch):

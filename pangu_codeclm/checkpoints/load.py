@@ -8,6 +8,8 @@ from .tensors import weight_shape
 
 def checkpoint_parameters(network):
     """{name: Parameter} of the network's parameters that a checkpoint holds (its family's layout, by name)."""
+    if getattr(network, "strip_layout", False):  # a decoder's strip order (model/pangu.py): back to [in, out]
+        network.set_strip_layout(False)
     layout = family_for(network.config).shapes(network.config)
     return {p.name: p for p in network.get_parameters() if p.name in layout}
 

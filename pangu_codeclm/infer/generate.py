@@ -135,7 +135,17 @@ class IncrementalDecoder:
         # attend the whole cache (one decode graph per batch and cache length)
         self.attends_in_place = any(getattr(cell, "fused_attend", None) is not None
                                     for _, cell in network.cells_and_names())
+        self.strips = None  # whether the graphs run with the weights in strip order (decided at the first call)
         self.set_dynamic_prefill()
+
+    def _hold_layout(self):
+        """Put the network's weights in the order this decoder's graphs compiled with: strip order on CPU where the
+        strip kernel builds (model/cpu_kernels; the network's own calls put the [in, out] order back)."""
+        if self.strips is None:
+            self.strips = bool(getattr(self.network, "set_strip_layout", None)) and \
+                self.ms.get_context("device_target") == "CPU" and self.network.set_strip_layout(True)
+        elif self.strips and not self.network.strip_layout:
+            self.network.set_strip_layout(True)
 
     def set_dynamic_prefill(self, dynamic=None):
         """One prefill graph for every prompt length (True) or one per prompt bucket (False); None: the device's
@@ -188,6 +198,7 @@ class IncrementalDecoder:
         index = _cache_rows(rows, self.network.config.num_heads)
         prefix = np.full(batch, -1, np.int32) if prefix_index is None else np.asarray(prefix_index, np.int32)
         cells = self._cells
+        self._hold_layout()
         return cells["prefill"](t(ids, ms.int32), t(positions, ms.int32), t(mask, ms.float32), t(prefix, ms.int32),
                                 t(index)).asnumpy()
 
@@ -204,6 +215,7 @@ class IncrementalDecoder:
         writes = np.ones(batch, bool) if writes is None else np.asarray(writes, bool)
         distinct, onehot = _write_plan(slots, writes, self.network.config.num_heads)
         args = (t(ids, ms.int32), t(positions, ms.int32), t(valid, ms.float32), t(distinct), t(onehot))
+        self._hold_layout()
         if vocab_bias is None:
             return self._cells["decode"](*args).asnumpy()
         return self._cells["greedy"](*args, t(vocab_bias, ms.float32)).asnumpy().astype(np.int64)

@@ -1,10 +1,13 @@
-"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention over the KV cache) as MindSpore
-AOT `ops.Custom` ops.
+"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention over the KV cache, a matmul over
+weights held in strip order) as MindSpore AOT `ops.Custom` ops.
 
 MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf on one thread) and LayerNorm on one
 thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
 attention copied the attended window out of each cache and ran five kernels over it. `cpu_kernels.cc` does
-each in one pass; it is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU (`-march=native`) on
+each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
+streams its weights at a fraction of the memory bandwidth: `StripMatMul` reads a weight stored as column strips
+(`to_strips`, in place of the [K, N] layout while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
+prefetches the next strip while it computes. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU (`-march=native`) on
 first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
 (`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
 
@@ -24,7 +27,9 @@ from mindspore import ops
 
 LOG = logging.getLogger(__name__)
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread")
+STRIP_COLUMNS = 48  # columns per strip of `to_strips` (three AVX-512 vectors: the kernel's register tile)
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread",
+         f"-DPCL_STRIP={STRIP_COLUMNS}")
 ENABLE_ENV = "PANGU_CODECLM_CPU_KERNELS"
 DIR_ENV = "PANGU_CODECLM_KERNEL_DIR"
 _STATE = {}
@@ -35,7 +40,8 @@ class FusedOps:
     [1] tensor), any leading shape (dynamic shapes included), their gradients in plain MindSpore ops
     (`_bias_gelu_grad`, `_layer_norm_grad`); `cached_attention(q [R,1,D], k_cache [R,L,D], v_cache, may [R,1,W],
     bias [R,1,W], scale [1])`, a decode step's attention over the first W slots of the caches, read in place (no
-    gradient: decoding only)."""
+    gradient: decoding only); `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias (no
+    gradient: inference only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -52,6 +58,32 @@ class FusedOps:
         self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
         self.cached_attention = custom("CachedAttention", ("q", "k", "v", "may", "bias", "scale"), None)
+        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias"), None)
+
+
+def _strip_bounds(columns):
+    """(first column, width) of each strip of a weight with `columns` columns."""
+    return [(c, min(STRIP_COLUMNS, columns - c)) for c in range(0, columns, STRIP_COLUMNS)]
+
+
+def to_strips(weight):
+    """A [K, N] array rewritten in place in strip order: strip s (columns s*48 .. s*48+w) stored as a contiguous
+    [K, w] block at offset s*48*K (what StripMatMul reads). Returns the array."""
+    rows, columns = weight.shape
+    flat = weight.reshape(-1)  # a view: the caller's buffer is the Parameter's own memory
+    plain = weight.copy()
+    for first, width in _strip_bounds(columns):
+        flat[first * rows:(first + width) * rows] = plain[:, first:first + width].reshape(-1)
+    return weight
+
+
+def from_strips(weight):
+    """The inverse of `to_strips`, in place. Returns the array."""
+    rows, columns = weight.shape
+    held = weight.reshape(-1).copy()
+    for first, width in _strip_bounds(columns):
+        weight[:, first:first + width] = held[first * rows:(first + width) * rows].reshape(rows, width)
+    return weight
 
 
 def _leading_sum(t):

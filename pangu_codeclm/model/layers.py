@@ -4,7 +4,8 @@ Every cell keeps its parameters under the HF names (`weight`/`bias`; Conv1D weig
 checkpoint converts name for name. Matmuls run in the compute dtype; LayerNorm, softmax and the residual stream in fp32.
 Every primitive is sharded from a `Strategies` object (model/parallel.py); strategies are ignored in standalone runs.
 Outside training on CPU, MLP's bias + exact GELU, LayerNorm and a decode step's attention over the cache run fused
-C++ kernels where they build (model/cpu_kernels.py), the same values to fp32 rounding.
+C++ kernels where they build (model/cpu_kernels.py), the same values to fp32 rounding; while a decoder holds the
+Conv1D weights in strip order (`Conv1D.set_strip_layout`), their products run the strip kernel.
 
 Attention masks arrive as two tensors built once per forward (model/pangu.py): `may_attend` M [B,1,Tq,Tk] (1 = may
 attend) and the additive `bias` = (M-1)*1e4 + padding term ((1-m)*(-1e4) for a 2-D mask). Scores become s*M + bias,
@@ -14,6 +15,7 @@ about four times its output alive until its graph ends, which at 300m size cost 
 """
 import math
 
+import numpy as np
 import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.ops import functional as F
@@ -75,14 +77,42 @@ class Conv1D(nn.Cell):
         self.take = ops.StridedSlice().shard(((1, 1),))
         self.take_bias = ops.StridedSlice().shard(((1,),))
         self.compute_dtype = compute_dtype
+        fused = cpu_kernels.fused_ops()
+        self.strip_matmul = None if fused is None else fused.strip_matmul
+        self.no_bias = None if fused is None else ms.Tensor(np.zeros(out_size, np.float32))
+        self.strips = False  # the weight's data is in strip order (graphs compiled meanwhile use strip_matmul)
 
     def construct(self, x):
+        if self.strips:
+            return self.strip_matmul(self.cast(x, ms.float32), self.weight, self.cast(self.bias, ms.float32))
         return self._project(x, self.weight, self.bias)
 
     def product(self, x):
         """x @ weight in fp32, without the bias."""
+        if self.strips:
+            return self.strip_matmul(self.cast(x, ms.float32), self.weight, self.no_bias)
         return self.cast(self.matmul(self.cast(x, self.compute_dtype), self.cast(self.weight, self.compute_dtype)),
                          ms.float32)
+
+    @property
+    def holds_strips(self):
+        """Whether the weight can be held in strip order: the strip kernel built, fp32 weight and compute."""
+        return (self.strip_matmul is not None and self.weight.dtype == ms.float32
+                and self.compute_dtype == ms.float32)
+
+    def set_strip_layout(self, strips):
+        """Rewrite the weight's data in strip order (True; inference only: the strip kernel has no gradient) or back
+        to [in, out] (False); the values are unchanged, only their order. Graphs read `strips` when they compile:
+        run a graph only while the layout is the one it compiled with (infer/generate.IncrementalDecoder does)."""
+        strips = bool(strips)
+        if strips == self.strips:
+            return
+        if strips and not self.holds_strips:
+            raise RuntimeError("Conv1D: the strip layout needs the fused CPU kernels and fp32 weights")
+        data = self.weight.asnumpy().copy()
+        (cpu_kernels.to_strips if strips else cpu_kernels.from_strips)(data)
+        self.weight.set_data(ms.Tensor(data))
+        self.strips = strips
 
     def _project(self, x, weight, bias):
         y = self.matmul(self.cast(x, self.compute_dtype), self.cast(weight, self.compute_dtype))
@@ -340,7 +370,7 @@ class Attention(_CachedAttention):
                   attend_cache=False):
         """x [B*T, E] -> out [B*T, E]. See `attend` for the cache arguments."""
         rows = x.shape[0]  # a dynamic-shape graph (CPU prefill) takes the split: no runtime switch per layer
-        if self.q_apart and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
+        if self.q_apart and not self.c_attn.strips and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
             q, kv = self.c_attn.split_columns(x, self.hidden_size)
             k, v = self.split2(kv)
         else:

@@ -13,7 +13,7 @@ from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 from ..config import ConfigError, PanguCodeCLMConfig
 from ..families import family_for
 from ..separation import modality_vocab_masks
-from .layers import MASK_VALUE, Block, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
+from .layers import MASK_VALUE, Block, Conv1D, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
 from .loss import ModalityMaskedCrossEntropy
 from .parallel import Strategies, apply_pipeline_and_recompute
 
@@ -115,6 +115,31 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.add_fill = ops.Add().shard((s.mask, s.mask))
         self.set_separation_map(separation_map)
         apply_pipeline_and_recompute(self, config)
+
+    # ------------------------------------------------------------------ weight layout
+    def _projections(self):
+        return [cell for _, cell in self.cells_and_names() if isinstance(cell, Conv1D)]
+
+    @property
+    def strip_layout(self):
+        """Whether the projection weights are held in strip order (layers.Conv1D.set_strip_layout)."""
+        return any(cell.strips for cell in self._projections())
+
+    def set_strip_layout(self, strips):
+        """Hold every projection weight in strip order (True, where all can: returns whether they are) or in the
+        checkpoint's [in, out] order (False). Calling the network itself, reading its checkpoint parameters or
+        loading into it puts the [in, out] order back first."""
+        cells = self._projections()
+        if strips and not all(cell.holds_strips for cell in cells):
+            strips = False
+        for cell in cells:
+            cell.set_strip_layout(strips)
+        return bool(strips and cells)
+
+    def __call__(self, *args, **kwargs):
+        if self.strip_layout:  # a graph of the plain forward compiles and runs with the [in, out] order
+            self.set_strip_layout(False)
+        return super().__call__(*args, **kwargs)
 
     # ------------------------------------------------------------------ separation
     def set_separation_map(self, separation_map):
