@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#ifdef __AVX512F__  // StripMatMul is built for AVX-512 CPUs only (model/cpu_kernels.py offers it there)
 // Strip order of a [K, N] weight (model/cpu_kernels.py writes it, STRIP_COLUMNS there): column strips of
 // PCL_STRIP columns, strip s (width w_s = min(PCL_STRIP, N - s * PCL_STRIP)) stored row by row as a contiguous
 // [K, w_s] block at offset s * K * PCL_STRIP. A strip is one sequential stream for the hardware prefetcher.
@@ -37,6 +38,7 @@
 #error "build with -DPCL_STRIP=<columns per strip> (model/cpu_kernels.py)"
 #endif
 static_assert(PCL_STRIP == 48, "the tiles below hold three 16-float vectors per row");
+#endif
 
 namespace mindspore {
 class AotExtra;
@@ -150,6 +152,7 @@ void ParallelRows(int64_t rows, int64_t width, Fn fn) {
   for (auto &worker : pool) worker.join();
 }
 
+#ifdef __AVX512F__
 // ---- StripMatMul: register tiles of up to 8 rows x one strip (three 16-float vectors), accumulators in named
 // registers (GCC 12 keeps an array of __m512 on the stack). While a tile runs, the next strip is prefetched into
 // L2, spread evenly over every row group's k steps, so the weight stream overlaps the FMAs (at 1 row the hardware
@@ -306,6 +309,7 @@ class StripPool {
   std::mutex run_;
   std::vector<std::unique_ptr<Helper>> helpers_;
 };
+#endif  // __AVX512F__
 
 bool AllFloat32(int nparam, const char **dtypes) {
   for (int i = 0; i < nparam; ++i) {
@@ -375,6 +379,7 @@ extern "C" int CachedAttention(int nparam, void **params, int *ndims, int64_t **
   return 0;
 }
 
+#ifdef __AVX512F__
 extern "C" int StripMatMul(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                            void *) {
   if (nparam != 4 || !AllFloat32(nparam, dtypes)) return 1;
@@ -398,6 +403,7 @@ extern "C" int StripMatMul(int nparam, void **params, int *ndims, int64_t **shap
   });
   return 0;
 }
+#endif  // __AVX512F__
 
 // Every kernel but StripMatMul returns its first input's shape and type.
 extern "C" std::vector<int64_t> BiasGeluInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
@@ -414,7 +420,9 @@ extern "C" std::vector<int64_t> CachedAttentionInferShape(int *ndims, int64_t **
 extern "C" TypeId CachedAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
   return type_ids[0];
 }
+#ifdef __AVX512F__
 extern "C" std::vector<int64_t> StripMatMulInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
   return {shapes[0][0], shapes[1][1]};  // [M, K] x [K, N]
 }
 extern "C" TypeId StripMatMulInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
+#endif  // __AVX512F__

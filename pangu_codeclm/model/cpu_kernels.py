@@ -41,7 +41,7 @@ class FusedOps:
     (`_bias_gelu_grad`, `_layer_norm_grad`); `cached_attention(q [R,1,D], k_cache [R,L,D], v_cache, may [R,1,W],
     bias [R,1,W], scale [1])`, a decode step's attention over the first W slots of the caches, read in place (no
     gradient: decoding only); `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias (no
-    gradient: inference only)."""
+    gradient: inference only; None on a CPU without AVX-512)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -58,7 +58,8 @@ class FusedOps:
         self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
         self.cached_attention = custom("CachedAttention", ("q", "k", "v", "may", "bias", "scale"), None)
-        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias"), None)
+        # the strip kernel is AVX-512 code: None elsewhere (the weights keep their [in, out] order)
+        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias"), None) if has_avx512() else None
 
 
 def _strip_bounds(columns):
@@ -118,6 +119,11 @@ def _cpu_signature():
         return "".join(sorted(set(lines)))
     except OSError:
         return ""
+
+
+def has_avx512():
+    """Whether this CPU has AVX-512F (the strip kernel's instructions; it is compiled only for such CPUs)."""
+    return "avx512f" in _cpu_signature().split()
 
 
 def _compiler_version(compiler):
