@@ -143,9 +143,8 @@ class IncrementalDecoder:
     def _hold_layout(self):
         """Put the network's weights in the order this decoder's graphs compiled with: strip order on CPU where the
         strip kernel builds (model/cpu_kernels; the network's own calls put the [in, out] order back)."""
-        if self.strips is None:
-            self.strips = bool(getattr(self.network, "set_strip_layout", None)) and \
-                self.ms.get_context("device_target") == "CPU" and self.network.set_strip_layout(True)
+        if self.strips is None:  # (off the CPU there are no fused kernels: the network declines)
+            self.strips = self.network.set_strip_layout(True)
         elif self.strips and not self.network.strip_layout:
             self.network.set_strip_layout(True)
 

@@ -5,10 +5,10 @@ MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf
 thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
 attention copied the attended window out of each cache and ran five kernels over it. `cpu_kernels.cc` does
 each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
-streams its weights at a fraction of the memory bandwidth: `StripMatMul` reads a weight stored as column strips
-(`to_strips`, in place of the [K, N] layout while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
-prefetches the next strip while it computes. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU (`-march=native`) on
-first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
+streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512) reads a weight stored as column
+strips (`to_strips`, in place of the [K, N] order while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
+prefetches the next strip while it computes. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
+default g++) for this CPU (`-march=native`) on first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
 (`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
 
 Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
@@ -22,6 +22,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+
+import numpy as np
 
 from mindspore import ops
 
@@ -68,23 +70,19 @@ def _strip_bounds(columns):
 
 
 def to_strips(weight):
-    """A [K, N] array rewritten in place in strip order: strip s (columns s*48 .. s*48+w) stored as a contiguous
-    [K, w] block at offset s*48*K (what StripMatMul reads). Returns the array."""
+    """A [K, N] array's values in strip order (what StripMatMul reads), as a new [K, N] array: strip s (columns
+    s*48 .. s*48+w) is the contiguous [K, w] block at offset s*48*K."""
     rows, columns = weight.shape
-    flat = weight.reshape(-1)  # a view: the caller's buffer is the Parameter's own memory
-    plain = weight.copy()
-    for first, width in _strip_bounds(columns):
-        flat[first * rows:(first + width) * rows] = plain[:, first:first + width].reshape(-1)
-    return weight
+    return np.concatenate([weight[:, first:first + width].reshape(-1)
+                           for first, width in _strip_bounds(columns)]).reshape(rows, columns)
 
 
 def from_strips(weight):
-    """The inverse of `to_strips`, in place. Returns the array."""
+    """The inverse of `to_strips`: the [K, N] array whose strip order `weight` holds."""
     rows, columns = weight.shape
-    held = weight.reshape(-1).copy()
-    for first, width in _strip_bounds(columns):
-        weight[:, first:first + width] = held[first * rows:(first + width) * rows].reshape(rows, width)
-    return weight
+    flat = weight.reshape(-1)
+    return np.concatenate([flat[first * rows:(first + width) * rows].reshape(rows, width)
+                           for first, width in _strip_bounds(columns)], axis=1)
 
 
 def _leading_sum(t):

@@ -79,7 +79,7 @@ class Conv1D(nn.Cell):
         self.compute_dtype = compute_dtype
         fused = cpu_kernels.fused_ops()
         self.strip_matmul = None if fused is None else fused.strip_matmul
-        self.no_bias = None if fused is None else ms.Tensor(np.zeros(out_size, np.float32))
+        self.no_bias = None if self.strip_matmul is None else ms.Tensor(np.zeros(out_size, np.float32))
         self.strips = False  # the weight's data is in strip order (graphs compiled meanwhile use strip_matmul)
 
     def construct(self, x):
@@ -109,9 +109,8 @@ class Conv1D(nn.Cell):
             return
         if strips and not self.holds_strips:
             raise RuntimeError("Conv1D: the strip layout needs the fused CPU kernels and fp32 weights")
-        data = self.weight.asnumpy().copy()
-        (cpu_kernels.to_strips if strips else cpu_kernels.from_strips)(data)
-        self.weight.set_data(ms.Tensor(data))
+        reorder = cpu_kernels.to_strips if strips else cpu_kernels.from_strips
+        self.weight.set_data(ms.Tensor(reorder(self.weight.asnumpy())))
         self.strips = strips
 
     def _project(self, x, weight, bias):

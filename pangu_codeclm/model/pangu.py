@@ -113,28 +113,26 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.sub_fill = ops.Sub().shard((s.mask, ()))
         self.mul_fill = ops.Mul().shard((s.mask, ()))
         self.add_fill = ops.Add().shard((s.mask, s.mask))
+        self._strips_held = False  # set_strip_layout
         self.set_separation_map(separation_map)
         apply_pipeline_and_recompute(self, config)
 
     # ------------------------------------------------------------------ weight layout
-    def _projections(self):
-        return [cell for _, cell in self.cells_and_names() if isinstance(cell, Conv1D)]
-
     @property
     def strip_layout(self):
         """Whether the projection weights are held in strip order (layers.Conv1D.set_strip_layout)."""
-        return any(cell.strips for cell in self._projections())
+        return self._strips_held
 
     def set_strip_layout(self, strips):
         """Hold every projection weight in strip order (True, where all can: returns whether they are) or in the
         checkpoint's [in, out] order (False). Calling the network itself, reading its checkpoint parameters or
         loading into it puts the [in, out] order back first."""
-        cells = self._projections()
-        if strips and not all(cell.holds_strips for cell in cells):
-            strips = False
+        cells = [cell for _, cell in self.cells_and_names() if isinstance(cell, Conv1D)]
+        strips = bool(strips and cells and all(cell.holds_strips for cell in cells))
         for cell in cells:
             cell.set_strip_layout(strips)
-        return bool(strips and cells)
+        self._strips_held = strips
+        return strips
 
     def __call__(self, *args, **kwargs):
         if self.strip_layout:  # a graph of the plain forward compiles and runs with the [in, out] order
