@@ -1,5 +1,5 @@
 """Fused CPU kernels (model/cpu_kernels): values and gradients equal MindSpore's plain ops, dynamic shapes, the
-cached attention over a window, the strip matmul and the strip order of the weights, the network's logits and greedy
+decode attention (its in-place cache writes, the window), the strip matmuls and the strip order of the weights, the network's logits and greedy
 decoding with and without them, the build cache and the fallback without a compiler."""
 import logging
 import math
@@ -123,27 +123,55 @@ def test_gradients_equal_those_of_the_plain_ops(fused):
 
 
 @pytest.mark.parametrize("window", [24, 40], ids=["window-inside-the-cache", "whole-cache"])
-def test_cached_attention_equals_the_attention_core_over_the_window(fused, window):
+@pytest.mark.parametrize("top_query", [False, True], ids=["q|k|v", "q-apart-from-k|v"])
+def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fused, window, top_query):
     from pangu_codeclm.model.layers import MASK_VALUE
-    rows, slots, dim = 6, 40, 16
+    batch, heads, dim, slots = 3, 2, 8, 40
+    width, rows = heads * dim, batch * heads
     rng = np.random.default_rng(5)
-    q = rng.standard_normal((rows, 1, dim)).astype(np.float32)
+    qkv = rng.standard_normal((batch, 3 * width)).astype(np.float32)
+    q_src, kv_src = (qkv[:, :width].copy(), qkv[:, width:].copy()) if top_query else (qkv, qkv)
     k, v = (rng.standard_normal((rows, slots, dim)).astype(np.float32) for _ in range(2))
+    row_slot, writes = np.array([5, 5, 9]), np.array([True, False, True])  # batch row 1 does not write
+    distinct = np.array([5, 9], np.int32)
+    onehot = np.zeros((rows, 2, 1), np.float32)
+    for b in range(batch):
+        onehot[b * heads:(b + 1) * heads, list(distinct).index(row_slot[b])] = writes[b]
+    k[:, distinct], v[:, distinct] = 0.0, 0.0  # slots are zero until written (prefill resets the rows)
     may = (rng.random((rows, 1, window)) < 0.6).astype(np.float32)
-    may[:, 0, -1] = 1.0  # every row attends at least its own slot
-    may[0] = 1.0
+    may[np.arange(rows), 0, np.repeat(row_slot, heads)] = 1.0  # every row attends its own slot
     bias = (may - 1) * MASK_VALUE
-    scale = 1 / math.sqrt(dim)
-    k_plain, v_plain = k[:, :window].copy(), v[:, :window].copy()
-    for cache in (k, v):  # slots outside the window, and keys and values a row may not attend, are not read ...
-        cache[:, window:] = np.nan
+    new = qkv.reshape(batch, 3, heads, dim)
+    k_want, v_want = k.copy(), v.copy()
+    for r in range(rows):
+        if writes[r // heads]:
+            k_want[r, row_slot[r // heads]] = new[r // heads, 1, r % heads]
+            v_want[r, row_slot[r // heads]] = new[r // heads, 2, r % heads]
+    for cache in (k, v, k_want, v_want):  # slots outside the window, and keys and values a row may not attend, are
+        cache[:, window:] = np.nan        # not read ...
         cache[:, :window][may[:, 0, :] == 0] = np.nan
-    got = fused.cached_attention(*tensors(q, k, v, may, bias, np.array([scale], np.float32))).asnumpy()
-    scores = np.einsum("rqd,rsd->rqs", q, k_plain) * scale * may + bias
+    scale = 1 / math.sqrt(dim)
+    q = new[:, 0].reshape(rows, 1, dim)
+    scores = np.einsum("rqd,rsd->rqs", q, np.nan_to_num(k_want[:, :window])) * scale * may + bias
     probs = np.exp(scores - scores.max(-1, keepdims=True))
-    want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), v_plain)
-    assert not np.isnan(got).any()  # ... so the NaNs change nothing
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), np.nan_to_num(v_want[:, :window]))
+
+    class Step(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.k = ms.Parameter(ms.Tensor(k), name="k_cache", requires_grad=False)
+            self.v = ms.Parameter(ms.Tensor(v), name="v_cache", requires_grad=False)
+
+        def construct(self, *args):
+            q_, kv_, slots_, onehot_, may_, bias_, scale_ = args
+            return fused.decode_attention(q_, kv_, self.k, self.v, slots_, onehot_, may_, bias_, scale_)
+
+    step = Step()
+    got = step(*tensors(q_src, kv_src, distinct, onehot, may, bias, np.array([scale], np.float32))).asnumpy()
+    assert got.shape == (batch, width) and not np.isnan(got).any()  # ... so the NaNs change nothing
+    np.testing.assert_allclose(got, want.reshape(batch, width), rtol=1e-5, atol=1e-5)  # heads merged
+    np.testing.assert_array_equal(step.k.asnumpy(), k_want)  # the new keys and values at their slots, in place
+    np.testing.assert_array_equal(step.v.asnumpy(), v_want)
 
 
 def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
@@ -158,17 +186,24 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
 
 
 @pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (3, 33, 100), (8, 64, 96), (9, 40, 145), (17, 64, 500)])
-def test_strip_matmul_equals_x_w_plus_bias(fused, rows, depth, cols):
+def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
         pytest.skip("no AVX-512 on this CPU: the strip kernel is not built")
     rng = np.random.default_rng(rows)
     x = rng.standard_normal((rows, depth)).astype(np.float32)
     weight = rng.standard_normal((depth, cols)).astype(np.float32)
     bias = rng.standard_normal(cols).astype(np.float32)
+    residual = rng.standard_normal((rows, cols)).astype(np.float32)
     held = cpu_kernels.to_strips(weight)
+    want = x.astype(np.float64) @ weight + bias
     got = as_cell(fused.strip_matmul)(*tensors(x, held, bias)).asnumpy()  # (17, 64, 500): split over threads
     assert got.shape == (rows, cols)
-    np.testing.assert_allclose(got, x.astype(np.float64) @ weight + bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with_residual = as_cell(fused.strip_matmul_add)(*tensors(x, held, bias, residual)).asnumpy()
+    np.testing.assert_allclose(with_residual, want + residual, rtol=1e-5, atol=1e-5)
+    exact_gelu = 0.5 * want * (1 + np.vectorize(math.erf)(want / math.sqrt(2)))
+    np.testing.assert_allclose(as_cell(fused.strip_matmul_gelu)(*tensors(x, held, bias)).asnumpy(), exact_gelu,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_decoding_holds_the_strip_order_and_the_network_puts_it_back(fused):

@@ -4,13 +4,19 @@
 //
 //   BiasGelu(x [..., F], bias [F]) -> y        y = GELU(x + bias), exact (erf) GELU: 0.5 v (1 + erf(v / sqrt 2))
 //   LayerNormRows(x [..., E], gamma [E], beta [E], eps [1]) -> y   y = (x - mean) / sqrt(var + eps) * gamma + beta
-//   CachedAttention(q [R, 1, D], k [R, L, D], v [R, L, D], may [R, 1, W], bias [R, 1, W], scale [1]) -> out [R, 1, D]
-//     one query per row over the first W <= L slots of its cache rows, read in place (no window copy):
-//     s = (q . k) * scale * may + bias, p = softmax(s), out = p . v, as model/layers.AttentionCore computes it; a
-//     slot with may = 0 has s = bias (its key is not read) and a slot whose weight underflows to 0 adds nothing
-//     (its value is not read)
+//   DecodeAttention(q [B, Cq], kv [B, Ckv], k [B*H, L, D], v [B*H, L, D], slots int32 [S], onehot [B*H, S, 1],
+//                   may [B*H, 1, W], bias [B*H, 1, W], scale [1]) -> out [B, H*D]
+//     a decode step's attention, one query per batch row and head: the heads of q are its first E = H*D columns,
+//     those of the new key and value the last 2E columns of kv (c_attn's q|k|v, or q_attn's q and c_attn's k|v);
+//     first the new k/v are added into the caches in place, k[b*H+h, slots[j]] += onehot[b*H+h, j] * k_new (as
+//     model/layers.KVCacheWrite.add does), then each head attends over the first W <= L slots of its cache rows,
+//     read in place: s = (q . k) * scale * may + bias, p = softmax(s), out = p . v, as model/layers.AttentionCore
+//     computes it; a slot with may = 0 has s = bias (its key is not read) and a slot whose weight underflows to 0
+//     adds nothing (its value is not read); out holds the heads merged back, [B, E]
 //   StripMatMul(x [M, K], w [K, N] in strip order, bias [N]) -> y [M, N]    y = x w + bias, w held as column strips
 //     (see below): the few-row products of decoding and prefill, streaming the weights once per call
+//   StripMatMulAdd(x, w, bias, residual [M, N]) -> y        y = x w + bias + residual (a block's residual sum)
+//   StripMatMulGelu(x, w, bias) -> y                        y = GELU(x w + bias), exact GELU as BiasGelu
 //
 // Interface (MindSpore AOT): int Name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
 // void *stream, void *extra), inputs then outputs in `params`; NameInferShape / NameInferType give the output's shape
@@ -95,43 +101,66 @@ void LayerNormRowRange(const float *x, const float *gamma, const float *beta, fl
   }
 }
 
-void AttendRows(const float *q, const float *k, const float *v, const float *may, const float *bias, float scale,
-                float *out, int64_t first, int64_t last, int64_t slots, int64_t window, int64_t dim) {
-  std::vector<float> score(window);
-  for (int64_t r = first; r < last; ++r) {
-    const float *qr = q + r * dim;
-    const float *kr = k + r * slots * dim;
-    const float *vr = v + r * slots * dim;
-    const float *mr = may + r * window;
-    const float *br = bias + r * window;
-    float top = -std::numeric_limits<float>::max();  // finite: -ffast-math assumes no infinities
-    for (int64_t s = 0; s < window; ++s) {
-      float value = br[s];
-      if (mr[s] != 0.0f) {
-        const float *ks = kr + s * dim;
-        float dot = 0.0f;
+// One query over the first `window` slots of its cache rows k, v [slots, dim] (score: a scratch of `window` floats).
+void AttendRow(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
+               float *o, int64_t window, int64_t dim, float *score) {
+  float top = -std::numeric_limits<float>::max();  // finite: -ffast-math assumes no infinities
+  for (int64_t s = 0; s < window; ++s) {
+    float value = br[s];
+    if (mr[s] != 0.0f) {
+      const float *ks = kr + s * dim;
+      float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t j = 0; j < dim; ++j) dot += qr[j] * ks[j];
-        value += dot * scale * mr[s];
-      }
-      score[s] = value;
-      top = std::max(top, value);
+      for (int64_t j = 0; j < dim; ++j) dot += qr[j] * ks[j];
+      value += dot * scale * mr[s];
     }
-    float total = 0.0f;
-    for (int64_t s = 0; s < window; ++s) {
-      score[s] = std::exp(score[s] - top);
-      total += score[s];
-    }
-    float *o = out + r * dim;
-    std::fill(o, o + dim, 0.0f);
-    const float inv = 1.0f / total;
-    for (int64_t s = 0; s < window; ++s) {
-      const float weight = score[s] * inv;
-      if (weight == 0.0f) continue;
-      const float *vs = vr + s * dim;
+    score[s] = value;
+    top = std::max(top, value);
+  }
+  float total = 0.0f;
+  for (int64_t s = 0; s < window; ++s) {
+    score[s] = std::exp(score[s] - top);
+    total += score[s];
+  }
+  std::fill(o, o + dim, 0.0f);
+  const float inv = 1.0f / total;
+  for (int64_t s = 0; s < window; ++s) {
+    const float weight = score[s] * inv;
+    if (weight == 0.0f) continue;
+    const float *vs = vr + s * dim;
 #pragma omp simd
-      for (int64_t j = 0; j < dim; ++j) o[j] += weight * vs[j];
+    for (int64_t j = 0; j < dim; ++j) o[j] += weight * vs[j];
+  }
+}
+
+// The shapes of one DecodeAttention call (see the top of the file).
+struct DecodeShape {
+  int64_t batch, heads, slots, dim, window, writes, q_cols, kv_cols;
+};
+
+// Cache rows [first, last) of a DecodeAttention call: add the new k/v at their slots, then attend.
+void DecodeRows(const float *q, const float *kv, float *k, float *v, const int32_t *slots, const float *onehot,
+                const float *may, const float *bias, float scale, float *out, const DecodeShape &n, int64_t first,
+                int64_t last) {
+  const int64_t width = n.heads * n.dim;
+  std::vector<float> score(n.window);
+  for (int64_t r = first; r < last; ++r) {
+    const int64_t b = r / n.heads, h = r % n.heads;
+    const float *k_new = kv + b * n.kv_cols + n.kv_cols - 2 * width + h * n.dim;
+    const float *v_new = k_new + width;
+    float *kr = k + r * n.slots * n.dim, *vr = v + r * n.slots * n.dim;
+    for (int64_t j = 0; j < n.writes; ++j) {
+      const float w = onehot[r * n.writes + j];
+      if (w == 0.0f) continue;
+      float *ks = kr + slots[j] * n.dim, *vs = vr + slots[j] * n.dim;
+#pragma omp simd
+      for (int64_t i = 0; i < n.dim; ++i) {
+        ks[i] += w * k_new[i];
+        vs[i] += w * v_new[i];
+      }
     }
+    AttendRow(q + b * n.q_cols + h * n.dim, kr, vr, may + r * n.window, bias + r * n.window, scale,
+              out + b * width + h * n.dim, n.window, n.dim, score.data());
   }
 }
 
@@ -166,9 +195,12 @@ struct Prefetch {
   int64_t lines = 0, first = 0, steps = 1;  // this tile issues lines [first, first + lines * kn / steps)
 };
 
-template <int MR>
+// What a tile does with its sums before it stores them: nothing, add the residual (same layout as y), exact GELU.
+enum class Epilogue { kNone, kAdd, kGelu };
+
+template <int MR, Epilogue E>
 void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
-               const float *bias, __mmask16 m0, __mmask16 m1, __mmask16 m2, Prefetch pf) {
+               const float *bias, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2, Prefetch pf) {
 #define PCL_DECL(r) __m512 a##r##0, a##r##1, a##r##2;
   PCL_ROWS(PCL_DECL)
 #define PCL_INIT(r)                                      \
@@ -202,13 +234,26 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
   } else {
     for (int64_t k = 0; k < depth; ++k) PCL_STEP
   }
-#define PCL_STORE(r)                                     \
-  if constexpr (MR > r) {                                \
-    _mm512_mask_storeu_ps(y + r * ldy, m0, a##r##0);     \
-    _mm512_mask_storeu_ps(y + r * ldy + 16, m1, a##r##1);\
-    _mm512_mask_storeu_ps(y + r * ldy + 32, m2, a##r##2);\
+#define PCL_STORE(r)                                                            \
+  if constexpr (MR > r) {                                                       \
+    if constexpr (E == Epilogue::kAdd) {                                        \
+      a##r##0 = _mm512_add_ps(a##r##0, _mm512_maskz_loadu_ps(m0, res + r * ldy));     \
+      a##r##1 = _mm512_add_ps(a##r##1, _mm512_maskz_loadu_ps(m1, res + r * ldy + 16)); \
+      a##r##2 = _mm512_add_ps(a##r##2, _mm512_maskz_loadu_ps(m2, res + r * ldy + 32)); \
+    }                                                                           \
+    _mm512_mask_storeu_ps(y + r * ldy, m0, a##r##0);                            \
+    _mm512_mask_storeu_ps(y + r * ldy + 16, m1, a##r##1);                       \
+    _mm512_mask_storeu_ps(y + r * ldy + 32, m2, a##r##2);                       \
   }
   PCL_ROWS(PCL_STORE)
+  if constexpr (E == Epilogue::kGelu) {
+    const int64_t width = __builtin_popcount(m0) + __builtin_popcount(m1) + __builtin_popcount(m2);
+    for (int r = 0; r < MR; ++r) {
+      float *row = y + r * ldy;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) row[j] = Gelu(row[j]);
+    }
+  }
 }
 
 __mmask16 LaneMask(int64_t width, int vector) {
@@ -216,9 +261,10 @@ __mmask16 LaneMask(int64_t width, int vector) {
   return static_cast<__mmask16>((1u << lanes) - 1);
 }
 
-// Strips [s0, s1) of y = x w + bias.
-void StripRange(const float *x, const float *w, const float *bias, float *y, int64_t rows, int64_t depth,
-                int64_t cols, int64_t s0, int64_t s1) {
+// Strips [s0, s1) of y = x w + bias (then the epilogue).
+template <Epilogue E>
+void StripRange(const float *x, const float *w, const float *bias, const float *res, float *y, int64_t rows,
+                int64_t depth, int64_t cols, int64_t s0, int64_t s1) {
   const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP, groups = (rows + 7) / 8;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t c = s * PCL_STRIP, width = std::min<int64_t>(PCL_STRIP, cols - c);
@@ -235,10 +281,11 @@ void StripRange(const float *x, const float *w, const float *bias, float *y, int
       pf.first = pf.lines * g / groups;
       const float *xr = x + r0 * depth;
       float *yr = y + r0 * cols + c;
+      const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
       const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
       switch (std::min<int64_t>(8, rows - r0)) {
 #define PCL_CASE(r) \
-  case r + 1: StripTile<r + 1>(xr, depth, strip, width, yr, cols, depth, bias + c, m0, m1, m2, pf); break;
+  case r + 1: StripTile<r + 1, E>(xr, depth, strip, width, yr, cols, depth, bias + c, rr, m0, m1, m2, pf); break;
         PCL_ROWS(PCL_CASE)
       }
     }
@@ -354,58 +401,97 @@ extern "C" int LayerNormRows(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
-extern "C" int CachedAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                void *) {
-  if (nparam != 7 || !AllFloat32(nparam, dtypes)) return 1;
-  for (int i = 0; i < 5; ++i) {
-    if (ndims[i] != 3) return 2;
+  if (nparam != 10 || std::strcmp(dtypes[4], "int32") != 0) return 1;
+  for (int i = 0; i < nparam; ++i) {
+    if (i != 4 && std::strcmp(dtypes[i], "float32") != 0) return 1;
   }
-  const int64_t rows = shapes[0][0], dim = shapes[0][2], slots = shapes[1][1], window = shapes[3][2];
-  if (shapes[0][1] != 1 || shapes[1][0] != rows || shapes[1][2] != dim || shapes[2][0] != rows ||
-      shapes[2][1] != slots || shapes[2][2] != dim || shapes[3][0] != rows || shapes[3][1] != 1 ||
-      shapes[4][0] != rows || shapes[4][1] != 1 || shapes[4][2] != window || window > slots || window < 1) {
+  if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1 || ndims[5] != 3 ||
+      ndims[6] != 3 || ndims[7] != 3) {
     return 2;
   }
+  DecodeShape n;
+  n.batch = shapes[0][0], n.q_cols = shapes[0][1], n.kv_cols = shapes[1][1], n.slots = shapes[2][1];
+  n.dim = shapes[2][2], n.writes = shapes[4][0], n.window = shapes[6][2];
+  const int64_t rows = shapes[2][0];
+  n.heads = n.batch > 0 ? rows / n.batch : 0;
+  const int64_t width = n.heads * n.dim;
+  const auto same = [](const int64_t *shape, std::initializer_list<int64_t> want) {
+    return std::equal(want.begin(), want.end(), shape);
+  };
+  if (n.batch < 1 || n.heads * n.batch != rows || shapes[1][0] != n.batch || n.q_cols < width ||
+      n.kv_cols < 2 * width || !same(shapes[3], {rows, n.slots, n.dim}) || !same(shapes[5], {rows, n.writes, 1}) ||
+      !same(shapes[6], {rows, 1, n.window}) || !same(shapes[7], {rows, 1, n.window}) || n.window > n.slots ||
+      n.window < 1) {
+    return 2;
+  }
+  const auto *slots = static_cast<const int32_t *>(params[4]);
+  for (int64_t j = 0; j < n.writes; ++j) {
+    if (slots[j] < 0 || slots[j] >= n.slots) return 3;
+  }
   const auto *q = static_cast<const float *>(params[0]);
-  const auto *k = static_cast<const float *>(params[1]);
-  const auto *v = static_cast<const float *>(params[2]);
-  const auto *may = static_cast<const float *>(params[3]);
-  const auto *bias = static_cast<const float *>(params[4]);
-  const float scale = *static_cast<const float *>(params[5]);
-  auto *out = static_cast<float *>(params[6]);
-  ParallelRows(rows, window * dim, [=](int64_t first, int64_t last) {
-    AttendRows(q, k, v, may, bias, scale, out, first, last, slots, window, dim);
+  const auto *kv = static_cast<const float *>(params[1]);
+  auto *k = static_cast<float *>(params[2]);  // the cache Parameters, written in place
+  auto *v = static_cast<float *>(params[3]);
+  const auto *onehot = static_cast<const float *>(params[5]);
+  const auto *may = static_cast<const float *>(params[6]);
+  const auto *bias = static_cast<const float *>(params[7]);
+  const float scale = *static_cast<const float *>(params[8]);
+  auto *out = static_cast<float *>(params[9]);
+  ParallelRows(rows, n.window * n.dim, [=](int64_t first, int64_t last) {
+    DecodeRows(q, kv, k, v, slots, onehot, may, bias, scale, out, n, first, last);
   });
   return 0;
 }
 
 #ifdef __AVX512F__
-extern "C" int StripMatMul(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
-                           void *) {
-  if (nparam != 4 || !AllFloat32(nparam, dtypes)) return 1;
+namespace {
+// y = x w + bias (+ residual, or GELU): the strips split over the caller and StripPool's helpers.
+template <Epilogue E>
+int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  const int inputs = E == Epilogue::kAdd ? 4 : 3;
+  if (nparam != inputs + 1 || !AllFloat32(nparam, dtypes)) return 1;
   if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 1) return 2;
   const int64_t rows = shapes[0][0], depth = shapes[0][1], cols = shapes[1][1];
   if (shapes[1][0] != depth || shapes[2][0] != cols) return 2;
+  if (E == Epilogue::kAdd && (ndims[3] != 2 || shapes[3][0] != rows || shapes[3][1] != cols)) return 2;
   const auto *x = static_cast<const float *>(params[0]);
   const auto *w = static_cast<const float *>(params[1]);
   const auto *bias = static_cast<const float *>(params[2]);
-  auto *y = static_cast<float *>(params[3]);
+  const auto *res = E == Epilogue::kAdd ? static_cast<const float *>(params[3]) : nullptr;
+  auto *y = static_cast<float *>(params[inputs]);
   const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP;
   StripPool &pool = StripPool::Get();
   const int64_t parts = std::min(pool.Threads(), std::max<int64_t>(1, rows * depth * cols / (1 << 18)));
   if (parts <= 1 || strips < 2) {
-    StripRange(x, w, bias, y, rows, depth, cols, 0, strips);
+    StripRange<E>(x, w, bias, res, y, rows, depth, cols, 0, strips);
     return 0;
   }
   const int64_t share = (strips + parts - 1) / parts;
   pool.Run(parts, [=](int64_t part) {
-    StripRange(x, w, bias, y, rows, depth, cols, std::min(strips, part * share), std::min(strips, (part + 1) * share));
+    StripRange<E>(x, w, bias, res, y, rows, depth, cols, std::min(strips, part * share),
+                  std::min(strips, (part + 1) * share));
   });
   return 0;
 }
+}  // namespace
+
+extern "C" int StripMatMul(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                           void *) {
+  return StripProduct<Epilogue::kNone>(nparam, params, ndims, shapes, dtypes);
+}
+extern "C" int StripMatMulAdd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                              void *) {
+  return StripProduct<Epilogue::kAdd>(nparam, params, ndims, shapes, dtypes);
+}
+extern "C" int StripMatMulGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                               void *) {
+  return StripProduct<Epilogue::kGelu>(nparam, params, ndims, shapes, dtypes);
+}
 #endif  // __AVX512F__
 
-// Every kernel but StripMatMul returns its first input's shape and type.
+// BiasGelu and LayerNormRows return their first input's shape and type.
 extern "C" std::vector<int64_t> BiasGeluInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
   return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
 }
@@ -414,10 +500,10 @@ extern "C" std::vector<int64_t> LayerNormRowsInferShape(int *ndims, int64_t **sh
   return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
 }
 extern "C" TypeId LayerNormRowsInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
-extern "C" std::vector<int64_t> CachedAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
-  return std::vector<int64_t>(shapes[0], shapes[0] + ndims[0]);
+extern "C" std::vector<int64_t> DecodeAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return {shapes[0][0], shapes[2][0] / shapes[0][0] * shapes[2][2]};  // [B, H*D]
 }
-extern "C" TypeId CachedAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
+extern "C" TypeId DecodeAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
   return type_ids[0];
 }
 #ifdef __AVX512F__
@@ -425,4 +511,12 @@ extern "C" std::vector<int64_t> StripMatMulInferShape(int *ndims, int64_t **shap
   return {shapes[0][0], shapes[1][1]};  // [M, K] x [K, N]
 }
 extern "C" TypeId StripMatMulInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
+extern "C" std::vector<int64_t> StripMatMulAddInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return {shapes[0][0], shapes[1][1]};
+}
+extern "C" TypeId StripMatMulAddInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
+extern "C" std::vector<int64_t> StripMatMulGeluInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return {shapes[0][0], shapes[1][1]};
+}
+extern "C" TypeId StripMatMulGeluInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
 #endif  // __AVX512F__

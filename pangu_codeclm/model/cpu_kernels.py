@@ -1,10 +1,12 @@
-"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention over the KV cache, a matmul over
-weights held in strip order) as MindSpore AOT `ops.Custom` ops.
+"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention with its KV-cache writes, a
+matmul over weights held in strip order, alone or with a residual sum or GELU after it) as MindSpore AOT `ops.Custom`
+ops.
 
 MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf on one thread) and LayerNorm on one
 thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
-attention copied the attended window out of each cache and ran five kernels over it. `cpu_kernels.cc` does
-each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
+attention copied the attended window out of each cache and ran five kernels over it, and with the head split/merge
+and the cache writes a layer's attention was a dozen kernels, each with MindSpore's per-kernel launch cost.
+`cpu_kernels.cc` does each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
 streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512) reads a weight stored as column
 strips (`to_strips`, in place of the [K, N] order while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
 prefetches the next strip while it computes. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
@@ -13,8 +15,8 @@ default g++) for this CPU (`-march=native`) on first use, into a cache directory
 
 Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
 the network runs its plain MindSpore ops (a warning says why, once). The network uses them only outside training
-(model/layers.MLP, LayerNorm, the cached attention of a decode step); a gradient through the first two is computed
-with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
+(model/layers.MLP, LayerNorm, the attention of a decode step, the strip-order products); a gradient through the
+first two is computed with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
 """
 import hashlib
 import logging
@@ -38,30 +40,40 @@ _STATE = {}
 
 
 class FusedOps:
-    """The Custom ops of one built library, fp32: `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a
-    [1] tensor), any leading shape (dynamic shapes included), their gradients in plain MindSpore ops
-    (`_bias_gelu_grad`, `_layer_norm_grad`); `cached_attention(q [R,1,D], k_cache [R,L,D], v_cache, may [R,1,W],
-    bias [R,1,W], scale [1])`, a decode step's attention over the first W slots of the caches, read in place (no
-    gradient: decoding only); `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias (no
-    gradient: inference only; None on a CPU without AVX-512)."""
+    """The Custom ops of one built library, fp32.
+
+    `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a [1] tensor): any leading shape (dynamic shapes
+    included), their gradients in plain MindSpore ops (`_bias_gelu_grad`, `_layer_norm_grad`).
+    `decode_attention(q [B,Cq], kv [B,Ckv], k_cache [B*H,L,D], v_cache, slots int32 [S], onehot [B*H,S,1],
+    may [B*H,1,W], bias [B*H,1,W], scale [1])` -> [B, H*D]: a decode step's attention from the projections (q: the
+    first H*D columns of q, k|v: the last 2*H*D of kv), its new k/v added into the cache Parameters in place as
+    model/layers.KVCacheWrite.add does, the first W slots read in place, the heads merged.
+    `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias, `strip_matmul_add(x, w, bias,
+    residual [M,N])` = x @ w + bias + residual, `strip_matmul_gelu(x, w, bias)` = GELU(x @ w + bias): None on a CPU
+    without AVX-512. The last four have no gradient (inference only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
 
-        def custom(name, inputs, bprop):
+        def custom(name, inputs, bprop=None, int32=()):
             reg = CustomRegOp()
             for i, arg in enumerate(inputs):
                 reg = reg.input(i, arg)
-            info = reg.output(0, "y").dtype_format(*[DataType.F32_Default] * (len(inputs) + 1)).target("CPU")
+            formats = [DataType.I32_Default if arg in int32 else DataType.F32_Default for arg in inputs]
+            info = reg.output(0, "y").dtype_format(*formats, DataType.F32_Default).target("CPU")
             return ops.Custom(f"{library}:{name}", out_shape=None, out_dtype=None, func_type="aot",
                               bprop=bprop, reg_info=info.get_op_info())
 
         self.library = library
         self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
-        self.cached_attention = custom("CachedAttention", ("q", "k", "v", "may", "bias", "scale"), None)
-        # the strip kernel is AVX-512 code: None elsewhere (the weights keep their [in, out] order)
-        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias"), None) if has_avx512() else None
+        self.decode_attention = custom("DecodeAttention", ("q", "kv", "k", "v", "slots", "onehot", "may", "bias",
+                                                           "scale"), int32=("slots",))
+        # the strip kernels are AVX-512 code: None elsewhere (the weights keep their [in, out] order)
+        avx512 = has_avx512()
+        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias")) if avx512 else None
+        self.strip_matmul_add = custom("StripMatMulAdd", ("x", "w", "bias", "residual")) if avx512 else None
+        self.strip_matmul_gelu = custom("StripMatMulGelu", ("x", "w", "bias")) if avx512 else None
 
 
 def _strip_bounds(columns):

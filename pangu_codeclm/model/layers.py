@@ -3,9 +3,10 @@
 Every cell keeps its parameters under the HF names (`weight`/`bias`; Conv1D weights stored (in, out)) so that a
 checkpoint converts name for name. Matmuls run in the compute dtype; LayerNorm, softmax and the residual stream in fp32.
 Every primitive is sharded from a `Strategies` object (model/parallel.py); strategies are ignored in standalone runs.
-Outside training on CPU, MLP's bias + exact GELU, LayerNorm and a decode step's attention over the cache run fused
-C++ kernels where they build (model/cpu_kernels.py), the same values to fp32 rounding; while a decoder holds the
-Conv1D weights in strip order (`Conv1D.set_strip_layout`), their products run the strip kernel.
+Outside training on CPU, MLP's bias + exact GELU, LayerNorm and a decode step's attention (its cache writes
+included) run fused C++ kernels where they build (model/cpu_kernels.py), the same values to fp32 rounding; while a
+decoder holds the Conv1D weights in strip order (`Conv1D.set_strip_layout`), their products run the strip kernel,
+c_fc's with the GELU and each c_proj's with the block's residual sum in the same pass.
 
 Attention masks arrive as two tensors built once per forward (model/pangu.py): `may_attend` M [B,1,Tq,Tk] (1 = may
 attend) and the additive `bias` = (M-1)*1e4 + padding term ((1-m)*(-1e4) for a 2-D mask). Scores become s*M + bias,
@@ -79,7 +80,8 @@ class Conv1D(nn.Cell):
         self.compute_dtype = compute_dtype
         fused = cpu_kernels.fused_ops()
         self.strip_matmul = None if fused is None else fused.strip_matmul
-        self.no_bias = None if self.strip_matmul is None else ms.Tensor(np.zeros(out_size, np.float32))
+        self.strip_matmul_add = None if fused is None else fused.strip_matmul_add
+        self.strip_matmul_gelu = None if fused is None else fused.strip_matmul_gelu
         self.strips = False  # the weight's data is in strip order (graphs compiled meanwhile use strip_matmul)
 
     def construct(self, x):
@@ -87,10 +89,17 @@ class Conv1D(nn.Cell):
             return self.strip_matmul(self.cast(x, ms.float32), self.weight, self.cast(self.bias, ms.float32))
         return self._project(x, self.weight, self.bias)
 
+    def plus(self, x, residual):
+        """residual + x @ weight + bias in one strip kernel (the weight in strip order)."""
+        return self.strip_matmul_add(self.cast(x, ms.float32), self.weight, self.cast(self.bias, ms.float32),
+                                     residual)
+
+    def gelu(self, x):
+        """Exact GELU(x @ weight + bias) in one strip kernel (the weight in strip order)."""
+        return self.strip_matmul_gelu(self.cast(x, ms.float32), self.weight, self.cast(self.bias, ms.float32))
+
     def product(self, x):
         """x @ weight in fp32, without the bias."""
-        if self.strips:
-            return self.strip_matmul(self.cast(x, ms.float32), self.weight, self.no_bias)
         return self.cast(self.matmul(self.cast(x, self.compute_dtype), self.cast(self.weight, self.compute_dtype)),
                          ms.float32)
 
@@ -162,7 +171,7 @@ class Dropout(nn.Cell):
 
 
 class MLP(nn.Cell):
-    """c_fc (column parallel) -> activation -> c_proj (row parallel) -> dropout.
+    """residual + (c_fc (column parallel) -> activation -> c_proj (row parallel) -> dropout).
 
     `config.activation`: "gelu" exact erf GELU 0.5*h*(1 + erf(h/sqrt(2))) (the released CodeCLM), "fast_gelu"
     MindSpore's FastGeLU h*sigmoid(1.702*h) (the model-zoo PanGu-Alpha), "gelu_tanh" MindSpore's GeLU, the tanh
@@ -190,18 +199,24 @@ class MLP(nn.Cell):
         else:
             self.act = ops.GeLU().shard((inner,))
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+        self.add_residual = ops.Add().shard((strategies.hidden, strategies.hidden))
 
-    def construct(self, x):
-        if self.fused_gelu is not None and not self.training:
-            return self.dropout(self.c_proj(self.fused_gelu(self.c_fc.product(x), self.c_fc.cast(self.c_fc.bias,
-                                                                                                   ms.float32))))
-        h = self.c_fc(x)
-        if self.activation == "gelu":
-            # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
-            g = self.scale_half(self.mul(h, self.add_one(self.erf(self.scale(h, 1.0 / math.sqrt(2.0))), 1.0)), 0.5)
+    def construct(self, x, residual):
+        if self.fused_gelu is not None and self.c_fc.strips:
+            g = self.c_fc.gelu(x)
+        elif self.fused_gelu is not None and not self.training:
+            g = self.fused_gelu(self.c_fc.product(x), self.c_fc.cast(self.c_fc.bias, ms.float32))
         else:
-            g = self.act(h)
-        return self.dropout(self.c_proj(g))
+            h = self.c_fc(x)
+            if self.activation == "gelu":
+                # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
+                g = self.scale_half(self.mul(h, self.add_one(self.erf(self.scale(h, 1.0 / math.sqrt(2.0))), 1.0)),
+                                    0.5)
+            else:
+                g = self.act(h)
+        if self.c_proj.strips:  # (strip order only outside training: no dropout)
+            return self.c_proj.plus(g, residual)
+        return self.add_residual(residual, self.dropout(self.c_proj(g)))
 
 
 class AttentionCore(nn.Cell):
@@ -289,7 +304,7 @@ class _CachedAttention(nn.Cell):
     """Base of the attention cells: the subclass builds its input projections, then calls `_build_output`."""
 
     def _build_output(self, config, strategies, cdt, pdt):
-        """c_proj [E,E], head split/merge, the attention core, KV-cache writers and the residual dropout."""
+        """c_proj [E,E], head split/merge, the attention core, KV-cache writers, the residual dropout and sum."""
         e = config.hidden_size
         self.c_proj = Conv1D(e, e, config.initializer_range, strategies, "row", cdt, pdt)
         self.heads = _Heads(config, strategies)
@@ -298,20 +313,36 @@ class _CachedAttention(nn.Cell):
         self.write_v = KVCacheWrite()
         fused = cpu_kernels.fused_ops()
         fp32 = cdt == ms.float32 and ms_dtype(config.softmax_compute_type) == ms.float32
-        self.fused_attend = fused.cached_attention if fused is not None and fp32 else None  # decode on CPU
+        self.fused_attend = fused.decode_attention if fused is not None and fp32 else None  # decode on CPU
         self.attend_scale = ms.Tensor([self.core.scale], ms.float32)
         self.take_window = ops.StridedSlice()
         self.as_rows = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
+        self.add_residual = ops.Add().shard((strategies.hidden, strategies.hidden))
 
-    def _attend_and_project(self, q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
+    def _project(self, out, residual):
+        """residual + dropout(c_proj(out)), out [B*T, E] (heads merged)."""
+        if self.c_proj.strips:  # (strip order only outside training: no dropout)
+            return self.c_proj.plus(out, residual)
+        return self.add_residual(residual, self.dropout(self.c_proj(out)))
+
+    def _attend_and_project(self, q, k, v, residual, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
                             attend_cache):
-        """Split q/k/v [B*T, E] into heads, attend, merge, c_proj, dropout."""
+        """Split q/k/v [B*T, E] into heads, attend, merge, c_proj, dropout, add to the residual. A decode step with
+        the fused kernel takes q and kv from the projections as they are (see `fused_decode`)."""
         q = self.heads.split(q, batch, seq)
         k = self.heads.split(k, batch, seq)
         v = self.heads.split(v, batch, seq)
         out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
-        return self.dropout(self.c_proj(self.heads.merge(out, batch, seq)))
+        return self._project(self.heads.merge(out, batch, seq), residual)
+
+    def fused_decode(self, q, kv, residual, may_attend, bias, k_cache, v_cache, cache_index):
+        """A decode step through the fused kernel (model/cpu_kernels.DecodeAttention): the heads of q [B, >=E] (its
+        first E columns) attend over the caches after the new k|v (the last 2E columns of kv) are added at their
+        slots; then c_proj onto the residual. Arguments as `attend`'s decode case."""
+        slots, onehot = cache_index
+        out = self.fused_attend(q, kv, k_cache, v_cache, slots, onehot, may_attend, bias, self.attend_scale)
+        return self._project(out, residual)
 
     def _window(self, cache, window):
         """The first `window` slots of every cache row [B*H, W, D]: the cache itself when the window covers it, else
@@ -332,17 +363,14 @@ class _CachedAttention(nn.Cell):
         """
         if k_cache is None:
             return self.core(q, k, v, may_attend, bias)
-        if attend_cache:
+        if attend_cache:  # (without the fused kernel: `fused_decode`)
             slots, onehot = cache_index
             b, h, _, d = q.shape
             k_all = self.write_k.add(k_cache, k, slots, onehot)
             v_all = self.write_v.add(v_cache, v, slots, onehot)
-            q_rows = self.as_rows(q, (b * h, 1, d))
-            if self.fused_attend is not None:  # reads the window in place
-                out = self.fused_attend(q_rows, k_all, v_all, may_attend, bias, self.attend_scale)
-            else:
-                window = may_attend.shape[-1]
-                out = self.core(q_rows, self._window(k_all, window), self._window(v_all, window), may_attend, bias)
+            window = may_attend.shape[-1]
+            out = self.core(self.as_rows(q, (b * h, 1, d)), self._window(k_all, window), self._window(v_all, window),
+                            may_attend, bias)
             return self.as_rows(out, (b, h, 1, d))
         k_all = self.write_k.reset(k_cache, k, cache_index)
         v_all = self.write_v.reset(v_cache, v, cache_index)
@@ -351,7 +379,7 @@ class _CachedAttention(nn.Cell):
 
 
 class Attention(_CachedAttention):
-    """GPT-2 self-attention: c_attn [E,3E] -> q,k,v; optional KV cache; c_proj [E,E]."""
+    """GPT-2 self-attention: c_attn [E,3E] -> q,k,v; optional KV cache; c_proj [E,E]; onto the residual."""
 
     def __init__(self, config, strategies):
         super().__init__()
@@ -365,17 +393,20 @@ class Attention(_CachedAttention):
         self.hidden_size = e
         self.q_apart = ms.get_context("device_target") == "CPU"  # (CPU runs standalone: no sharded column split)
 
-    def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
+    def construct(self, x, residual, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
-        """x [B*T, E] -> out [B*T, E]. See `attend` for the cache arguments."""
+        """x [B*T, E] -> residual + out [B*T, E]. See `attend` for the cache arguments."""
+        if attend_cache and self.fused_attend is not None:
+            qkv = self.c_attn(x)
+            return self.fused_decode(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index)
         rows = x.shape[0]  # a dynamic-shape graph (CPU prefill) takes the split: no runtime switch per layer
         if self.q_apart and not self.c_attn.strips and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
             q, kv = self.c_attn.split_columns(x, self.hidden_size)
             k, v = self.split2(kv)
         else:
             q, k, v = self.split3(self.c_attn(x))
-        return self._attend_and_project(q, k, v, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
-                                        attend_cache)
+        return self._attend_and_project(q, k, v, residual, batch, seq, may_attend, bias, k_cache, v_cache,
+                                        cache_index, attend_cache)
 
 
 class TopQueryAttention(_CachedAttention):
@@ -391,11 +422,14 @@ class TopQueryAttention(_CachedAttention):
         self._build_output(config, strategies, cdt, pdt)
         self.split2 = ops.Split(axis=1, output_num=2).shard(((strategies.dp, 1),))
 
-    def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
-                  attend_cache=False):
+    def construct(self, x, query, residual, batch, seq, may_attend, bias, k_cache=None, v_cache=None,
+                  cache_index=None, attend_cache=False):
+        if attend_cache and self.fused_attend is not None:
+            return self.fused_decode(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache,
+                                     v_cache, cache_index)
         k, v = self.split2(self.c_attn(x))
-        return self._attend_and_project(self.q_attn(query), k, v, batch, seq, may_attend, bias, k_cache, v_cache,
-                                        cache_index, attend_cache)
+        return self._attend_and_project(self.q_attn(query), k, v, residual, batch, seq, may_attend, bias, k_cache,
+                                        v_cache, cache_index, attend_cache)
 
 
 class Block(nn.Cell):
@@ -409,14 +443,11 @@ class Block(nn.Cell):
         self.attn = (attention_cls or Attention)(config, strategies)
         self.ln_2 = LayerNorm(e, eps, strategies, pdt)
         self.mlp = MLP(config, strategies)
-        self.add1 = ops.Add().shard((strategies.hidden, strategies.hidden))
-        self.add2 = ops.Add().shard((strategies.hidden, strategies.hidden))
 
     def construct(self, x, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
-        a = self.attn(self.ln_1(x), batch, seq, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
-        x = self.add1(x, a)
-        return self.add2(x, self.mlp(self.ln_2(x)))
+        x = self.attn(self.ln_1(x), x, batch, seq, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
+        return self.mlp(self.ln_2(x), x)
 
 
 class TopQueryLayer(Block):
@@ -427,7 +458,6 @@ class TopQueryLayer(Block):
 
     def construct(self, x, query, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
-        a = self.attn(self.ln_1(x), query, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
+        x = self.attn(self.ln_1(x), query, x, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
                       attend_cache)
-        x = self.add1(x, a)
-        return self.add2(x, self.mlp(self.ln_2(x)))
+        return self.mlp(self.ln_2(x), x)
