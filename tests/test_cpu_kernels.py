@@ -124,9 +124,10 @@ def test_gradients_equal_those_of_the_plain_ops(fused):
 
 @pytest.mark.parametrize("window", [24, 40], ids=["window-inside-the-cache", "whole-cache"])
 @pytest.mark.parametrize("top_query", [False, True], ids=["q|k|v", "q-apart-from-k|v"])
-def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fused, window, top_query):
+@pytest.mark.parametrize("dim", [8, 64], ids=["dim-8", "dim-64-in-registers"])
+def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fused, window, top_query, dim):
     from pangu_codeclm.model.layers import MASK_VALUE
-    batch, heads, dim, slots = 3, 2, 8, 40
+    batch, heads, slots = 3, 2, 40
     width, rows = heads * dim, batch * heads
     rng = np.random.default_rng(5)
     qkv = rng.standard_normal((batch, 3 * width)).astype(np.float32)
@@ -185,7 +186,8 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
     np.testing.assert_array_equal(cpu_kernels.from_strips(held), weight)
 
 
-@pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (3, 33, 100), (8, 64, 96), (9, 40, 145), (17, 64, 500)])
+@pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (1, 37, 245), (1, 1024, 1000), (3, 33, 100), (8, 64, 96),
+                                            (9, 40, 145), (17, 64, 500)])
 def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
         pytest.skip("no AVX-512 on this CPU: the strip kernel is not built")
@@ -195,15 +197,53 @@ def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(f
     bias = rng.standard_normal(cols).astype(np.float32)
     residual = rng.standard_normal((rows, cols)).astype(np.float32)
     held = cpu_kernels.to_strips(weight)
+    tol = dict(rtol=1e-5, atol=1e-5 * max(1.0, depth / 64))  # fp32 sums of `depth` products
     want = x.astype(np.float64) @ weight + bias
     got = as_cell(fused.strip_matmul)(*tensors(x, held, bias)).asnumpy()  # (17, 64, 500): split over threads
     assert got.shape == (rows, cols)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, **tol)
     with_residual = as_cell(fused.strip_matmul_add)(*tensors(x, held, bias, residual)).asnumpy()
-    np.testing.assert_allclose(with_residual, want + residual, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(with_residual, want + residual, **tol)
     exact_gelu = 0.5 * want * (1 + np.vectorize(math.erf)(want / math.sqrt(2)))
     np.testing.assert_allclose(as_cell(fused.strip_matmul_gelu)(*tensors(x, held, bias)).asnumpy(), exact_gelu,
-                               rtol=1e-5, atol=1e-5)
+                               **tol)
+
+
+@pytest.mark.parametrize("kernel", ["strip_matmul", "strip_matmul_add", "strip_matmul_gelu", "row_dot_matmul"])
+def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
+    """Batched and one-prompt greedy decoding see the same logits bit for bit (the one-row tiles sum in the same
+    order as the multi-row ones)."""
+    if getattr(fused, kernel) is None:
+        pytest.skip("no AVX-512 on this CPU")
+    rng = np.random.default_rng(11)
+    depth, cols = 300, 1000  # 20 whole strips and a 40-column one; 250 row-dot tiles
+    x = rng.standard_normal((9, depth)).astype(np.float32)
+    weight = rng.standard_normal((depth, cols)).astype(np.float32)
+    bias = rng.standard_normal(cols).astype(np.float32)
+    residual = rng.standard_normal((9, cols)).astype(np.float32)
+    op = as_cell(getattr(fused, kernel))
+
+    def run(rows):
+        if kernel == "row_dot_matmul":
+            return op(*tensors(x[rows], weight.T.copy())).asnumpy()
+        extra = (residual[rows],) if kernel == "strip_matmul_add" else ()
+        return op(*tensors(x[rows], cpu_kernels.to_strips(weight), bias, *extra)).asnumpy()
+
+    together = run(slice(0, 9))
+    for r in (0, 4, 8):
+        np.testing.assert_array_equal(run(slice(r, r + 1)), together[r:r + 1], err_msg=f"row {r}")
+
+
+@pytest.mark.parametrize("rows,depth,cols", [(1, 40, 7), (3, 33, 100), (4, 64, 9), (9, 1024, 301), (17, 48, 5003)])
+def test_row_dot_matmul_equals_x_times_w_transposed(fused, rows, depth, cols):
+    if fused.row_dot_matmul is None:
+        pytest.skip("no AVX-512 on this CPU: the head keeps MindSpore's MatMul")
+    rng = np.random.default_rng(cols)
+    x = rng.standard_normal((rows, depth)).astype(np.float32)
+    weight = rng.standard_normal((cols, depth)).astype(np.float32)  # [N, K]: the embedding table's order
+    got = as_cell(fused.row_dot_matmul)(*tensors(x, weight)).asnumpy()  # k tails of 8, 1, 0, 0, 0; (17, 48, 5003)
+    assert got.shape == (rows, cols)                                    # splits over threads, a column tail of 3
+    np.testing.assert_allclose(got, x.astype(np.float64) @ weight.T, rtol=1e-5, atol=1e-4)
 
 
 def test_decoding_holds_the_strip_order_and_the_network_puts_it_back(fused):
@@ -241,6 +281,7 @@ def test_network_logits_equal_with_and_without_the_kernels(fused, monkeypatch):
         monkeypatch.delenv(cpu_kernels.ENABLE_ENV)
         cpu_kernels.reset()
     assert fused_cells(without) == 0
+    assert (with_kernels.row_head is None) == (fused.row_dot_matmul is None) and without.row_head is None
     ids = np.random.default_rng(4).integers(1, 50, (2, 12))
     np.testing.assert_allclose(with_kernels(ms.Tensor(ids.astype(np.int32))).asnumpy(),
                                without(ms.Tensor(ids.astype(np.int32))).asnumpy(), rtol=0, atol=1e-5)

@@ -17,6 +17,8 @@
 //     (see below): the few-row products of decoding and prefill, streaming the weights once per call
 //   StripMatMulAdd(x, w, bias, residual [M, N]) -> y        y = x w + bias + residual (a block's residual sum)
 //   StripMatMulGelu(x, w, bias) -> y                        y = GELU(x w + bias), exact GELU as BiasGelu
+//   RowDotMatMul(x [M, K], w [N, K]) -> y [M, N]           y = x w^T, w in its row order: the tied head's few-row
+//     products over the embedding table (one stream of the table per call)
 //
 // Interface (MindSpore AOT): int Name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
 // void *stream, void *extra), inputs then outputs in `params`; NameInferShape / NameInferType give the output's shape
@@ -33,6 +35,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 #include <vector>
 
@@ -133,6 +136,67 @@ void AttendRow(const float *qr, const float *kr, const float *vr, const float *m
   }
 }
 
+#ifdef __AVX512F__
+// e^x in 16 lanes: 2^n 2^f, x log2(e) = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (relative error
+// below 2e-7), 2^n applied by scalef (0 for a very negative x, as a masked score's bias gives).
+inline __m512 Exp16(__m512 x) {
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.52527338040598e-05f);
+  for (const float c : {1.54035303933816e-04f, 1.33335581464284e-03f, 9.61812910762848e-03f, 5.55041086648216e-02f,
+                        2.40226506959101e-01f, 6.93147180559945e-01f, 1.0f}) {
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+  }
+  return _mm512_scalef_ps(p, n);
+}
+
+// AttendRow for a head dim of 16 * DV: the query and the output held in registers, the exponentials 16 at a time.
+template <int DV>
+void AttendRowVec(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
+                  float *o, int64_t window, float *score) {
+  constexpr int64_t dim = 16 * DV;
+  __m512 q[DV], acc[DV];
+#pragma GCC unroll 8
+  for (int c = 0; c < DV; ++c) q[c] = _mm512_loadu_ps(qr + 16 * c);
+  float top = -std::numeric_limits<float>::max();
+  for (int64_t s = 0; s < window; ++s) {
+    float value = br[s];
+#pragma GCC unroll 8
+    for (int c = 0; c < DV; ++c) _mm_prefetch(reinterpret_cast<const char *>(vr + s * dim + 16 * c), _MM_HINT_T1);
+    if (mr[s] != 0.0f) {
+      const float *ks = kr + s * dim;
+      __m512 dot = _mm512_mul_ps(q[0], _mm512_loadu_ps(ks));
+#pragma GCC unroll 8
+      for (int c = 1; c < DV; ++c) dot = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(ks + 16 * c), dot);
+      value += _mm512_reduce_add_ps(dot) * scale * mr[s];
+    }
+    score[s] = value;
+    top = std::max(top, value);
+  }
+  __m512 sums = _mm512_setzero_ps();
+  const __m512 shift = _mm512_set1_ps(top);
+  for (int64_t s = 0; s < window; s += 16) {
+    const __mmask16 m = static_cast<__mmask16>(window - s >= 16 ? 0xFFFF : (1u << (window - s)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, score + s), shift)));
+    _mm512_mask_storeu_ps(score + s, m, e);
+    sums = _mm512_add_ps(sums, e);
+  }
+  const float inv = 1.0f / _mm512_reduce_add_ps(sums);
+#pragma GCC unroll 8
+  for (int c = 0; c < DV; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < window; ++s) {
+    if (score[s] == 0.0f) continue;
+    const __m512 weight = _mm512_set1_ps(score[s] * inv);
+    const float *vs = vr + s * dim;
+#pragma GCC unroll 8
+    for (int c = 0; c < DV; ++c) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(vs + 16 * c), acc[c]);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < DV; ++c) _mm512_storeu_ps(o + 16 * c, acc[c]);
+}
+#endif  // __AVX512F__
+
 // The shapes of one DecodeAttention call (see the top of the file).
 struct DecodeShape {
   int64_t batch, heads, slots, dim, window, writes, q_cols, kv_cols;
@@ -159,146 +223,32 @@ void DecodeRows(const float *q, const float *kv, float *k, float *v, const int32
         vs[i] += w * v_new[i];
       }
     }
-    AttendRow(q + b * n.q_cols + h * n.dim, kr, vr, may + r * n.window, bias + r * n.window, scale,
-              out + b * width + h * n.dim, n.window, n.dim, score.data());
-  }
-}
-
-// Runs fn(first, last) over [0, rows) in contiguous ranges, one per thread, as many threads as the work warrants.
-template <typename Fn>
-void ParallelRows(int64_t rows, int64_t width, Fn fn) {
-  const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
-  const int64_t wanted = std::max<int64_t>(1, rows * width / kMinElementsPerThread);
-  const int64_t threads = std::min({hardware, wanted, rows});
-  if (threads <= 1) {
-    fn(0, rows);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t step = (rows + threads - 1) / threads;
-  for (int64_t first = step; first < rows; first += step) pool.emplace_back(fn, first, std::min(rows, first + step));
-  fn(0, std::min(rows, step));
-  for (auto &worker : pool) worker.join();
-}
-
+    const float *qr = q + b * n.q_cols + h * n.dim, *mr = may + r * n.window, *br = bias + r * n.window;
+    float *o = out + b * width + h * n.dim;
 #ifdef __AVX512F__
-// ---- StripMatMul: register tiles of up to 8 rows x one strip (three 16-float vectors), accumulators in named
-// registers (GCC 12 keeps an array of __m512 on the stack). While a tile runs, the next strip is prefetched into
-// L2, spread evenly over every row group's k steps, so the weight stream overlaps the FMAs (at 1 row the hardware
-// prefetcher alone is faster).
-constexpr int kMinPrefetchRows = 2;
-
-#define PCL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
-
-struct Prefetch {
-  const char *base = nullptr;  // the next strip's bytes
-  int64_t lines = 0, first = 0, steps = 1;  // this tile issues lines [first, first + lines * kn / steps)
-};
-
-// What a tile does with its sums before it stores them: nothing, add the residual (same layout as y), exact GELU.
-enum class Epilogue { kNone, kAdd, kGelu };
-
-template <int MR, Epilogue E>
-void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
-               const float *bias, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2, Prefetch pf) {
-#define PCL_DECL(r) __m512 a##r##0, a##r##1, a##r##2;
-  PCL_ROWS(PCL_DECL)
-#define PCL_INIT(r)                                      \
-  if constexpr (MR > r) {                                \
-    a##r##0 = _mm512_maskz_loadu_ps(m0, bias);           \
-    a##r##1 = _mm512_maskz_loadu_ps(m1, bias + 16);      \
-    a##r##2 = _mm512_maskz_loadu_ps(m2, bias + 32);      \
-  }
-  PCL_ROWS(PCL_INIT)
-#define PCL_FMA(r)                                       \
-  if constexpr (MR > r) {                                \
-    const __m512 b = _mm512_set1_ps(x[r * ldx + k]);     \
-    a##r##0 = _mm512_fmadd_ps(b, w0, a##r##0);           \
-    a##r##1 = _mm512_fmadd_ps(b, w1, a##r##1);           \
-    a##r##2 = _mm512_fmadd_ps(b, w2, a##r##2);           \
-  }
-#define PCL_STEP                                         \
-  {                                                      \
-    const float *wk = w + k * ldw;                       \
-    const __m512 w0 = _mm512_maskz_loadu_ps(m0, wk);     \
-    const __m512 w1 = _mm512_maskz_loadu_ps(m1, wk + 16);\
-    const __m512 w2 = _mm512_maskz_loadu_ps(m2, wk + 32);\
-    PCL_ROWS(PCL_FMA)                                    \
-  }
-  if (pf.base != nullptr) {
-    int64_t line = pf.first, owed = 0;
-    for (int64_t k = 0; k < depth; ++k) {
-      for (owed += pf.lines; owed >= pf.steps; owed -= pf.steps) _mm_prefetch(pf.base + 64 * line++, _MM_HINT_T1);
-      PCL_STEP
+    switch (n.dim) {
+      case 32: AttendRowVec<2>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
+      case 64: AttendRowVec<4>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
+      case 128: AttendRowVec<8>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
     }
-  } else {
-    for (int64_t k = 0; k < depth; ++k) PCL_STEP
-  }
-#define PCL_STORE(r)                                                            \
-  if constexpr (MR > r) {                                                       \
-    if constexpr (E == Epilogue::kAdd) {                                        \
-      a##r##0 = _mm512_add_ps(a##r##0, _mm512_maskz_loadu_ps(m0, res + r * ldy));     \
-      a##r##1 = _mm512_add_ps(a##r##1, _mm512_maskz_loadu_ps(m1, res + r * ldy + 16)); \
-      a##r##2 = _mm512_add_ps(a##r##2, _mm512_maskz_loadu_ps(m2, res + r * ldy + 32)); \
-    }                                                                           \
-    _mm512_mask_storeu_ps(y + r * ldy, m0, a##r##0);                            \
-    _mm512_mask_storeu_ps(y + r * ldy + 16, m1, a##r##1);                       \
-    _mm512_mask_storeu_ps(y + r * ldy + 32, m2, a##r##2);                       \
-  }
-  PCL_ROWS(PCL_STORE)
-  if constexpr (E == Epilogue::kGelu) {
-    const int64_t width = __builtin_popcount(m0) + __builtin_popcount(m1) + __builtin_popcount(m2);
-    for (int r = 0; r < MR; ++r) {
-      float *row = y + r * ldy;
-#pragma omp simd
-      for (int64_t j = 0; j < width; ++j) row[j] = Gelu(row[j]);
-    }
+#endif
+    AttendRow(qr, kr, vr, mr, br, scale, o, n.window, n.dim, score.data());
   }
 }
 
-__mmask16 LaneMask(int64_t width, int vector) {
-  const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, width - 16 * vector));
-  return static_cast<__mmask16>((1u << lanes) - 1);
-}
-
-// Strips [s0, s1) of y = x w + bias (then the epilogue).
-template <Epilogue E>
-void StripRange(const float *x, const float *w, const float *bias, const float *res, float *y, int64_t rows,
-                int64_t depth, int64_t cols, int64_t s0, int64_t s1) {
-  const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP, groups = (rows + 7) / 8;
-  for (int64_t s = s0; s < s1; ++s) {
-    const int64_t c = s * PCL_STRIP, width = std::min<int64_t>(PCL_STRIP, cols - c);
-    const float *strip = w + c * depth;
-    Prefetch pf;
-    if (rows >= kMinPrefetchRows && s + 1 < strips) {
-      const int64_t next = std::min<int64_t>(PCL_STRIP, cols - c - PCL_STRIP);
-      pf.base = reinterpret_cast<const char *>(strip + width * depth);
-      pf.lines = (next * depth * 4 + 63) / 64;
-      pf.steps = depth * groups;
-    }
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t r0 = 8 * g;
-      pf.first = pf.lines * g / groups;
-      const float *xr = x + r0 * depth;
-      float *yr = y + r0 * cols + c;
-      const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
-      const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
-      switch (std::min<int64_t>(8, rows - r0)) {
-#define PCL_CASE(r) \
-  case r + 1: StripTile<r + 1, E>(xr, depth, strip, width, yr, cols, depth, bias + c, rr, m0, m1, m2, pf); break;
-        PCL_ROWS(PCL_CASE)
-      }
-    }
-  }
-}
-
-// Persistent helper threads for StripMatMul (one call splits its strips over the caller and the helpers): a helper
-// spins briefly for the next call of a step, then sleeps.
-class StripPool {
+// Persistent helper threads (one kernel call splits its work over the caller and the helpers): a helper spins
+// briefly for the next call of a step, then sleeps. A forked child (which has no helpers) starts a pool of its own.
+class WorkerPool {
  public:
-  static StripPool &Get() {
-    static StripPool *pool = new StripPool();  // never destroyed: helpers may still sleep at exit
-    return *pool;
+  static WorkerPool &Get() {
+    WorkerPool *pool = instance_.load(std::memory_order_acquire);
+    if (pool != nullptr) return *pool;
+    static std::mutex make;
+    std::lock_guard<std::mutex> lock(make);
+    static std::once_flag hook;
+    std::call_once(hook, [] { pthread_atfork(nullptr, nullptr, [] { instance_.store(nullptr); }); });
+    if (instance_.load() == nullptr) instance_.store(new WorkerPool());  // never destroyed: helpers may sleep at exit
+    return *instance_.load();
   }
   int64_t Threads() const { return static_cast<int64_t>(helpers_.size()) + 1; }
   void Run(int64_t parts, const std::function<void(int64_t)> &part) {
@@ -349,13 +299,253 @@ class StripPool {
     std::thread thread_;
   };
 
-  StripPool() {
+  WorkerPool() {
     const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
     for (int64_t i = 1; i < std::min<int64_t>(cores, 8); ++i) helpers_.push_back(std::make_unique<Helper>());
   }
+  static inline std::atomic<WorkerPool *> instance_{nullptr};
   std::mutex run_;
   std::vector<std::unique_ptr<Helper>> helpers_;
 };
+// Runs fn(first, last) over [0, rows) in contiguous ranges, one per WorkerPool thread, as many as the work warrants.
+template <typename Fn>
+void ParallelRows(int64_t rows, int64_t width, Fn fn) {
+  WorkerPool &pool = WorkerPool::Get();
+  const int64_t wanted = std::max<int64_t>(1, rows * width / kMinElementsPerThread);
+  const int64_t parts = std::min({pool.Threads(), wanted, rows});
+  if (parts <= 1) {
+    fn(0, rows);
+    return;
+  }
+  const int64_t step = (rows + parts - 1) / parts;
+  pool.Run(parts, [&](int64_t part) { fn(std::min(rows, part * step), std::min(rows, (part + 1) * step)); });
+}
+
+#ifdef __AVX512F__
+// ---- StripMatMul: register tiles of up to 8 rows x one strip (three 16-float vectors), accumulators in named
+// registers (GCC 12 keeps an array of __m512 on the stack). While a tile runs, the next strip is prefetched into
+// L2, spread evenly over every row group's k steps, so the weight stream overlaps the FMAs (at 1 row the hardware
+// prefetcher alone is faster).
+constexpr int kMinPrefetchRows = 2;
+
+#define PCL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+struct Prefetch {
+  const char *base = nullptr;  // the next strip's bytes
+  int64_t lines = 0, first = 0, steps = 1;  // this tile issues lines [first, first + lines * kn / steps)
+};
+
+// What a tile does with its sums before it stores them: nothing, add the residual (same layout as y), exact GELU.
+enum class Epilogue { kNone, kAdd, kGelu };
+
+// A tile row's sums (bias included) through the epilogue into y: the residual added, or the exact GELU.
+template <Epilogue E>
+inline void FinishRow(__m512 a0, __m512 a1, __m512 a2, float *y, const float *res, __mmask16 m0, __mmask16 m1,
+                      __mmask16 m2) {
+  if constexpr (E == Epilogue::kAdd) {
+    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, res));
+    a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, res + 16));
+    a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(m2, res + 32));
+  }
+  _mm512_mask_storeu_ps(y, m0, a0);
+  _mm512_mask_storeu_ps(y + 16, m1, a1);
+  _mm512_mask_storeu_ps(y + 32, m2, a2);
+  if constexpr (E == Epilogue::kGelu) {
+    const int width = __builtin_popcount(m0) + __builtin_popcount(m1) + __builtin_popcount(m2);
+#pragma omp simd
+    for (int j = 0; j < width; ++j) y[j] = Gelu(y[j]);
+  }
+}
+
+template <int MR, Epilogue E>
+void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
+               const float *bias, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2, Prefetch pf) {
+#define PCL_DECL(r) __m512 a##r##0, a##r##1, a##r##2;
+  PCL_ROWS(PCL_DECL)
+#define PCL_INIT(r)                                      \
+  if constexpr (MR > r) {                                \
+    a##r##0 = _mm512_maskz_loadu_ps(m0, bias);           \
+    a##r##1 = _mm512_maskz_loadu_ps(m1, bias + 16);      \
+    a##r##2 = _mm512_maskz_loadu_ps(m2, bias + 32);      \
+  }
+  PCL_ROWS(PCL_INIT)
+#define PCL_FMA(r)                                       \
+  if constexpr (MR > r) {                                \
+    const __m512 b = _mm512_set1_ps(x[r * ldx + k]);     \
+    a##r##0 = _mm512_fmadd_ps(b, w0, a##r##0);           \
+    a##r##1 = _mm512_fmadd_ps(b, w1, a##r##1);           \
+    a##r##2 = _mm512_fmadd_ps(b, w2, a##r##2);           \
+  }
+#define PCL_STEP                                         \
+  {                                                      \
+    const float *wk = w + k * ldw;                       \
+    const __m512 w0 = _mm512_maskz_loadu_ps(m0, wk);     \
+    const __m512 w1 = _mm512_maskz_loadu_ps(m1, wk + 16);\
+    const __m512 w2 = _mm512_maskz_loadu_ps(m2, wk + 32);\
+    PCL_ROWS(PCL_FMA)                                    \
+  }
+  if (pf.base != nullptr) {
+    int64_t line = pf.first, owed = 0;
+    for (int64_t k = 0; k < depth; ++k) {
+      for (owed += pf.lines; owed >= pf.steps; owed -= pf.steps) _mm_prefetch(pf.base + 64 * line++, _MM_HINT_T1);
+      PCL_STEP
+    }
+  } else {
+    for (int64_t k = 0; k < depth; ++k) PCL_STEP
+  }
+#define PCL_STORE(r) \
+  if constexpr (MR > r) FinishRow<E>(a##r##0, a##r##1, a##r##2, y + r * ldy, res + (res ? r * ldy : 0), m0, m1, m2);
+  PCL_ROWS(PCL_STORE)
+}
+
+// One row over NS <= 4 whole strips at once (four weight streams: one stream per thread leaves the memory bus idle
+// between its prefetches); each column's sum in the same order as StripTile's, so a row's values do not depend on
+// the rows beside it.
+template <int NS, Epilogue E>
+void StripRowTile(const float *x, const float *w, float *y, int64_t depth, const float *bias, const float *res) {
+  const __mmask16 all = 0xFFFF;
+#define PCL_STRIPS(X) X(0) X(1) X(2) X(3)
+#define PCL_R_INIT(j)                                                                          \
+  __m512 s##j##0, s##j##1, s##j##2;                                                            \
+  if constexpr (NS > j) {                                                                      \
+    s##j##0 = _mm512_loadu_ps(bias + j * PCL_STRIP);                                           \
+    s##j##1 = _mm512_loadu_ps(bias + j * PCL_STRIP + 16);                                      \
+    s##j##2 = _mm512_loadu_ps(bias + j * PCL_STRIP + 32);                                      \
+  }
+  PCL_STRIPS(PCL_R_INIT)
+#define PCL_R_FMA(j)                                                                           \
+  if constexpr (NS > j) {                                                                      \
+    const float *wk = w + j * PCL_STRIP * depth + k * PCL_STRIP;                               \
+    s##j##0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk), s##j##0);                                \
+    s##j##1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk + 16), s##j##1);                           \
+    s##j##2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk + 32), s##j##2);                           \
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    const __m512 b = _mm512_set1_ps(x[k]);
+    PCL_STRIPS(PCL_R_FMA)
+  }
+#define PCL_R_STORE(j)                                                                         \
+  if constexpr (NS > j) {                                                                      \
+    FinishRow<E>(s##j##0, s##j##1, s##j##2, y + j * PCL_STRIP, res + (res ? j * PCL_STRIP : 0), all, all, all); \
+  }
+  PCL_STRIPS(PCL_R_STORE)
+}
+
+__mmask16 LaneMask(int64_t width, int vector) {
+  const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, width - 16 * vector));
+  return static_cast<__mmask16>((1u << lanes) - 1);
+}
+
+// Strips [s0, s1) of y = x w + bias (then the epilogue).
+template <Epilogue E>
+void StripRange(const float *x, const float *w, const float *bias, const float *res, float *y, int64_t rows,
+                int64_t depth, int64_t cols, int64_t s0, int64_t s1) {
+  const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP, groups = (rows + 7) / 8;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t c = s * PCL_STRIP, width = std::min<int64_t>(PCL_STRIP, cols - c);
+    const float *strip = w + c * depth;
+    const int64_t whole = std::min<int64_t>(4, std::min(s1, cols / PCL_STRIP) - s);
+    if (rows == 1 && whole > 0) {  // up to four whole strips as one tile
+      const float *rr = res == nullptr ? nullptr : res + c;
+      switch (whole) {
+#define PCL_R_CASE(j) \
+  case j + 1: StripRowTile<j + 1, E>(x, strip, y + c, depth, bias + c, rr); break;
+        PCL_STRIPS(PCL_R_CASE)
+      }
+      s += whole - 1;
+      continue;
+    }
+    Prefetch pf;
+    if (rows >= kMinPrefetchRows && s + 1 < strips) {
+      const int64_t next = std::min<int64_t>(PCL_STRIP, cols - c - PCL_STRIP);
+      pf.base = reinterpret_cast<const char *>(strip + width * depth);
+      pf.lines = (next * depth * 4 + 63) / 64;
+      pf.steps = depth * groups;
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t r0 = 8 * g;
+      pf.first = pf.lines * g / groups;
+      const float *xr = x + r0 * depth;
+      float *yr = y + r0 * cols + c;
+      const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
+      const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
+      switch (std::min<int64_t>(8, rows - r0)) {
+#define PCL_CASE(r) \
+  case r + 1: StripTile<r + 1, E>(xr, depth, strip, width, yr, cols, depth, bias + c, rr, m0, m1, m2, pf); break;
+        PCL_ROWS(PCL_CASE)
+      }
+    }
+  }
+}
+
+// ---- RowDotMatMul: y = x w^T with w [N, K] in its own row order (the tied head reads the embedding table as it
+// is stored): tiles of up to 4 x rows by 4 w rows, one vector accumulator per (x row, w row) summed across its lanes
+// at the end, the k tail read under a lane mask. A tile keeps its 4 w rows in L1 while every x row group passes.
+#define PCL_FOUR(X) X(0) X(1) X(2) X(3)
+
+template <int MR, int NR>
+void RowDotTile(const float *x, const float *w, float *y, int64_t ldy, int64_t depth) {
+#define PCL_RD_DECL(r) __m512 d##r##0, d##r##1, d##r##2, d##r##3;
+  PCL_FOUR(PCL_RD_DECL)
+#define PCL_RD_ZERO(r)                                                                   \
+  if constexpr (MR > r) {                                                                \
+    d##r##0 = _mm512_setzero_ps(), d##r##1 = d##r##0, d##r##2 = d##r##0, d##r##3 = d##r##0; \
+  }
+  PCL_FOUR(PCL_RD_ZERO)
+#define PCL_RD_ROW(r)                                                         \
+  if constexpr (MR > r) {                                                     \
+    const __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * depth + k);         \
+    d##r##0 = _mm512_fmadd_ps(xv, w0, d##r##0);                               \
+    if constexpr (NR > 1) d##r##1 = _mm512_fmadd_ps(xv, w1, d##r##1);         \
+    if constexpr (NR > 2) d##r##2 = _mm512_fmadd_ps(xv, w2, d##r##2);         \
+    if constexpr (NR > 3) d##r##3 = _mm512_fmadd_ps(xv, w3, d##r##3);         \
+  }
+#define PCL_RD_STEP                                                                              \
+  {                                                                                              \
+    const __m512 w0 = _mm512_maskz_loadu_ps(mask, w + k);                                        \
+    const __m512 w1 = NR > 1 ? _mm512_maskz_loadu_ps(mask, w + depth + k) : w0;                  \
+    const __m512 w2 = NR > 2 ? _mm512_maskz_loadu_ps(mask, w + 2 * depth + k) : w0;              \
+    const __m512 w3 = NR > 3 ? _mm512_maskz_loadu_ps(mask, w + 3 * depth + k) : w0;              \
+    PCL_FOUR(PCL_RD_ROW)                                                                         \
+  }
+  int64_t k = 0;
+  for (const __mmask16 mask = 0xFFFF; k + 16 <= depth; k += 16) PCL_RD_STEP
+  if (k < depth) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (depth - k)) - 1);
+    PCL_RD_STEP
+  }
+#define PCL_RD_STORE(r)                                                          \
+  if constexpr (MR > r) {                                                        \
+    y[r * ldy] = _mm512_reduce_add_ps(d##r##0);                                  \
+    if constexpr (NR > 1) y[r * ldy + 1] = _mm512_reduce_add_ps(d##r##1);        \
+    if constexpr (NR > 2) y[r * ldy + 2] = _mm512_reduce_add_ps(d##r##2);        \
+    if constexpr (NR > 3) y[r * ldy + 3] = _mm512_reduce_add_ps(d##r##3);        \
+  }
+  PCL_FOUR(PCL_RD_STORE)
+}
+
+// Columns [n0, n1) of y = x w^T: 4 w rows at a time (single rows for the tail), every x row group per tile.
+template <int NR>
+void RowDotColumns(const float *x, const float *w, float *y, int64_t rows, int64_t depth, int64_t cols,
+                   int64_t n) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const float *xr = x + r0 * depth, *wn = w + n * depth;
+    float *yr = y + r0 * cols + n;
+    switch (std::min<int64_t>(4, rows - r0)) {
+#define PCL_RD_CASE(r) \
+  case r + 1: RowDotTile<r + 1, NR>(xr, wn, yr, cols, depth); break;
+      PCL_FOUR(PCL_RD_CASE)
+    }
+  }
+}
+
+void RowDotRange(const float *x, const float *w, float *y, int64_t rows, int64_t depth, int64_t cols, int64_t n0,
+                 int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) RowDotColumns<4>(x, w, y, rows, depth, cols, n);
+  for (; n < n1; ++n) RowDotColumns<1>(x, w, y, rows, depth, cols, n);
+}
+
 #endif  // __AVX512F__
 
 bool AllFloat32(int nparam, const char **dtypes) {
@@ -447,7 +637,7 @@ extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **
 
 #ifdef __AVX512F__
 namespace {
-// y = x w + bias (+ residual, or GELU): the strips split over the caller and StripPool's helpers.
+// y = x w + bias (+ residual, or GELU): the strips split over the caller and WorkerPool's helpers.
 template <Epilogue E>
 int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   const int inputs = E == Epilogue::kAdd ? 4 : 3;
@@ -462,7 +652,7 @@ int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const 
   const auto *res = E == Epilogue::kAdd ? static_cast<const float *>(params[3]) : nullptr;
   auto *y = static_cast<float *>(params[inputs]);
   const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP;
-  StripPool &pool = StripPool::Get();
+  WorkerPool &pool = WorkerPool::Get();
   const int64_t parts = std::min(pool.Threads(), std::max<int64_t>(1, rows * depth * cols / (1 << 18)));
   if (parts <= 1 || strips < 2) {
     StripRange<E>(x, w, bias, res, y, rows, depth, cols, 0, strips);
@@ -488,6 +678,28 @@ extern "C" int StripMatMulAdd(int nparam, void **params, int *ndims, int64_t **s
 extern "C" int StripMatMulGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                void *) {
   return StripProduct<Epilogue::kGelu>(nparam, params, ndims, shapes, dtypes);
+}
+// y = x w^T, w [N, K] row-major: the columns split over the caller and WorkerPool's helpers in whole 4-row tiles.
+extern "C" int RowDotMatMul(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                            void *) {
+  if (nparam != 3 || !AllFloat32(nparam, dtypes)) return 1;
+  if (ndims[0] != 2 || ndims[1] != 2 || shapes[1][1] != shapes[0][1]) return 2;
+  const int64_t rows = shapes[0][0], depth = shapes[0][1], cols = shapes[1][0];
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *w = static_cast<const float *>(params[1]);
+  auto *y = static_cast<float *>(params[2]);
+  WorkerPool &pool = WorkerPool::Get();
+  const int64_t tiles = (cols + 3) / 4;
+  const int64_t parts = std::min({pool.Threads(), tiles, std::max<int64_t>(1, rows * depth * cols / (1 << 18))});
+  if (parts <= 1) {
+    RowDotRange(x, w, y, rows, depth, cols, 0, cols);
+    return 0;
+  }
+  const int64_t share = (tiles + parts - 1) / parts * 4;
+  pool.Run(parts, [=](int64_t part) {
+    RowDotRange(x, w, y, rows, depth, cols, std::min(cols, part * share), std::min(cols, (part + 1) * share));
+  });
+  return 0;
 }
 #endif  // __AVX512F__
 
@@ -519,4 +731,8 @@ extern "C" std::vector<int64_t> StripMatMulGeluInferShape(int *ndims, int64_t **
   return {shapes[0][0], shapes[1][1]};
 }
 extern "C" TypeId StripMatMulGeluInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
+extern "C" std::vector<int64_t> RowDotMatMulInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return {shapes[0][0], shapes[1][0]};  // [M, K] x [N, K]^T
+}
+extern "C" TypeId RowDotMatMulInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
 #endif  // __AVX512F__

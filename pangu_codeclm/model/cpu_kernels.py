@@ -49,8 +49,9 @@ class FusedOps:
     first H*D columns of q, k|v: the last 2*H*D of kv), its new k/v added into the cache Parameters in place as
     model/layers.KVCacheWrite.add does, the first W slots read in place, the heads merged.
     `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias, `strip_matmul_add(x, w, bias,
-    residual [M,N])` = x @ w + bias + residual, `strip_matmul_gelu(x, w, bias)` = GELU(x @ w + bias): None on a CPU
-    without AVX-512. The last four have no gradient (inference only)."""
+    residual [M,N])` = x @ w + bias + residual, `strip_matmul_gelu(x, w, bias)` = GELU(x @ w + bias),
+    `row_dot_matmul(x [M,K], w [N,K])` = x @ w^T (w in its own row order: the tied head): None on a CPU without
+    AVX-512. The last five have no gradient (inference only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -74,6 +75,7 @@ class FusedOps:
         self.strip_matmul = custom("StripMatMul", ("x", "w", "bias")) if avx512 else None
         self.strip_matmul_add = custom("StripMatMulAdd", ("x", "w", "bias", "residual")) if avx512 else None
         self.strip_matmul_gelu = custom("StripMatMulGelu", ("x", "w", "bias")) if avx512 else None
+        self.row_dot_matmul = custom("RowDotMatMul", ("x", "w")) if avx512 else None
 
 
 def _strip_bounds(columns):

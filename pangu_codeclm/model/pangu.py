@@ -13,6 +13,7 @@ from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
 from ..config import ConfigError, PanguCodeCLMConfig
 from ..families import family_for
 from ..separation import modality_vocab_masks
+from . import cpu_kernels
 from .layers import MASK_VALUE, Block, Conv1D, Dropout, Embedding, LayerNorm, TopQueryLayer, ms_dtype
 from .loss import ModalityMaskedCrossEntropy
 from .parallel import Strategies, apply_pipeline_and_recompute
@@ -94,6 +95,9 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         self.top_query_layer = TopQueryLayer(config, s)
         self.loss = ModalityMaskedCrossEntropy(s)
         self.head = ops.MatMul(transpose_b=True).shard(s.head())
+        fused = cpu_kernels.fused_ops()
+        fp32 = self.compute_dtype == ms.float32 and pdt == ms.float32
+        self.row_head = fused.row_dot_matmul if fused is not None and fp32 else None  # few-row logits on CPU
         self.code_vocab_mask = Parameter(Tensor(np.ones(config.vocab_size, np.float32)), name="code_vocab_mask",
                                          requires_grad=False)
         self.text_vocab_mask = Parameter(Tensor(np.ones(config.vocab_size, np.float32)), name="text_vocab_mask",
@@ -206,6 +210,13 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         w = self.cast(self.transformer.wte.weight, self.compute_dtype)
         return self.cast(self.head(self.cast(h, self.compute_dtype), w), ms.float32)
 
+    def _few_logits(self, h):
+        """The logits of a prefill's last positions or a decode step (few rows): the RowDotMatMul kernel where it
+        is built (it streams the table once per call; MindSpore's MatMul repacks it), else `_logits`."""
+        if self.row_head is None:
+            return self._logits(h)
+        return self.row_head(self.cast(h, ms.float32), self.transformer.wte.weight)
+
     def construct(self, input_ids, labels=None, position_ids=None, attention_mask=None, docstr_mask=None,
                   prefix_lm_mask=None):
         batch, seq = input_ids.shape
@@ -239,7 +250,7 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         h = self.reshape(h, (batch, seq, self.hidden_size))
         last = self.reshape(self.slice_last(h, (0, seq - 1, 0), (batch, seq, self.hidden_size), (1, 1, 1)),
                             (batch, self.hidden_size))
-        return self._logits(last)
+        return self._few_logits(last)
 
     def decode(self, input_ids, position_ids, valid, write_slots, write_onehot, k_caches, v_caches):
         """One token per row [B,1], its K/V added at its cache slot, one of the distinct slots `write_slots` int32
@@ -254,4 +265,4 @@ class PanguCodeCLMForCausalLM(PreTrainedModel):
         heads = (batch * self.config.num_heads, 1, window)  # the heads are the batch axis of the cached attention
         may, bias = (self.reshape(m, heads) for m in self._per_head(may, bias))
         h = self._hidden(input_ids, position_ids, may, bias, k_caches, v_caches, (write_slots, write_onehot), True)
-        return self._logits(h)
+        return self._few_logits(h)
