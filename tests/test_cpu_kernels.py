@@ -175,6 +175,54 @@ def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fuse
     np.testing.assert_array_equal(step.v.asnumpy(), v_want)
 
 
+@pytest.mark.parametrize("mask_heads", [1, 2], ids=["one-mask", "a-mask-per-head"])
+@pytest.mark.parametrize("dim", [8, 64], ids=["dim-8", "dim-64-in-registers"])
+def test_prefill_attention_resets_the_cache_rows_in_place_and_attends_causally(fused, mask_heads, dim):
+    from pangu_codeclm.model.layers import MASK_VALUE
+    batch, heads, seq, slots = 2, 2, 7, 12
+    width = heads * dim
+    rng = np.random.default_rng(6)
+    qkv = rng.standard_normal((batch * seq, 3 * width)).astype(np.float32)
+    rows = np.array([5, 1, 2, 4], np.int32)  # cache row of b*H + h; rows 0 and 3 are not this call's
+    k, v = (np.full((6, slots, dim), np.nan, np.float32) for _ in range(2))  # every slot of a reset row is written
+    k[[0, 3]], v[[0, 3]] = 7.0, 8.0
+    pad = np.ones((batch, seq), np.float32)
+    pad[1, :3] = 0  # a left-padded row
+    causal = np.tril(np.ones((seq, seq), np.float32))
+    may = np.broadcast_to((causal * pad[:, None, :])[:, None], (batch, mask_heads, seq, seq)).copy()
+    if mask_heads == 2:
+        may[0, 1, 4, :3] = 0  # head 1 of row 0 hides three keys from query 4
+    bias = (may - 1) * MASK_VALUE
+    new = qkv.reshape(batch, seq, 3, heads, dim)
+    scale = 1 / math.sqrt(dim)
+    q, keys, values = (new[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # [B, H, T, D]
+    scores = np.einsum("bhtd,bhsd->bhts", q, keys) * scale * may + bias
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    want = np.einsum("bhts,bhsd->bthd", probs / probs.sum(-1, keepdims=True), values).reshape(batch * seq, width)
+
+    class Prefill(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.k = ms.Parameter(ms.Tensor(k), name="k_cache", requires_grad=False)
+            self.v = ms.Parameter(ms.Tensor(v), name="v_cache", requires_grad=False)
+
+        def construct(self, *args):
+            q_, kv_, rows_, may_, bias_, scale_ = args
+            return fused.prefill_attention(q_, kv_, self.k, self.v, rows_, may_, bias_, scale_)
+
+    step = Prefill()
+    got = step(*tensors(qkv[:, :width].copy(), qkv[:, width:].copy(), rows, may, bias,
+                        np.array([scale], np.float32))).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # heads merged
+    k_got, v_got = step.k.asnumpy(), step.v.asnumpy()
+    for item, row in enumerate(rows):
+        b, h = divmod(item, heads)
+        np.testing.assert_array_equal(k_got[row, :seq], keys[b, h])
+        np.testing.assert_array_equal(v_got[row, :seq], values[b, h])
+        assert not k_got[row, seq:].any() and not v_got[row, seq:].any()  # zeros after the prompt
+    assert (k_got[[0, 3]] == 7.0).all() and (v_got[[0, 3]] == 8.0).all()  # other rows untouched
+
+
 def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
     rng = np.random.default_rng(6)
     weight = rng.standard_normal((5, 100)).astype(np.float32)  # strips of 48, 48 and 4 columns

@@ -13,6 +13,12 @@
 //     read in place: s = (q . k) * scale * may + bias, p = softmax(s), out = p . v, as model/layers.AttentionCore
 //     computes it; a slot with may = 0 has s = bias (its key is not read) and a slot whose weight underflows to 0
 //     adds nothing (its value is not read); out holds the heads merged back, [B, E]
+//   PrefillAttention(q [B*T, Cq], kv [B*T, Ckv], k [R, L, D], v [R, L, D], rows int32 [B*H], may [B, Hm, T, T],
+//                    bias [B, Hm, T, T], scale [1]) -> out [B*T, H*D]
+//     a prefill's attention (Hm = 1 or H: one mask for every head or one per head), q and k|v as DecodeAttention
+//     takes them: first cache row rows[b*H+h] is set in place to head h's keys and values of batch row b at slots
+//     0..T-1 and zeros after them (model/layers.KVCacheWrite.reset), then each query attends over those T slots
+//     as DecodeAttention's do
 //   StripMatMul(x [M, K], w [K, N] in strip order, bias [N]) -> y [M, N]    y = x w + bias, w held as column strips
 //     (see below): the few-row products of decoding and prefill, streaming the weights once per call
 //   StripMatMulAdd(x, w, bias, residual [M, N]) -> y        y = x w + bias + residual (a block's residual sum)
@@ -197,6 +203,19 @@ void AttendRowVec(const float *qr, const float *kr, const float *vr, const float
 }
 #endif  // __AVX512F__
 
+// One query's attention (AttendRow's arguments): in registers for the usual head dims.
+void Attend(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
+            float *o, int64_t window, int64_t dim, float *score) {
+#ifdef __AVX512F__
+  switch (dim) {
+    case 32: return AttendRowVec<2>(qr, kr, vr, mr, br, scale, o, window, score);
+    case 64: return AttendRowVec<4>(qr, kr, vr, mr, br, scale, o, window, score);
+    case 128: return AttendRowVec<8>(qr, kr, vr, mr, br, scale, o, window, score);
+  }
+#endif
+  AttendRow(qr, kr, vr, mr, br, scale, o, window, dim, score);
+}
+
 // The shapes of one DecodeAttention call (see the top of the file).
 struct DecodeShape {
   int64_t batch, heads, slots, dim, window, writes, q_cols, kv_cols;
@@ -223,16 +242,37 @@ void DecodeRows(const float *q, const float *kv, float *k, float *v, const int32
         vs[i] += w * v_new[i];
       }
     }
-    const float *qr = q + b * n.q_cols + h * n.dim, *mr = may + r * n.window, *br = bias + r * n.window;
-    float *o = out + b * width + h * n.dim;
-#ifdef __AVX512F__
-    switch (n.dim) {
-      case 32: AttendRowVec<2>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
-      case 64: AttendRowVec<4>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
-      case 128: AttendRowVec<8>(qr, kr, vr, mr, br, scale, o, n.window, score.data()); continue;
+    Attend(q + b * n.q_cols + h * n.dim, kr, vr, may + r * n.window, bias + r * n.window, scale,
+           out + b * width + h * n.dim, n.window, n.dim, score.data());
+  }
+}
+
+// The shapes of one PrefillAttention call (see the top of the file).
+struct PrefillShape {
+  int64_t batch, heads, seq, slots, dim, mask_heads, q_cols, kv_cols;
+};
+
+// Heads [first, last) (b * H + h) of a PrefillAttention call: cache row rows[b * H + h] := the head's keys and
+// values at slots 0..T-1, zeros after them; then each of the T queries attends over those slots.
+void PrefillHeads(const float *q, const float *kv, float *k, float *v, const int32_t *rows, const float *may,
+                  const float *bias, float scale, float *out, const PrefillShape &n, int64_t first, int64_t last) {
+  const int64_t width = n.heads * n.dim, t = n.seq;
+  std::vector<float> score(t);
+  for (int64_t item = first; item < last; ++item) {
+    const int64_t b = item / n.heads, h = item % n.heads;
+    float *kr = k + rows[item] * n.slots * n.dim, *vr = v + rows[item] * n.slots * n.dim;
+    for (int64_t s = 0; s < t; ++s) {
+      const float *k_new = kv + (b * t + s) * n.kv_cols + n.kv_cols - 2 * width + h * n.dim;
+      std::memcpy(kr + s * n.dim, k_new, n.dim * sizeof(float));
+      std::memcpy(vr + s * n.dim, k_new + width, n.dim * sizeof(float));
     }
-#endif
-    AttendRow(qr, kr, vr, mr, br, scale, o, n.window, n.dim, score.data());
+    std::fill(kr + t * n.dim, kr + n.slots * n.dim, 0.0f);
+    std::fill(vr + t * n.dim, vr + n.slots * n.dim, 0.0f);
+    const int64_t mask = (b * n.mask_heads + (n.mask_heads == 1 ? 0 : h)) * t * t;
+    for (int64_t i = 0; i < t; ++i) {
+      Attend(q + (b * t + i) * n.q_cols + h * n.dim, kr, vr, may + mask + i * t, bias + mask + i * t, scale,
+             out + (b * t + i) * width + h * n.dim, t, n.dim, score.data());
+    }
   }
 }
 
@@ -635,6 +675,49 @@ extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **
   return 0;
 }
 
+extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                                void *) {
+  if (nparam != 9 || std::strcmp(dtypes[4], "int32") != 0) return 1;
+  for (int i = 0; i < nparam; ++i) {
+    if (i != 4 && std::strcmp(dtypes[i], "float32") != 0) return 1;
+  }
+  if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1 || ndims[5] != 4 ||
+      ndims[6] != 4) {
+    return 2;
+  }
+  PrefillShape n;
+  n.batch = shapes[5][0], n.mask_heads = shapes[5][1], n.seq = shapes[5][2], n.slots = shapes[2][1];
+  n.dim = shapes[2][2], n.q_cols = shapes[0][1], n.kv_cols = shapes[1][1];
+  const int64_t items = shapes[4][0], cache_rows = shapes[2][0];
+  n.heads = n.batch > 0 ? items / n.batch : 0;
+  const int64_t width = n.heads * n.dim;
+  const auto same = [](const int64_t *shape, std::initializer_list<int64_t> want) {
+    return std::equal(want.begin(), want.end(), shape);
+  };
+  if (n.batch < 1 || n.heads < 1 || n.heads * n.batch != items || n.seq < 1 || n.seq > n.slots ||
+      shapes[0][0] != n.batch * n.seq || shapes[1][0] != n.batch * n.seq || n.q_cols < width ||
+      n.kv_cols < 2 * width || !same(shapes[3], {cache_rows, n.slots, n.dim}) || shapes[5][3] != n.seq ||
+      (n.mask_heads != 1 && n.mask_heads != n.heads) || !same(shapes[6], {n.batch, n.mask_heads, n.seq, n.seq})) {
+    return 2;
+  }
+  const auto *rows = static_cast<const int32_t *>(params[4]);
+  for (int64_t j = 0; j < items; ++j) {
+    if (rows[j] < 0 || rows[j] >= cache_rows) return 3;
+  }
+  const auto *q = static_cast<const float *>(params[0]);
+  const auto *kv = static_cast<const float *>(params[1]);
+  auto *k = static_cast<float *>(params[2]);  // the cache Parameters, written in place
+  auto *v = static_cast<float *>(params[3]);
+  const auto *may = static_cast<const float *>(params[5]);
+  const auto *bias = static_cast<const float *>(params[6]);
+  const float scale = *static_cast<const float *>(params[7]);
+  auto *out = static_cast<float *>(params[8]);
+  ParallelRows(items, n.seq * n.seq * n.dim, [=](int64_t first, int64_t last) {
+    PrefillHeads(q, kv, k, v, rows, may, bias, scale, out, n, first, last);
+  });
+  return 0;
+}
+
 #ifdef __AVX512F__
 namespace {
 // y = x w + bias (+ residual, or GELU): the strips split over the caller and WorkerPool's helpers.
@@ -716,6 +799,12 @@ extern "C" std::vector<int64_t> DecodeAttentionInferShape(int *ndims, int64_t **
   return {shapes[0][0], shapes[2][0] / shapes[0][0] * shapes[2][2]};  // [B, H*D]
 }
 extern "C" TypeId DecodeAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
+  return type_ids[0];
+}
+extern "C" std::vector<int64_t> PrefillAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
+  return {shapes[0][0], shapes[4][0] / shapes[5][0] * shapes[2][2]};  // [B*T, H*D]
+}
+extern "C" TypeId PrefillAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
   return type_ids[0];
 }
 #ifdef __AVX512F__

@@ -48,10 +48,13 @@ class FusedOps:
     may [B*H,1,W], bias [B*H,1,W], scale [1])` -> [B, H*D]: a decode step's attention from the projections (q: the
     first H*D columns of q, k|v: the last 2*H*D of kv), its new k/v added into the cache Parameters in place as
     model/layers.KVCacheWrite.add does, the first W slots read in place, the heads merged.
+    `prefill_attention(q [B*T,Cq], kv [B*T,Ckv], k_cache, v_cache, rows int32 [B*H], may [B,Hm,T,T], bias, scale)`
+    -> [B*T, H*D]: a prefill's attention, cache rows `rows` reset in place to the new k/v (then zeros) as
+    KVCacheWrite.reset does, Hm = 1 or H.
     `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias, `strip_matmul_add(x, w, bias,
     residual [M,N])` = x @ w + bias + residual, `strip_matmul_gelu(x, w, bias)` = GELU(x @ w + bias),
     `row_dot_matmul(x [M,K], w [N,K])` = x @ w^T (w in its own row order: the tied head): None on a CPU without
-    AVX-512. The last five have no gradient (inference only)."""
+    AVX-512. All but the first two have no gradient (inference only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -70,6 +73,8 @@ class FusedOps:
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
         self.decode_attention = custom("DecodeAttention", ("q", "kv", "k", "v", "slots", "onehot", "may", "bias",
                                                            "scale"), int32=("slots",))
+        self.prefill_attention = custom("PrefillAttention", ("q", "kv", "k", "v", "rows", "may", "bias", "scale"),
+                                        int32=("rows",))
         # the strip kernels are AVX-512 code: None elsewhere (the weights keep their [in, out] order)
         avx512 = has_avx512()
         self.strip_matmul = custom("StripMatMul", ("x", "w", "bias")) if avx512 else None

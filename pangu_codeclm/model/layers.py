@@ -314,6 +314,7 @@ class _CachedAttention(nn.Cell):
         fused = cpu_kernels.fused_ops()
         fp32 = cdt == ms.float32 and ms_dtype(config.softmax_compute_type) == ms.float32
         self.fused_attend = fused.decode_attention if fused is not None and fp32 else None  # decode on CPU
+        self.fused_prefill = fused.prefill_attention if fused is not None and fp32 else None  # prefill on CPU
         self.attend_scale = ms.Tensor([self.core.scale], ms.float32)
         self.take_window = ops.StridedSlice()
         self.as_rows = ops.Reshape()
@@ -342,6 +343,13 @@ class _CachedAttention(nn.Cell):
         slots; then c_proj onto the residual. Arguments as `attend`'s decode case."""
         slots, onehot = cache_index
         out = self.fused_attend(q, kv, k_cache, v_cache, slots, onehot, may_attend, bias, self.attend_scale)
+        return self._project(out, residual)
+
+    def fused_prefill_step(self, q, kv, residual, may_attend, bias, k_cache, v_cache, cache_index):
+        """A prefill through the fused kernel (model/cpu_kernels.PrefillAttention): the cache rows `cache_index` are
+        reset to the new k|v (the last 2E columns of kv), the heads of q (its first E columns) attend over them
+        under may_attend/bias [B,H,T,T]; then c_proj onto the residual."""
+        out = self.fused_prefill(q, kv, k_cache, v_cache, cache_index, may_attend, bias, self.attend_scale)
         return self._project(out, residual)
 
     def _window(self, cache, window):
@@ -399,6 +407,9 @@ class Attention(_CachedAttention):
         if attend_cache and self.fused_attend is not None:
             qkv = self.c_attn(x)
             return self.fused_decode(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index)
+        if k_cache is not None and not attend_cache and self.fused_prefill is not None:
+            qkv = self.c_attn(x)
+            return self.fused_prefill_step(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index)
         rows = x.shape[0]  # a dynamic-shape graph (CPU prefill) takes the split: no runtime switch per layer
         if self.q_apart and not self.c_attn.strips and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
             q, kv = self.c_attn.split_columns(x, self.hidden_size)
@@ -427,6 +438,9 @@ class TopQueryAttention(_CachedAttention):
         if attend_cache and self.fused_attend is not None:
             return self.fused_decode(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache,
                                      v_cache, cache_index)
+        if k_cache is not None and not attend_cache and self.fused_prefill is not None:
+            return self.fused_prefill_step(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache,
+                                           v_cache, cache_index)
         k, v = self.split2(self.c_attn(x))
         return self._attend_and_project(self.q_attn(query), k, v, residual, batch, seq, may_attend, bias, k_cache,
                                         v_cache, cache_index, attend_cache)
