@@ -235,7 +235,7 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
 
 
 @pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (1, 37, 245), (1, 1024, 1000), (3, 33, 100), (8, 64, 96),
-                                            (9, 40, 145), (17, 64, 500)])
+                                            (9, 40, 145), (17, 64, 500), (12, 1100, 100)])
 def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
         pytest.skip("no AVX-512 on this CPU: the strip kernel is not built")
@@ -264,7 +264,7 @@ def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
     if getattr(fused, kernel) is None:
         pytest.skip("no AVX-512 on this CPU")
     rng = np.random.default_rng(11)
-    depth, cols = 300, 1000  # 20 whole strips and a 40-column one; 250 row-dot tiles
+    depth, cols = 700, 1000  # 20 whole strips and a 40-column one, two k blocks; 250 row-dot tiles
     x = rng.standard_normal((9, depth)).astype(np.float32)
     weight = rng.standard_normal((depth, cols)).astype(np.float32)
     bias = rng.standard_normal(cols).astype(np.float32)

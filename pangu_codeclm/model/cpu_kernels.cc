@@ -157,12 +157,43 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// AttendRow for a head dim of 16 * DV: the query and the output held in registers, the exponentials 16 at a time.
+// The softmax of score[0, window) (top: its largest value) mixed over the value rows vr [window, 16 * DV] into o;
+// a slot whose weight underflows to 0 adds nothing (its value is not read).
+template <int DV>
+void MixRowVec(const float *vr, float *o, int64_t window, float *score, float top) {
+  constexpr int64_t dim = 16 * DV;
+  __m512 sums = _mm512_setzero_ps();
+  const __m512 shift = _mm512_set1_ps(top);
+  for (int64_t s = 0; s < window; s += 16) {
+    const __mmask16 m = static_cast<__mmask16>(window - s >= 16 ? 0xFFFF : (1u << (window - s)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, score + s), shift)));
+    _mm512_mask_storeu_ps(score + s, m, e);
+    sums = _mm512_add_ps(sums, e);
+  }
+  const float inv = 1.0f / _mm512_reduce_add_ps(sums);
+#define PCL_EIGHT(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define PCL_ACC_DECL(c) __m512 acc##c = _mm512_setzero_ps();
+  PCL_EIGHT(PCL_ACC_DECL)  // named accumulators: GCC keeps an array of __m512 in memory
+  for (int64_t s = 0; s < window; ++s) {
+    if (score[s] == 0.0f) continue;
+    const __m512 weight = _mm512_set1_ps(score[s] * inv);
+    const float *vs = vr + s * dim;
+#define PCL_ACC_FMA(c) \
+    if constexpr (DV > c) acc##c = _mm512_fmadd_ps(weight, _mm512_loadu_ps(vs + 16 * c), acc##c);
+    PCL_EIGHT(PCL_ACC_FMA)
+  }
+#define PCL_ACC_STORE(c) \
+  if constexpr (DV > c) _mm512_storeu_ps(o + 16 * c, acc##c);
+  PCL_EIGHT(PCL_ACC_STORE)
+}
+
+// AttendRow for a head dim of 16 * DV: the query held in registers, one key row at a time (the value rows of the
+// window prefetched meanwhile).
 template <int DV>
 void AttendRowVec(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
                   float *o, int64_t window, float *score) {
   constexpr int64_t dim = 16 * DV;
-  __m512 q[DV], acc[DV];
+  __m512 q[DV];
 #pragma GCC unroll 8
   for (int c = 0; c < DV; ++c) q[c] = _mm512_loadu_ps(qr + 16 * c);
   float top = -std::numeric_limits<float>::max();
@@ -180,27 +211,9 @@ void AttendRowVec(const float *qr, const float *kr, const float *vr, const float
     score[s] = value;
     top = std::max(top, value);
   }
-  __m512 sums = _mm512_setzero_ps();
-  const __m512 shift = _mm512_set1_ps(top);
-  for (int64_t s = 0; s < window; s += 16) {
-    const __mmask16 m = static_cast<__mmask16>(window - s >= 16 ? 0xFFFF : (1u << (window - s)) - 1);
-    const __m512 e = _mm512_maskz_mov_ps(m, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, score + s), shift)));
-    _mm512_mask_storeu_ps(score + s, m, e);
-    sums = _mm512_add_ps(sums, e);
-  }
-  const float inv = 1.0f / _mm512_reduce_add_ps(sums);
-#pragma GCC unroll 8
-  for (int c = 0; c < DV; ++c) acc[c] = _mm512_setzero_ps();
-  for (int64_t s = 0; s < window; ++s) {
-    if (score[s] == 0.0f) continue;
-    const __m512 weight = _mm512_set1_ps(score[s] * inv);
-    const float *vs = vr + s * dim;
-#pragma GCC unroll 8
-    for (int c = 0; c < DV; ++c) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(vs + 16 * c), acc[c]);
-  }
-#pragma GCC unroll 8
-  for (int c = 0; c < DV; ++c) _mm512_storeu_ps(o + 16 * c, acc[c]);
+  MixRowVec<DV>(vr, o, window, score, top);
 }
+
 #endif  // __AVX512F__
 
 // One query's attention (AttendRow's arguments): in registers for the usual head dims.
@@ -367,6 +380,7 @@ void ParallelRows(int64_t rows, int64_t width, Fn fn) {
 // L2, spread evenly over every row group's k steps, so the weight stream overlaps the FMAs (at 1 row the hardware
 // prefetcher alone is faster).
 constexpr int kMinPrefetchRows = 2;
+constexpr int64_t kStripDepthBlock = 512;
 
 #define PCL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -399,14 +413,15 @@ inline void FinishRow(__m512 a0, __m512 a1, __m512 a2, float *y, const float *re
 
 template <int MR, Epilogue E>
 void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
-               const float *bias, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2, Prefetch pf) {
+               const float *init, int64_t ldi, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2,
+               Prefetch pf) {
 #define PCL_DECL(r) __m512 a##r##0, a##r##1, a##r##2;
   PCL_ROWS(PCL_DECL)
 #define PCL_INIT(r)                                      \
   if constexpr (MR > r) {                                \
-    a##r##0 = _mm512_maskz_loadu_ps(m0, bias);           \
-    a##r##1 = _mm512_maskz_loadu_ps(m1, bias + 16);      \
-    a##r##2 = _mm512_maskz_loadu_ps(m2, bias + 32);      \
+    a##r##0 = _mm512_maskz_loadu_ps(m0, init + r * ldi);      \
+    a##r##1 = _mm512_maskz_loadu_ps(m1, init + r * ldi + 16); \
+    a##r##2 = _mm512_maskz_loadu_ps(m2, init + r * ldi + 32); \
   }
   PCL_ROWS(PCL_INIT)
 #define PCL_FMA(r)                                       \
@@ -495,24 +510,42 @@ void StripRange(const float *x, const float *w, const float *bias, const float *
       s += whole - 1;
       continue;
     }
-    Prefetch pf;
-    if (rows >= kMinPrefetchRows && s + 1 < strips) {
-      const int64_t next = std::min<int64_t>(PCL_STRIP, cols - c - PCL_STRIP);
-      pf.base = reinterpret_cast<const char *>(strip + width * depth);
-      pf.lines = (next * depth * 4 + 63) / 64;
-      pf.steps = depth * groups;
-    }
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t r0 = 8 * g;
-      pf.first = pf.lines * g / groups;
-      const float *xr = x + r0 * depth;
-      float *yr = y + r0 * cols + c;
-      const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
-      const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
-      switch (std::min<int64_t>(8, rows - r0)) {
-#define PCL_CASE(r) \
-  case r + 1: StripTile<r + 1, E>(xr, depth, strip, width, yr, cols, depth, bias + c, rr, m0, m1, m2, pf); break;
-        PCL_ROWS(PCL_CASE)
+    // k blocks of at most kStripDepthBlock rows: a block of the strip and of x stay in L2 while every row group
+    // passes over them; a column's sum runs on in y between blocks (the same order as one pass), bias first
+    const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
+    for (int64_t k0 = 0; k0 < depth; k0 += kStripDepthBlock) {
+      const int64_t block = std::min(kStripDepthBlock, depth - k0);
+      const bool last = k0 + block == depth;
+      const float *chunk = strip + k0 * width;
+      Prefetch pf;
+      if (rows >= kMinPrefetchRows && (!last || s + 1 < strips)) {  // the next chunk follows this one in memory
+        const int64_t next = last ? std::min<int64_t>(PCL_STRIP, cols - c - PCL_STRIP) *
+                                        std::min(kStripDepthBlock, depth)
+                                  : width * std::min(kStripDepthBlock, depth - k0 - block);
+        pf.base = reinterpret_cast<const char *>(chunk + block * width);
+        pf.lines = (next * 4 + 63) / 64;
+        pf.steps = block * groups;
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t r0 = 8 * g;
+        pf.first = pf.lines * g / groups;
+        const float *xr = x + r0 * depth + k0;
+        float *yr = y + r0 * cols + c;
+        const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
+        const float *init = k0 == 0 ? bias + c : yr;
+        const int64_t ldi = k0 == 0 ? 0 : cols;
+        switch (std::min<int64_t>(8, rows - r0)) {
+#define PCL_CASE(r)                                                                                      \
+  case r + 1:                                                                                            \
+    if (last) {                                                                                          \
+      StripTile<r + 1, E>(xr, depth, chunk, width, yr, cols, block, init, ldi, rr, m0, m1, m2, pf);      \
+    } else {                                                                                             \
+      StripTile<r + 1, Epilogue::kNone>(xr, depth, chunk, width, yr, cols, block, init, ldi, nullptr, m0, \
+                                        m1, m2, pf);                                                     \
+    }                                                                                                    \
+    break;
+          PCL_ROWS(PCL_CASE)
+        }
       }
     }
   }
