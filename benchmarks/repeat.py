@@ -16,11 +16,13 @@ import subprocess
 import sys
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+VERDICT = re.compile(r"\b(?:NOT )?met\b")  # a target's verdict: `met` or `NOT met`
 
 
 def shape(line):
-    """The line with every number replaced by a placeholder and runs of spaces (column padding) collapsed."""
-    return re.sub(r"\s+", " ", NUMBER.sub("#", line)).strip()
+    """The line with every number and verdict replaced by a placeholder and runs of spaces (column padding)
+    collapsed."""
+    return re.sub(r"\s+", " ", VERDICT.sub("<verdict>", NUMBER.sub("#", line))).strip()
 
 
 def numbers(line):
@@ -51,15 +53,19 @@ def _merge_line(rows):
             parts.append(f"{_fmt(statistics.median(column), text)} [{_fmt(min(column), text)}–"
                          f"{_fmt(max(column), text)}]")
         pos = match.end()
-    return "".join(parts) + first[pos:]
+    merged = "".join(parts) + first[pos:]
+    verdicts = [found.group(0) for found in map(VERDICT.search, rows) if found]
+    if len(set(verdicts)) > 1:  # met in some runs only
+        merged = VERDICT.sub(f"met in {verdicts.count('met')} of {len(rows)} runs", merged, count=1)
+    return merged
 
 
 def combine(runs):
     """Merge the output lines of several runs: the k-th line of each shape is merged across runs.
 
-    Log records (a leading timestamp) are dropped. Every shape of every run is printed, in the runs' line order, so a
-    line that only some runs print (a verdict such as `met` / `NOT met` changes the shape) is kept; a shape that does
-    not occur equally often in every run is printed per run, prefixed with the run number.
+    Log records (a leading timestamp) are dropped. Every shape of every run is printed, in the runs' line order; a
+    verdict that differs between runs (`met` / `NOT met`) reads `met in k of n runs`; a shape that does not occur
+    equally often in every run is printed per run, prefixed with the run number.
     """
     runs = [[line for line in run if line.strip() and not LOG_LINE.match(line)] for run in runs]
     by_shape = [{} for _ in runs]

@@ -29,10 +29,11 @@ def test_column_padding_does_not_split_a_line():
     assert repeat.combine(runs) == ["stage   1.06 [1.05–1.06]     7670 [7628–7711]       10002 [9847–10158]"]
 
 
-def test_a_verdict_that_changes_between_runs_keeps_every_line():
-    """`met` in one run and `NOT met` in another change a line's shape: no run's line may be dropped."""
+def test_a_verdict_that_changes_between_runs_is_counted():
+    """`met` in one run and `NOT met` in another: one merged line saying in how many runs the target was met."""
     runs = [["decode, batch 8: ratio 1.9x (met)", "decode, batch 16: ratio 1.4x (NOT met)", "end 1"],
-            ["decode, batch 8: ratio 2.1x (met)", "decode, batch 16: ratio 1.6x (met)", "end 3"]]
+            ["decode, batch 8: ratio 2.1x (met)", "decode, batch 16: ratio 1.6x (met)", "end 3"],
+            ["decode, batch 8: ratio 2.0x (met)", "decode, batch 16: ratio 1.2x (NOT met)", "end 2"]]
     assert repeat.combine(runs) == [
-        "[run 1] decode, batch 8: ratio 1.9x (met)", "[run 2] decode, batch 8: ratio 2.1x (met)",
-        "[run 2] decode, batch 16: ratio 1.6x (met)", "[run 1] decode, batch 16: ratio 1.4x (NOT met)", "end 2 [1–3]"]
+        "decode, batch 8: ratio 2.0 [1.9–2.1]x (met)", "decode, batch 16: ratio 1.4 [1.2–1.6]x (met in 1 of 3 runs)",
+        "end 2 [1–3]"]

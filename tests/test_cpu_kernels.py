@@ -259,8 +259,8 @@ def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(f
 
 @pytest.mark.parametrize("kernel", ["strip_matmul", "strip_matmul_add", "strip_matmul_gelu", "row_dot_matmul"])
 def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
-    """Batched and one-prompt greedy decoding see the same logits bit for bit (the one-row tiles sum in the same
-    order as the multi-row ones)."""
+    """A projection's or the head's values for a row are the same bits alone or in a batch (the one-row tiles sum
+    in the same order as the multi-row ones)."""
     if getattr(fused, kernel) is None:
         pytest.skip("no AVX-512 on this CPU")
     rng = np.random.default_rng(11)
