@@ -58,6 +58,19 @@ def fused_cells(network):
                for _, cell in network.cells_and_names())
 
 
+class WithCaches(nn.Cell):
+    """An attention kernel over cache Parameters k, v: called with (q, kv, the kernel's other inputs)."""
+
+    def __init__(self, kernel, k, v):
+        super().__init__()
+        self.kernel = kernel
+        self.k = ms.Parameter(ms.Tensor(k), name="k_cache", requires_grad=False)
+        self.v = ms.Parameter(ms.Tensor(v), name="v_cache", requires_grad=False)
+
+    def construct(self, q, kv, *rest):
+        return self.kernel(q, kv, self.k, self.v, *rest)
+
+
 def tensors(*arrays):
     return [ms.Tensor(a) for a in arrays]
 
@@ -157,17 +170,7 @@ def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fuse
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), np.nan_to_num(v_want[:, :window]))
 
-    class Step(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.k = ms.Parameter(ms.Tensor(k), name="k_cache", requires_grad=False)
-            self.v = ms.Parameter(ms.Tensor(v), name="v_cache", requires_grad=False)
-
-        def construct(self, *args):
-            q_, kv_, slots_, onehot_, may_, bias_, scale_ = args
-            return fused.decode_attention(q_, kv_, self.k, self.v, slots_, onehot_, may_, bias_, scale_)
-
-    step = Step()
+    step = WithCaches(fused.decode_attention, k, v)
     got = step(*tensors(q_src, kv_src, distinct, onehot, may, bias, np.array([scale], np.float32))).asnumpy()
     assert got.shape == (batch, width) and not np.isnan(got).any()  # ... so the NaNs change nothing
     np.testing.assert_allclose(got, want.reshape(batch, width), rtol=1e-5, atol=1e-5)  # heads merged
@@ -200,17 +203,7 @@ def test_prefill_attention_resets_the_cache_rows_in_place_and_attends_causally(f
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     want = np.einsum("bhts,bhsd->bthd", probs / probs.sum(-1, keepdims=True), values).reshape(batch * seq, width)
 
-    class Prefill(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.k = ms.Parameter(ms.Tensor(k), name="k_cache", requires_grad=False)
-            self.v = ms.Parameter(ms.Tensor(v), name="v_cache", requires_grad=False)
-
-        def construct(self, *args):
-            q_, kv_, rows_, may_, bias_, scale_ = args
-            return fused.prefill_attention(q_, kv_, self.k, self.v, rows_, may_, bias_, scale_)
-
-    step = Prefill()
+    step = WithCaches(fused.prefill_attention, k, v)
     got = step(*tensors(qkv[:, :width].copy(), qkv[:, width:].copy(), rows, may, bias,
                         np.array([scale], np.float32))).asnumpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # heads merged

@@ -628,6 +628,23 @@ bool AllFloat32(int nparam, const char **dtypes) {
   return true;
 }
 
+// Every parameter float32 except parameter `index`, int32.
+bool Float32ButInt32At(int index, int nparam, const char **dtypes) {
+  for (int i = 0; i < nparam; ++i) {
+    if (std::strcmp(dtypes[i], i == index ? "int32" : "float32") != 0) return false;
+  }
+  return true;
+}
+
+// Whether each of the `count` indices lies in [0, bound).
+bool AllIn(const int32_t *indices, int64_t count, int64_t bound) {
+  return std::all_of(indices, indices + count, [=](int32_t i) { return i >= 0 && i < bound; });
+}
+
+bool SameShape(const int64_t *shape, std::initializer_list<int64_t> want) {
+  return std::equal(want.begin(), want.end(), shape);
+}
+
 int64_t LeadingRows(int ndim, const int64_t *shape) {
   int64_t rows = 1;
   for (int i = 0; i + 1 < ndim; ++i) rows *= shape[i];
@@ -666,10 +683,7 @@ extern "C" int LayerNormRows(int nparam, void **params, int *ndims, int64_t **sh
 
 extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                void *) {
-  if (nparam != 10 || std::strcmp(dtypes[4], "int32") != 0) return 1;
-  for (int i = 0; i < nparam; ++i) {
-    if (i != 4 && std::strcmp(dtypes[i], "float32") != 0) return 1;
-  }
+  if (nparam != 10 || !Float32ButInt32At(4, nparam, dtypes)) return 1;
   if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1 || ndims[5] != 3 ||
       ndims[6] != 3 || ndims[7] != 3) {
     return 2;
@@ -680,19 +694,14 @@ extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **
   const int64_t rows = shapes[2][0];
   n.heads = n.batch > 0 ? rows / n.batch : 0;
   const int64_t width = n.heads * n.dim;
-  const auto same = [](const int64_t *shape, std::initializer_list<int64_t> want) {
-    return std::equal(want.begin(), want.end(), shape);
-  };
   if (n.batch < 1 || n.heads * n.batch != rows || shapes[1][0] != n.batch || n.q_cols < width ||
-      n.kv_cols < 2 * width || !same(shapes[3], {rows, n.slots, n.dim}) || !same(shapes[5], {rows, n.writes, 1}) ||
-      !same(shapes[6], {rows, 1, n.window}) || !same(shapes[7], {rows, 1, n.window}) || n.window > n.slots ||
+      n.kv_cols < 2 * width || !SameShape(shapes[3], {rows, n.slots, n.dim}) || !SameShape(shapes[5], {rows, n.writes, 1}) ||
+      !SameShape(shapes[6], {rows, 1, n.window}) || !SameShape(shapes[7], {rows, 1, n.window}) || n.window > n.slots ||
       n.window < 1) {
     return 2;
   }
   const auto *slots = static_cast<const int32_t *>(params[4]);
-  for (int64_t j = 0; j < n.writes; ++j) {
-    if (slots[j] < 0 || slots[j] >= n.slots) return 3;
-  }
+  if (!AllIn(slots, n.writes, n.slots)) return 3;
   const auto *q = static_cast<const float *>(params[0]);
   const auto *kv = static_cast<const float *>(params[1]);
   auto *k = static_cast<float *>(params[2]);  // the cache Parameters, written in place
@@ -710,10 +719,7 @@ extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **
 
 extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                 void *) {
-  if (nparam != 9 || std::strcmp(dtypes[4], "int32") != 0) return 1;
-  for (int i = 0; i < nparam; ++i) {
-    if (i != 4 && std::strcmp(dtypes[i], "float32") != 0) return 1;
-  }
+  if (nparam != 9 || !Float32ButInt32At(4, nparam, dtypes)) return 1;
   if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1 || ndims[5] != 4 ||
       ndims[6] != 4) {
     return 2;
@@ -724,19 +730,14 @@ extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t *
   const int64_t items = shapes[4][0], cache_rows = shapes[2][0];
   n.heads = n.batch > 0 ? items / n.batch : 0;
   const int64_t width = n.heads * n.dim;
-  const auto same = [](const int64_t *shape, std::initializer_list<int64_t> want) {
-    return std::equal(want.begin(), want.end(), shape);
-  };
   if (n.batch < 1 || n.heads < 1 || n.heads * n.batch != items || n.seq < 1 || n.seq > n.slots ||
       shapes[0][0] != n.batch * n.seq || shapes[1][0] != n.batch * n.seq || n.q_cols < width ||
-      n.kv_cols < 2 * width || !same(shapes[3], {cache_rows, n.slots, n.dim}) || shapes[5][3] != n.seq ||
-      (n.mask_heads != 1 && n.mask_heads != n.heads) || !same(shapes[6], {n.batch, n.mask_heads, n.seq, n.seq})) {
+      n.kv_cols < 2 * width || !SameShape(shapes[3], {cache_rows, n.slots, n.dim}) || shapes[5][3] != n.seq ||
+      (n.mask_heads != 1 && n.mask_heads != n.heads) || !SameShape(shapes[6], {n.batch, n.mask_heads, n.seq, n.seq})) {
     return 2;
   }
   const auto *rows = static_cast<const int32_t *>(params[4]);
-  for (int64_t j = 0; j < items; ++j) {
-    if (rows[j] < 0 || rows[j] >= cache_rows) return 3;
-  }
+  if (!AllIn(rows, items, cache_rows)) return 3;
   const auto *q = static_cast<const float *>(params[0]);
   const auto *kv = static_cast<const float *>(params[1]);
   auto *k = static_cast<float *>(params[2]);  // the cache Parameters, written in place

@@ -1,6 +1,6 @@
-"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a decode step's attention with its KV-cache writes, a
-matmul over weights held in strip order, alone or with a residual sum or GELU after it) as MindSpore AOT `ops.Custom`
-ops.
+"""Fused CPU inference kernels (exact bias + GELU, LayerNorm, a prefill's and a decode step's attention with their
+KV-cache writes, a matmul over weights held in strip order, alone or with a residual sum or GELU after it, the tied
+head's few-row x·Wᵀ) as MindSpore AOT `ops.Custom` ops.
 
 MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf on one thread) and LayerNorm on one
 thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
@@ -9,14 +9,15 @@ and the cache writes a layer's attention was a dozen kernels, each with MindSpor
 `cpu_kernels.cc` does each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
 streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512) reads a weight stored as column
 strips (`to_strips`, in place of the [K, N] order while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
-prefetches the next strip while it computes. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
+prefetches the next strip while it computes; `RowDotMatMul` reads the embedding table in its own row order for the
+head. The multithreaded kernels share one persistent pool of helper threads. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
 default g++) for this CPU (`-march=native`) on first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
 (`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
 
 Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
 the network runs its plain MindSpore ops (a warning says why, once). The network uses them only outside training
-(model/layers.MLP, LayerNorm, the attention of a decode step, the strip-order products); a gradient through the
-first two is computed with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
+(model/layers.MLP, LayerNorm, the attention of a prefill and of a decode step, the strip-order products,
+model/pangu's few-row logits); a gradient through the first two is computed with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
 """
 import hashlib
 import logging
