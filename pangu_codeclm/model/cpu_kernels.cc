@@ -63,6 +63,7 @@ enum TypeId : int {};
 namespace {
 
 constexpr int64_t kMinElementsPerThread = 1 << 15;
+constexpr int64_t kMinMultiplyAddsPerThread = 1 << 18;  // the products' split
 
 // erf through erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0: relative error of erfc below 1.2e-7 for
 // every z (a Chebyshev fit, Numerical Recipes' erfcc), so GELU keeps fp32 precision at both tails and at 0.
@@ -143,6 +144,12 @@ void AttendRow(const float *qr, const float *kr, const float *vr, const float *m
 }
 
 #ifdef __AVX512F__
+// The lanes of 16-float vector `vector` that hold columns of a row `width` columns wide.
+__mmask16 LaneMask(int64_t width, int vector) {
+  const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, width - 16 * vector));
+  return static_cast<__mmask16>((1u << lanes) - 1);
+}
+
 // e^x in 16 lanes: 2^n 2^f, x log2(e) = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (relative error
 // below 2e-7), 2^n applied by scalef (0 for a very negative x, as a masked score's bias gives).
 inline __m512 Exp16(__m512 x) {
@@ -165,7 +172,7 @@ void MixRowVec(const float *vr, float *o, int64_t window, float *score, float to
   __m512 sums = _mm512_setzero_ps();
   const __m512 shift = _mm512_set1_ps(top);
   for (int64_t s = 0; s < window; s += 16) {
-    const __mmask16 m = static_cast<__mmask16>(window - s >= 16 ? 0xFFFF : (1u << (window - s)) - 1);
+    const __mmask16 m = LaneMask(window - s, 0);
     const __m512 e = _mm512_maskz_mov_ps(m, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, score + s), shift)));
     _mm512_mask_storeu_ps(score + s, m, e);
     sums = _mm512_add_ps(sums, e);
@@ -360,11 +367,12 @@ class WorkerPool {
   std::mutex run_;
   std::vector<std::unique_ptr<Helper>> helpers_;
 };
-// Runs fn(first, last) over [0, rows) in contiguous ranges, one per WorkerPool thread, as many as the work warrants.
+// Runs fn(first, last) over [0, rows) in contiguous ranges, one per WorkerPool thread, as many as the work warrants
+// (`width`: the work of one row, at least `per_thread` of it per thread).
 template <typename Fn>
-void ParallelRows(int64_t rows, int64_t width, Fn fn) {
+void ParallelRows(int64_t rows, int64_t width, Fn fn, int64_t per_thread = kMinElementsPerThread) {
   WorkerPool &pool = WorkerPool::Get();
-  const int64_t wanted = std::max<int64_t>(1, rows * width / kMinElementsPerThread);
+  const int64_t wanted = std::max<int64_t>(1, rows * width / per_thread);
   const int64_t parts = std::min({pool.Threads(), wanted, rows});
   if (parts <= 1) {
     fn(0, rows);
@@ -486,11 +494,6 @@ void StripRowTile(const float *x, const float *w, float *y, int64_t depth, const
   PCL_STRIPS(PCL_R_STORE)
 }
 
-__mmask16 LaneMask(int64_t width, int vector) {
-  const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, width - 16 * vector));
-  return static_cast<__mmask16>((1u << lanes) - 1);
-}
-
 // Strips [s0, s1) of y = x w + bias (then the epilogue).
 template <Epilogue E>
 void StripRange(const float *x, const float *w, const float *bias, const float *res, float *y, int64_t rows,
@@ -584,7 +587,7 @@ void RowDotTile(const float *x, const float *w, float *y, int64_t ldy, int64_t d
   int64_t k = 0;
   for (const __mmask16 mask = 0xFFFF; k + 16 <= depth; k += 16) PCL_RD_STEP
   if (k < depth) {
-    const __mmask16 mask = static_cast<__mmask16>((1u << (depth - k)) - 1);
+    const __mmask16 mask = LaneMask(depth - k, 0);
     PCL_RD_STEP
   }
 #define PCL_RD_STORE(r)                                                          \
@@ -754,7 +757,7 @@ extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t *
 
 #ifdef __AVX512F__
 namespace {
-// y = x w + bias (+ residual, or GELU): the strips split over the caller and WorkerPool's helpers.
+// y = x w + bias (+ residual, or GELU): the strips split over the threads.
 template <Epilogue E>
 int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   const int inputs = E == Epilogue::kAdd ? 4 : 3;
@@ -769,17 +772,9 @@ int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const 
   const auto *res = E == Epilogue::kAdd ? static_cast<const float *>(params[3]) : nullptr;
   auto *y = static_cast<float *>(params[inputs]);
   const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP;
-  WorkerPool &pool = WorkerPool::Get();
-  const int64_t parts = std::min(pool.Threads(), std::max<int64_t>(1, rows * depth * cols / (1 << 18)));
-  if (parts <= 1 || strips < 2) {
-    StripRange<E>(x, w, bias, res, y, rows, depth, cols, 0, strips);
-    return 0;
-  }
-  const int64_t share = (strips + parts - 1) / parts;
-  pool.Run(parts, [=](int64_t part) {
-    StripRange<E>(x, w, bias, res, y, rows, depth, cols, std::min(strips, part * share),
-                  std::min(strips, (part + 1) * share));
-  });
+  ParallelRows(strips, rows * depth * PCL_STRIP, [=](int64_t s0, int64_t s1) {
+    StripRange<E>(x, w, bias, res, y, rows, depth, cols, s0, s1);
+  }, kMinMultiplyAddsPerThread);
   return 0;
 }
 }  // namespace
@@ -796,7 +791,7 @@ extern "C" int StripMatMulGelu(int nparam, void **params, int *ndims, int64_t **
                                void *) {
   return StripProduct<Epilogue::kGelu>(nparam, params, ndims, shapes, dtypes);
 }
-// y = x w^T, w [N, K] row-major: the columns split over the caller and WorkerPool's helpers in whole 4-row tiles.
+// y = x w^T, w [N, K] row-major: the columns split over the threads in whole 4-row tiles.
 extern "C" int RowDotMatMul(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                             void *) {
   if (nparam != 3 || !AllFloat32(nparam, dtypes)) return 1;
@@ -805,17 +800,9 @@ extern "C" int RowDotMatMul(int nparam, void **params, int *ndims, int64_t **sha
   const auto *x = static_cast<const float *>(params[0]);
   const auto *w = static_cast<const float *>(params[1]);
   auto *y = static_cast<float *>(params[2]);
-  WorkerPool &pool = WorkerPool::Get();
-  const int64_t tiles = (cols + 3) / 4;
-  const int64_t parts = std::min({pool.Threads(), tiles, std::max<int64_t>(1, rows * depth * cols / (1 << 18))});
-  if (parts <= 1) {
-    RowDotRange(x, w, y, rows, depth, cols, 0, cols);
-    return 0;
-  }
-  const int64_t share = (tiles + parts - 1) / parts * 4;
-  pool.Run(parts, [=](int64_t part) {
-    RowDotRange(x, w, y, rows, depth, cols, std::min(cols, part * share), std::min(cols, (part + 1) * share));
-  });
+  ParallelRows((cols + 3) / 4, 4 * rows * depth, [=](int64_t t0, int64_t t1) {
+    RowDotRange(x, w, y, rows, depth, cols, 4 * t0, std::min(cols, 4 * t1));
+  }, kMinMultiplyAddsPerThread);
   return 0;
 }
 #endif  // __AVX512F__

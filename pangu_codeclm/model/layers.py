@@ -313,8 +313,9 @@ class _CachedAttention(nn.Cell):
         self.write_v = KVCacheWrite()
         fused = cpu_kernels.fused_ops()
         fp32 = cdt == ms.float32 and ms_dtype(config.softmax_compute_type) == ms.float32
-        self.fused_attend = fused.decode_attention if fused is not None and fp32 else None  # decode on CPU
-        self.fused_prefill = fused.prefill_attention if fused is not None and fp32 else None  # prefill on CPU
+        # on CPU, attention through a KV cache runs the fused kernels (`fused_step`); both or neither are set
+        self.fused_attend = fused.decode_attention if fused is not None and fp32 else None
+        self.fused_prefill = fused.prefill_attention if fused is not None and fp32 else None
         self.attend_scale = ms.Tensor([self.core.scale], ms.float32)
         self.take_window = ops.StridedSlice()
         self.as_rows = ops.Reshape()
@@ -330,26 +331,23 @@ class _CachedAttention(nn.Cell):
     def _attend_and_project(self, q, k, v, residual, batch, seq, may_attend, bias, k_cache, v_cache, cache_index,
                             attend_cache):
         """Split q/k/v [B*T, E] into heads, attend, merge, c_proj, dropout, add to the residual. A decode step with
-        the fused kernel takes q and kv from the projections as they are (see `fused_decode`)."""
+        the fused kernel takes q and kv from the projections as they are (see `fused_step`)."""
         q = self.heads.split(q, batch, seq)
         k = self.heads.split(k, batch, seq)
         v = self.heads.split(v, batch, seq)
         out = self.attend(q, k, v, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
         return self._project(self.heads.merge(out, batch, seq), residual)
 
-    def fused_decode(self, q, kv, residual, may_attend, bias, k_cache, v_cache, cache_index):
-        """A decode step through the fused kernel (model/cpu_kernels.DecodeAttention): the heads of q [B, >=E] (its
-        first E columns) attend over the caches after the new k|v (the last 2E columns of kv) are added at their
-        slots; then c_proj onto the residual. Arguments as `attend`'s decode case."""
-        slots, onehot = cache_index
-        out = self.fused_attend(q, kv, k_cache, v_cache, slots, onehot, may_attend, bias, self.attend_scale)
-        return self._project(out, residual)
-
-    def fused_prefill_step(self, q, kv, residual, may_attend, bias, k_cache, v_cache, cache_index):
-        """A prefill through the fused kernel (model/cpu_kernels.PrefillAttention): the cache rows `cache_index` are
-        reset to the new k|v (the last 2E columns of kv), the heads of q (its first E columns) attend over them
-        under may_attend/bias [B,H,T,T]; then c_proj onto the residual."""
-        out = self.fused_prefill(q, kv, k_cache, v_cache, cache_index, may_attend, bias, self.attend_scale)
+    def fused_step(self, q, kv, residual, may_attend, bias, k_cache, v_cache, cache_index, attend_cache):
+        """Attention through the fused kernels (model/cpu_kernels), then c_proj onto the residual: the heads of q
+        [rows, >=E] (its first E columns) with the new k|v (the last 2E columns of kv). A decode step
+        (DecodeAttention) adds them at their slots and attends over the caches; a prefill (PrefillAttention) resets
+        the cache rows `cache_index` to them and attends under may_attend/bias [B,H,T,T]. Arguments as `attend`'s."""
+        if attend_cache:
+            slots, onehot = cache_index
+            out = self.fused_attend(q, kv, k_cache, v_cache, slots, onehot, may_attend, bias, self.attend_scale)
+        else:
+            out = self.fused_prefill(q, kv, k_cache, v_cache, cache_index, may_attend, bias, self.attend_scale)
         return self._project(out, residual)
 
     def _window(self, cache, window):
@@ -371,7 +369,7 @@ class _CachedAttention(nn.Cell):
         """
         if k_cache is None:
             return self.core(q, k, v, may_attend, bias)
-        if attend_cache:  # (without the fused kernel: `fused_decode`)
+        if attend_cache:  # (without the fused kernel: `fused_step`)
             slots, onehot = cache_index
             b, h, _, d = q.shape
             k_all = self.write_k.add(k_cache, k, slots, onehot)
@@ -404,12 +402,9 @@ class Attention(_CachedAttention):
     def construct(self, x, residual, batch, seq, may_attend, bias, k_cache=None, v_cache=None, cache_index=None,
                   attend_cache=False):
         """x [B*T, E] -> residual + out [B*T, E]. See `attend` for the cache arguments."""
-        if attend_cache and self.fused_attend is not None:
+        if k_cache is not None and self.fused_attend is not None:
             qkv = self.c_attn(x)
-            return self.fused_decode(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index)
-        if k_cache is not None and not attend_cache and self.fused_prefill is not None:
-            qkv = self.c_attn(x)
-            return self.fused_prefill_step(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index)
+            return self.fused_step(qkv, qkv, residual, may_attend, bias, k_cache, v_cache, cache_index, attend_cache)
         rows = x.shape[0]  # a dynamic-shape graph (CPU prefill) takes the split: no runtime switch per layer
         if self.q_apart and not self.c_attn.strips and not (F.isconstant(rows) and rows < BLOCK_MIN_ROWS):
             q, kv = self.c_attn.split_columns(x, self.hidden_size)
@@ -435,12 +430,9 @@ class TopQueryAttention(_CachedAttention):
 
     def construct(self, x, query, residual, batch, seq, may_attend, bias, k_cache=None, v_cache=None,
                   cache_index=None, attend_cache=False):
-        if attend_cache and self.fused_attend is not None:
-            return self.fused_decode(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache,
-                                     v_cache, cache_index)
-        if k_cache is not None and not attend_cache and self.fused_prefill is not None:
-            return self.fused_prefill_step(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache,
-                                           v_cache, cache_index)
+        if k_cache is not None and self.fused_attend is not None:
+            return self.fused_step(self.q_attn(query), self.c_attn(x), residual, may_attend, bias, k_cache, v_cache,
+                                   cache_index, attend_cache)
         k, v = self.split2(self.c_attn(x))
         return self._attend_and_project(self.q_attn(query), k, v, residual, batch, seq, may_attend, bias, k_cache,
                                         v_cache, cache_index, attend_cache)
