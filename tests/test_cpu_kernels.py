@@ -228,7 +228,8 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
 
 
 @pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (1, 37, 245), (1, 1024, 1000), (3, 33, 100), (8, 64, 96),
-                                            (9, 40, 145), (17, 64, 500), (12, 1100, 100)])
+                                            (9, 40, 145), (17, 64, 500), (12, 1100, 100), (193, 64, 100),
+                                            (400, 48, 145)])
 def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
         pytest.skip("no AVX-512 on this CPU: the strip kernel is not built")
@@ -258,10 +259,11 @@ def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
         pytest.skip("no AVX-512 on this CPU")
     rng = np.random.default_rng(11)
     depth, cols = 700, 1000  # 20 whole strips and a 40-column one, two k blocks; 250 row-dot tiles
-    x = rng.standard_normal((9, depth)).astype(np.float32)
+    batch = 200  # two row blocks of the strip kernel (kStripRowBlock = 192), the second of 8 rows
+    x = rng.standard_normal((batch, depth)).astype(np.float32)
     weight = rng.standard_normal((depth, cols)).astype(np.float32)
     bias = rng.standard_normal(cols).astype(np.float32)
-    residual = rng.standard_normal((9, cols)).astype(np.float32)
+    residual = rng.standard_normal((batch, cols)).astype(np.float32)
     op = as_cell(getattr(fused, kernel))
 
     def run(rows):
@@ -270,8 +272,8 @@ def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
         extra = (residual[rows],) if kernel == "strip_matmul_add" else ()
         return op(*tensors(x[rows], cpu_kernels.to_strips(weight), bias, *extra)).asnumpy()
 
-    together = run(slice(0, 9))
-    for r in (0, 4, 8):
+    together = run(slice(0, batch))
+    for r in (0, 4, 8, 192, 199):
         np.testing.assert_array_equal(run(slice(r, r + 1)), together[r:r + 1], err_msg=f"row {r}")
 
 

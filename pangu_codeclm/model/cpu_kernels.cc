@@ -389,6 +389,10 @@ void ParallelRows(int64_t rows, int64_t width, Fn fn, int64_t per_thread = kMinE
 // prefetcher alone is faster).
 constexpr int kMinPrefetchRows = 2;
 constexpr int64_t kStripDepthBlock = 512;
+// Rows of x that pass over a thread's strips together: their k block (192 x 512 floats, 384 KB) stays in L2 while
+// the strips stream past, where every strip re-reading all of x from L3 stalls the tiles (prefill: +2-9% per
+// product on a Zen 4 EPYC; a row's sums keep their order, so the values do not change).
+constexpr int64_t kStripRowBlock = 192;
 
 #define PCL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -773,7 +777,10 @@ int StripProduct(int nparam, void **params, int *ndims, int64_t **shapes, const 
   auto *y = static_cast<float *>(params[inputs]);
   const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP;
   ParallelRows(strips, rows * depth * PCL_STRIP, [=](int64_t s0, int64_t s1) {
-    StripRange<E>(x, w, bias, res, y, rows, depth, cols, s0, s1);
+    for (int64_t r0 = 0; r0 < rows; r0 += kStripRowBlock) {
+      StripRange<E>(x + r0 * depth, w, bias, res == nullptr ? nullptr : res + r0 * cols, y + r0 * cols,
+                    std::min(kStripRowBlock, rows - r0), depth, cols, s0, s1);
+    }
   }, kMinMultiplyAddsPerThread);
   return 0;
 }
