@@ -19,6 +19,9 @@ Parts (--parts, comma-separated):
                    HF is made to emit <eot> there and runs each batch until its last row ends), which shows what
                    continuous batching saves with a trained model's lengths
 
+--isa avx2 caps both sides at AVX2 (what a CPU without AVX-512 runs): ours builds its kernels with
+PANGU_CODECLM_KERNEL_ISA=avx2, torch's MKL, ATen and oneDNN are limited to AVX2 by their own variables.
+
 The checkpoints are written once into --workdir (random weights, the project's writer) and reused. Run alone on the
 machine; for medians of 3 runs:
     python benchmarks/repeat.py --runs 3 -- python benchmarks/generate_300m.py
@@ -42,6 +45,9 @@ SEPARATION_BY_VOCAB = {32013: "none", 64007: "full"}
 PARTS = ("prefill", "decode", "load", "eval")
 STOPS = {"budget": "every row runs to the budget (random weights never emit <eot>)",
          "canonical": "each row stops at its canonical solution's length + <eot> (a trained model's stand-in)"}
+# the environment of every child per --isa: ours and torch's libraries (MKL, ATen, oneDNN) capped alike
+ISA_ENV = {"native": {}, "avx2": {"PANGU_CODECLM_KERNEL_ISA": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                                  "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 TARGETS = {"batch1": 1.0, "batch8": 1.5, "prefill": 1.0, "memory": 1.5, "load": 2.0, "eval": 0.6}
 
 
@@ -259,7 +265,8 @@ def spawn(a, kind, **extra):
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     with tempfile.NamedTemporaryFile("r", suffix=".json") as result:
-        env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   **ISA_ENV[a.isa])
         proc = subprocess.Popen(argv + ["--result", result.name], env=env, stdout=subprocess.DEVNULL if a.quiet
                                 else sys.stderr)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -350,6 +357,8 @@ def parse_args(argv=None):
         f"{k}: {v}" for k, v in STOPS.items()))
     p.add_argument("--limit", type=int, default=0, help="first N HumanEval problems (0: all 164)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--isa", default="native", choices=sorted(ISA_ENV),
+                   help="native: each side's best vector code; avx2: both capped at AVX2")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "pangu_codeclm_300m_bench"),
                    help="where the random 300m checkpoints are written once and reused")
     p.add_argument("--rewrite", action="store_true", help="write the checkpoints again")
@@ -388,7 +397,7 @@ def main(argv=None):
         print(f"# wrote random 300m checkpoints ({out['params'] / 1e6:.1f} M parameters) to {os.path.dirname(st)} in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
     print(f"300m (E=1024, 24+1 layers, V={a.vocab}), random weights, fp32, greedy, {a.threads} threads each side, "
-          f"one subprocess per figure", flush=True)
+          f"one subprocess per figure" + (", both sides capped at AVX2" if a.isa == "avx2" else ""), flush=True)
     if {"prefill", "decode"} & set(a.parts_list):
         part_generation(a, a.parts_list)
     if "load" in a.parts_list:

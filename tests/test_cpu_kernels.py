@@ -17,16 +17,43 @@ from pangu_codeclm.infer.generate import decoder_for, generate
 from pangu_codeclm.model import cpu_kernels
 
 
-@pytest.fixture(scope="module")
-def fused(ms_cpu):
+def cpu_flags():
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        return set(next((line for line in f if line.startswith("flags")), "").split())
+
+
+# the vector unit each build may use (PANGU_CODECLM_KERNEL_ISA) and what the library then reports
+def expected_simd_bits(isa):
+    flags = cpu_flags()
+    best = 512 if "avx512f" in flags else 256 if {"avx2", "fma"} <= flags else 0
+    return {"native": best, "avx2": min(best, 256), "scalar": 0}[isa]
+
+
+@pytest.fixture(scope="module", params=["native", "avx2", "scalar"])
+def fused(request, ms_cpu):
+    """The kernels built for the CPU's best vector unit, then for AVX2 and for none (what CPUs without AVX-512 or
+    without AVX2 run), each where it differs from the builds before it."""
     compiler = os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
         pytest.skip(f"no C++ compiler {compiler!r}: the network runs its plain ops")
+    isa = request.param
+    if isa != "native" and expected_simd_bits(isa) == expected_simd_bits("native"):
+        pytest.skip(f"the {isa} build is this CPU's native one")
+    previous = os.environ.get(cpu_kernels.ISA_ENV)
+    os.environ[cpu_kernels.ISA_ENV] = isa
     cpu_kernels.reset()
-    found = cpu_kernels.fused_ops()
-    if found is None:
-        pytest.fail(f"the fused CPU kernels did not build with {compiler} (see the warning above)")
-    return found
+    try:
+        found = cpu_kernels.fused_ops()
+        if found is None:
+            pytest.fail(f"the fused CPU kernels did not build with {compiler} for {isa} (see the warning above)")
+        assert found.simd_bits == expected_simd_bits(isa), f"{isa}: built for {found.simd_bits} bits"
+        yield found
+    finally:
+        if previous is None:
+            os.environ.pop(cpu_kernels.ISA_ENV, None)
+        else:
+            os.environ[cpu_kernels.ISA_ENV] = previous
+        cpu_kernels.reset()
 
 
 def plain_gelu(x, bias):
@@ -171,7 +198,7 @@ def test_decode_attention_writes_the_caches_in_place_and_attends_the_window(fuse
     want = np.einsum("rqs,rsd->rqd", probs / probs.sum(-1, keepdims=True), np.nan_to_num(v_want[:, :window]))
 
     step = WithCaches(fused.decode_attention, k, v)
-    got = step(*tensors(q_src, kv_src, distinct, onehot, may, bias, np.array([scale], np.float32))).asnumpy()
+    got = step(*tensors(q_src, kv_src, distinct, onehot, may, bias, np.full(heads, scale, np.float32))).asnumpy()
     assert got.shape == (batch, width) and not np.isnan(got).any()  # ... so the NaNs change nothing
     np.testing.assert_allclose(got, want.reshape(batch, width), rtol=1e-5, atol=1e-5)  # heads merged
     np.testing.assert_array_equal(step.k.asnumpy(), k_want)  # the new keys and values at their slots, in place
@@ -205,7 +232,7 @@ def test_prefill_attention_resets_the_cache_rows_in_place_and_attends_causally(f
 
     step = WithCaches(fused.prefill_attention, k, v)
     got = step(*tensors(qkv[:, :width].copy(), qkv[:, width:].copy(), rows, may, bias,
-                        np.array([scale], np.float32))).asnumpy()
+                        np.full(heads, scale, np.float32))).asnumpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # heads merged
     k_got, v_got = step.k.asnumpy(), step.v.asnumpy()
     for item, row in enumerate(rows):
@@ -232,7 +259,7 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
                                             (400, 48, 145)])
 def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
-        pytest.skip("no AVX-512 on this CPU: the strip kernel is not built")
+        pytest.skip("no vector kernels in this build: the strip kernel is not built")
     rng = np.random.default_rng(rows)
     x = rng.standard_normal((rows, depth)).astype(np.float32)
     weight = rng.standard_normal((depth, cols)).astype(np.float32)
@@ -256,7 +283,7 @@ def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
     """A projection's or the head's values for a row are the same bits alone or in a batch (the one-row tiles sum
     in the same order as the multi-row ones)."""
     if getattr(fused, kernel) is None:
-        pytest.skip("no AVX-512 on this CPU")
+        pytest.skip("no vector kernels in this build")
     rng = np.random.default_rng(11)
     depth, cols = 700, 1000  # 20 whole strips and a 40-column one, two k blocks; 250 row-dot tiles
     batch = 200  # two row blocks of the strip kernel (kStripRowBlock = 192), the second of 8 rows
@@ -280,7 +307,7 @@ def test_a_rows_values_do_not_depend_on_the_rows_beside_it(fused, kernel):
 @pytest.mark.parametrize("rows,depth,cols", [(1, 40, 7), (3, 33, 100), (4, 64, 9), (9, 1024, 301), (17, 48, 5003)])
 def test_row_dot_matmul_equals_x_times_w_transposed(fused, rows, depth, cols):
     if fused.row_dot_matmul is None:
-        pytest.skip("no AVX-512 on this CPU: the head keeps MindSpore's MatMul")
+        pytest.skip("no vector kernels in this build: the head keeps MindSpore's MatMul")
     rng = np.random.default_rng(cols)
     x = rng.standard_normal((rows, depth)).astype(np.float32)
     weight = rng.standard_normal((cols, depth)).astype(np.float32)  # [N, K]: the embedding table's order
@@ -291,7 +318,7 @@ def test_row_dot_matmul_equals_x_times_w_transposed(fused, rows, depth, cols):
 
 def test_decoding_holds_the_strip_order_and_the_network_puts_it_back(fused):
     if fused.strip_matmul is None:
-        pytest.skip("no AVX-512 on this CPU: the weights keep their [in, out] order")
+        pytest.skip("no vector kernels in this build: the weights keep their [in, out] order")
     network = random_network(seed=7, vocab_size=50, hidden_size=32, num_heads=4, ffn_hidden_size=70, num_layers=2,
                              max_position_embeddings=32, seq_length=16)
     before = {name: p.asnumpy().copy() for name, p in checkpoint_parameters(network).items()}
@@ -352,3 +379,9 @@ def test_the_build_is_cached_and_a_missing_compiler_falls_back(fused, tmp_path, 
         assert "no-such-cxx" in caplog.text and "using MindSpore's ops" in caplog.text
     finally:
         cpu_kernels.reset()
+
+
+def test_an_unknown_isa_is_refused_with_the_values_it_takes(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ISA_ENV, "avx9")
+    with pytest.raises(RuntimeError, match=r"PANGU_CODECLM_KERNEL_ISA='avx9': expected one of native, avx2, scalar"):
+        cpu_kernels.build_flags()

@@ -5,7 +5,7 @@
 //   BiasGelu(x [..., F], bias [F]) -> y        y = GELU(x + bias), exact (erf) GELU: 0.5 v (1 + erf(v / sqrt 2))
 //   LayerNormRows(x [..., E], gamma [E], beta [E], eps [1]) -> y   y = (x - mean) / sqrt(var + eps) * gamma + beta
 //   DecodeAttention(q [B, Cq], kv [B, Ckv], k [B*H, L, D], v [B*H, L, D], slots int32 [S], onehot [B*H, S, 1],
-//                   may [B*H, 1, W], bias [B*H, 1, W], scale [1]) -> out [B, H*D]
+//                   may [B*H, 1, W], bias [B*H, 1, W], scale [H]) -> out [B, H*D]
 //     a decode step's attention, one query per batch row and head: the heads of q are its first E = H*D columns,
 //     those of the new key and value the last 2E columns of kv (c_attn's q|k|v, or q_attn's q and c_attn's k|v);
 //     first the new k/v are added into the caches in place, k[b*H+h, slots[j]] += onehot[b*H+h, j] * k_new (as
@@ -14,11 +14,12 @@
 //     computes it; a slot with may = 0 has s = bias (its key is not read) and a slot whose weight underflows to 0
 //     adds nothing (its value is not read); out holds the heads merged back, [B, E]
 //   PrefillAttention(q [B*T, Cq], kv [B*T, Ckv], k [R, L, D], v [R, L, D], rows int32 [B*H], may [B, Hm, T, T],
-//                    bias [B, Hm, T, T], scale [1]) -> out [B*T, H*D]
+//                    bias [B, Hm, T, T], scale [H]) -> out [B*T, H*D]
 //     a prefill's attention (Hm = 1 or H: one mask for every head or one per head), q and k|v as DecodeAttention
 //     takes them: first cache row rows[b*H+h] is set in place to head h's keys and values of batch row b at slots
 //     0..T-1 and zeros after them (model/layers.KVCacheWrite.reset), then each query attends over those T slots
-//     as DecodeAttention's do
+//     as DecodeAttention's do; scale holds the score scale once per head (its length gives the output's width where
+//     the batch is a dynamic dimension)
 //   StripMatMul(x [M, K], w [K, N] in strip order, bias [N]) -> y [M, N]    y = x w + bias, w held as column strips
 //     (see below): the few-row products of decoding and prefill, streaming the weights once per call
 //   StripMatMulAdd(x, w, bias, residual [M, N]) -> y        y = x w + bias + residual (a block's residual sum)
@@ -45,14 +46,23 @@
 #include <thread>
 #include <vector>
 
-#ifdef __AVX512F__  // StripMatMul is built for AVX-512 CPUs only (model/cpu_kernels.py offers it there)
+// The vector unit the kernels are written for (PCL_SIMD, the bits of one vector): AVX-512, else AVX2 with FMA (the
+// build's -march decides; model/cpu_kernels.py asks the library through PclSimdBits). Without either, only the
+// scalar kernels (BiasGelu, LayerNormRows, the attention kernels) are built.
+#if defined(__AVX512F__)
+#define PCL_SIMD 512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define PCL_SIMD 256
+#endif
+
+#ifdef PCL_SIMD  // the strip and row-dot products need a vector unit (model/cpu_kernels.py offers them only then)
 // Strip order of a [K, N] weight (model/cpu_kernels.py writes it, STRIP_COLUMNS there): column strips of
 // PCL_STRIP columns, strip s (width w_s = min(PCL_STRIP, N - s * PCL_STRIP)) stored row by row as a contiguous
 // [K, w_s] block at offset s * K * PCL_STRIP. A strip is one sequential stream for the hardware prefetcher.
 #ifndef PCL_STRIP
 #error "build with -DPCL_STRIP=<columns per strip> (model/cpu_kernels.py)"
 #endif
-static_assert(PCL_STRIP == 48, "the tiles below hold three 16-float vectors per row");
+static_assert(PCL_STRIP == 48, "a strip row is three AVX-512 or six AVX2 vectors");
 #endif
 
 namespace mindspore {
@@ -67,17 +77,14 @@ constexpr int64_t kMinMultiplyAddsPerThread = 1 << 18;  // the products' split
 
 // erf through erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0: relative error of erfc below 1.2e-7 for
 // every z (a Chebyshev fit, Numerical Recipes' erfcc), so GELU keeps fp32 precision at both tails and at 0.
+// P's coefficients, highest degree first.
+inline constexpr float kErfcPoly[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                                      -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f,  -1.26551223f};
 inline float Gelu(float v) {
   const float z = std::fabs(v) * 0.70710678118654752f;
   const float t = 1.0f / (1.0f + 0.5f * z);
-  const float poly =
-      -1.26551223f +
-      t * (1.00002368f +
-           t * (0.37409196f +
-                t * (0.09678418f +
-                     t * (-0.18628806f +
-                          t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f +
-                                                                                           t * 0.17087277f))))))));
+  float poly = kErfcPoly[0];
+  for (int i = 1; i < 10; ++i) poly = poly * t + kErfcPoly[i];
   const float erfc = t * std::exp(poly - z * z);
   const float erf = v >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
   return 0.5f * v * (1.0f + erf);
@@ -143,77 +150,158 @@ void AttendRow(const float *qr, const float *kr, const float *vr, const float *m
   }
 }
 
-#ifdef __AVX512F__
-// The lanes of 16-float vector `vector` that hold columns of a row `width` columns wide.
-__mmask16 LaneMask(int64_t width, int vector) {
-  const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(16, width - 16 * vector));
-  return static_cast<__mmask16>((1u << lanes) - 1);
-}
-
-// e^x in 16 lanes: 2^n 2^f, x log2(e) = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (relative error
-// below 2e-7), 2^n applied by scalef (0 for a very negative x, as a masked score's bias gives).
-inline __m512 Exp16(__m512 x) {
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.52527338040598e-05f);
-  for (const float c : {1.54035303933816e-04f, 1.33335581464284e-03f, 9.61812910762848e-03f, 5.55041086648216e-02f,
-                        2.40226506959101e-01f, 6.93147180559945e-01f, 1.0f}) {
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+#ifdef PCL_SIMD
+// One vector of floats and the few operations the kernels use, for the build's vector unit: kLanes floats, a
+// lane mask (Lanes(n): the first n lanes; masked-off lanes are neither read nor written), Exp (e^x, 0 below
+// e^-87, relative error below 2e-7: 2^n 2^f, x log2(e) = n + f, |f| <= 1/2, 2^f by its degree-7 Taylor polynomial).
+inline constexpr float kExpPoly[] = {1.52527338040598e-05f, 1.54035303933816e-04f, 1.33335581464284e-03f,
+                                     9.61812910762848e-03f, 5.55041086648216e-02f, 2.40226506959101e-01f,
+                                     6.93147180559945e-01f, 1.0f};
+#if PCL_SIMD == 512
+struct Simd {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int kLanes = 16;
+  static Mask Lanes(int64_t n) {
+    return static_cast<Mask>((1u << std::max<int64_t>(0, std::min<int64_t>(16, n))) - 1);
   }
-  return _mm512_scalef_ps(p, n);
+  static V Zero() { return _mm512_setzero_ps(); }
+  static V Set(float v) { return _mm512_set1_ps(v); }
+  static V Load(const float *p) { return _mm512_loadu_ps(p); }
+  static V Load(Mask m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void Store(float *p, V v) { _mm512_storeu_ps(p, v); }
+  static void Store(Mask m, float *p, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V Keep(Mask m, V v) { return _mm512_maskz_mov_ps(m, v); }
+  static V Abs(V v) { return _mm512_abs_ps(v); }
+  static V Div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V IfNonNegative(V v, V yes, V no) {  // per lane: v >= 0 ? yes : no
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, Zero(), _CMP_GE_OQ), no, yes);
+  }
+  static float Sum(V v) { return _mm512_reduce_add_ps(v); }
+  static V Exp(V x) {  // 2^n applied by scalef: 0 for a very negative x, as a masked score's bias gives
+    const V t = Mul(x, Set(1.44269504088896341f));
+    const V n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_ps(Poly(Sub(t, n)), n);
+  }
+  static V Poly(V f) {
+    V p = Set(kExpPoly[0]);
+    for (int i = 1; i < 8; ++i) p = Fma(p, f, Set(kExpPoly[i]));
+    return p;
+  }
+};
+#else
+struct Simd {
+  using V = __m256;
+  using Mask = __m256i;
+  static constexpr int kLanes = 8;
+  static Mask Lanes(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(8, n)))),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V Zero() { return _mm256_setzero_ps(); }
+  static V Set(float v) { return _mm256_set1_ps(v); }
+  static V Load(const float *p) { return _mm256_loadu_ps(p); }
+  static V Load(Mask m, const float *p) { return _mm256_maskload_ps(p, m); }
+  static void Store(float *p, V v) { _mm256_storeu_ps(p, v); }
+  static void Store(Mask m, float *p, V v) { _mm256_maskstore_ps(p, m, v); }
+  static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V Keep(Mask m, V v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
+  static V Abs(V v) { return _mm256_andnot_ps(Set(-0.0f), v); }
+  static V Div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V IfNonNegative(V v, V yes, V no) { return _mm256_blendv_ps(no, yes, _mm256_cmp_ps(v, Zero(), _CMP_GE_OQ)); }
+  static float Sum(V v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+  }
+  static V Exp(V x) {  // 2^n built in the exponent bits; 0 below -87 (2^n would leave the normal range)
+    const V t = Mul(x, Set(1.44269504088896341f));
+    const V n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const V e = Mul(Poly(Sub(t, n)), _mm256_castsi256_ps(bits));
+    return _mm256_and_ps(e, _mm256_cmp_ps(x, Set(-87.0f), _CMP_GE_OQ));
+  }
+  static V Poly(V f) {
+    V p = Set(kExpPoly[0]);
+    for (int i = 1; i < 8; ++i) p = Fma(p, f, Set(kExpPoly[i]));
+    return p;
+  }
+};
+#endif
+using V = Simd::V;
+constexpr int kLanes = Simd::kLanes;
+
+// Gelu in every lane (the same erfc fit, e^x by Simd::Exp): GELU(v) = v - v erfc(z) / 2 for v >= 0, v erfc(z) / 2
+// below, z = |v| / sqrt 2. Not inlined: one compiled body for every tile, so a value does not depend on which tile
+// computed it (-ffast-math fuses the multiplies and adds of an inlined copy as its context allows).
+__attribute__((noinline)) V GeluVec(V v) {
+  const V z = Simd::Mul(Simd::Abs(v), Simd::Set(0.70710678118654752f));
+  const V t = Simd::Div(Simd::Set(1.0f), Simd::Fma(Simd::Set(0.5f), z, Simd::Set(1.0f)));
+  V poly = Simd::Set(kErfcPoly[0]);
+  for (int i = 1; i < 10; ++i) poly = Simd::Fma(poly, t, Simd::Set(kErfcPoly[i]));
+  const V erfc = Simd::Mul(t, Simd::Exp(Simd::Sub(poly, Simd::Mul(z, z))));
+  const V half = Simd::Mul(Simd::Mul(Simd::Set(0.5f), v), erfc);
+  return Simd::IfNonNegative(v, Simd::Sub(v, half), half);
 }
 
-// The softmax of score[0, window) (top: its largest value) mixed over the value rows vr [window, 16 * DV] into o;
-// a slot whose weight underflows to 0 adds nothing (its value is not read).
+// The softmax of score[0, window) (top: its largest value) mixed over the value rows vr [window, kLanes * DV] into
+// o; a slot whose weight underflows to 0 adds nothing (its value is not read).
 template <int DV>
 void MixRowVec(const float *vr, float *o, int64_t window, float *score, float top) {
-  constexpr int64_t dim = 16 * DV;
-  __m512 sums = _mm512_setzero_ps();
-  const __m512 shift = _mm512_set1_ps(top);
-  for (int64_t s = 0; s < window; s += 16) {
-    const __mmask16 m = LaneMask(window - s, 0);
-    const __m512 e = _mm512_maskz_mov_ps(m, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, score + s), shift)));
-    _mm512_mask_storeu_ps(score + s, m, e);
-    sums = _mm512_add_ps(sums, e);
+  constexpr int64_t dim = kLanes * DV;
+  V sums = Simd::Zero();
+  const V shift = Simd::Set(top);
+  for (int64_t s = 0; s < window; s += kLanes) {
+    const Simd::Mask m = Simd::Lanes(window - s);
+    const V e = Simd::Keep(m, Simd::Exp(Simd::Sub(Simd::Load(m, score + s), shift)));
+    Simd::Store(m, score + s, e);
+    sums = Simd::Add(sums, e);
   }
-  const float inv = 1.0f / _mm512_reduce_add_ps(sums);
+  const float inv = 1.0f / Simd::Sum(sums);
 #define PCL_EIGHT(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
-#define PCL_ACC_DECL(c) __m512 acc##c = _mm512_setzero_ps();
-  PCL_EIGHT(PCL_ACC_DECL)  // named accumulators: GCC keeps an array of __m512 in memory
+#define PCL_ACC_DECL(c) V acc##c = Simd::Zero();
+  PCL_EIGHT(PCL_ACC_DECL)  // named accumulators: GCC keeps an array of vectors in memory
   for (int64_t s = 0; s < window; ++s) {
     if (score[s] == 0.0f) continue;
-    const __m512 weight = _mm512_set1_ps(score[s] * inv);
+    const V weight = Simd::Set(score[s] * inv);
     const float *vs = vr + s * dim;
 #define PCL_ACC_FMA(c) \
-    if constexpr (DV > c) acc##c = _mm512_fmadd_ps(weight, _mm512_loadu_ps(vs + 16 * c), acc##c);
+    if constexpr (DV > c) acc##c = Simd::Fma(weight, Simd::Load(vs + kLanes * c), acc##c);
     PCL_EIGHT(PCL_ACC_FMA)
   }
 #define PCL_ACC_STORE(c) \
-  if constexpr (DV > c) _mm512_storeu_ps(o + 16 * c, acc##c);
+  if constexpr (DV > c) Simd::Store(o + kLanes * c, acc##c);
   PCL_EIGHT(PCL_ACC_STORE)
 }
 
-// AttendRow for a head dim of 16 * DV: the query held in registers, one key row at a time (the value rows of the
-// window prefetched meanwhile).
+// AttendRow for a head dim of kLanes * DV (DV <= 8): the query held in registers, one key row at a time (the value
+// rows of the window prefetched meanwhile).
 template <int DV>
 void AttendRowVec(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
                   float *o, int64_t window, float *score) {
-  constexpr int64_t dim = 16 * DV;
-  __m512 q[DV];
+  static_assert(DV >= 1 && DV <= 8, "eight vector accumulators at most");
+  constexpr int64_t dim = kLanes * DV;
+  V q[DV];
 #pragma GCC unroll 8
-  for (int c = 0; c < DV; ++c) q[c] = _mm512_loadu_ps(qr + 16 * c);
+  for (int c = 0; c < DV; ++c) q[c] = Simd::Load(qr + kLanes * c);
   float top = -std::numeric_limits<float>::max();
   for (int64_t s = 0; s < window; ++s) {
     float value = br[s];
 #pragma GCC unroll 8
-    for (int c = 0; c < DV; ++c) _mm_prefetch(reinterpret_cast<const char *>(vr + s * dim + 16 * c), _MM_HINT_T1);
+    for (int c = 0; c < DV; ++c) _mm_prefetch(reinterpret_cast<const char *>(vr + s * dim + kLanes * c), _MM_HINT_T1);
     if (mr[s] != 0.0f) {
       const float *ks = kr + s * dim;
-      __m512 dot = _mm512_mul_ps(q[0], _mm512_loadu_ps(ks));
+      V dot = Simd::Mul(q[0], Simd::Load(ks));
 #pragma GCC unroll 8
-      for (int c = 1; c < DV; ++c) dot = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(ks + 16 * c), dot);
-      value += _mm512_reduce_add_ps(dot) * scale * mr[s];
+      for (int c = 1; c < DV; ++c) dot = Simd::Fma(q[c], Simd::Load(ks + kLanes * c), dot);
+      value += Simd::Sum(dot) * scale * mr[s];
     }
     score[s] = value;
     top = std::max(top, value);
@@ -221,16 +309,18 @@ void AttendRowVec(const float *qr, const float *kr, const float *vr, const float
   MixRowVec<DV>(vr, o, window, score, top);
 }
 
-#endif  // __AVX512F__
+#endif  // PCL_SIMD
 
-// One query's attention (AttendRow's arguments): in registers for the usual head dims.
+// One query's attention (AttendRow's arguments): in registers for the usual head dims (128 needs AVX-512).
 void Attend(const float *qr, const float *kr, const float *vr, const float *mr, const float *br, float scale,
             float *o, int64_t window, int64_t dim, float *score) {
-#ifdef __AVX512F__
+#ifdef PCL_SIMD
   switch (dim) {
-    case 32: return AttendRowVec<2>(qr, kr, vr, mr, br, scale, o, window, score);
-    case 64: return AttendRowVec<4>(qr, kr, vr, mr, br, scale, o, window, score);
-    case 128: return AttendRowVec<8>(qr, kr, vr, mr, br, scale, o, window, score);
+    case 32: return AttendRowVec<32 / kLanes>(qr, kr, vr, mr, br, scale, o, window, score);
+    case 64: return AttendRowVec<64 / kLanes>(qr, kr, vr, mr, br, scale, o, window, score);
+    case 128:
+      if (128 / kLanes <= 8) return AttendRowVec<std::min(8, 128 / kLanes)>(qr, kr, vr, mr, br, scale, o, window, score);
+      break;
   }
 #endif
   AttendRow(qr, kr, vr, mr, br, scale, o, window, dim, score);
@@ -382,11 +472,14 @@ void ParallelRows(int64_t rows, int64_t width, Fn fn, int64_t per_thread = kMinE
   pool.Run(parts, [&](int64_t part) { fn(std::min(rows, part * step), std::min(rows, (part + 1) * step)); });
 }
 
-#ifdef __AVX512F__
-// ---- StripMatMul: register tiles of up to 8 rows x one strip (three 16-float vectors), accumulators in named
-// registers (GCC 12 keeps an array of __m512 on the stack). While a tile runs, the next strip is prefetched into
-// L2, spread evenly over every row group's k steps, so the weight stream overlaps the FMAs (at 1 row the hardware
-// prefetcher alone is faster).
+#ifdef PCL_SIMD
+// ---- StripMatMul: register tiles of up to kTileRows rows x three vectors (a strip is one such column tile with
+// AVX-512, two with AVX2), accumulators in named registers (GCC 12 keeps an array of vectors on the stack). While a
+// tile runs, the next strip is prefetched into L2, spread evenly over every tile's k steps, so the weight stream
+// overlaps the FMAs (at 1 row the hardware prefetcher alone is faster).
+constexpr int kTileRows = kLanes == 16 ? 8 : 4;  // 3 accumulators a row + 3 weight vectors + a broadcast: 28 or 16
+constexpr int64_t kTileColumns = 3 * kLanes;
+static_assert(PCL_STRIP % kTileColumns == 0, "a strip holds whole column tiles");
 constexpr int kMinPrefetchRows = 2;
 constexpr int64_t kStripDepthBlock = 512;
 // Rows of x that pass over a thread's strips together: their k block (192 x 512 floats, 384 KB) stays in L2 while
@@ -404,52 +497,45 @@ struct Prefetch {
 // What a tile does with its sums before it stores them: nothing, add the residual (same layout as y), exact GELU.
 enum class Epilogue { kNone, kAdd, kGelu };
 
-// A tile row's sums (bias included) through the epilogue into y: the residual added, or the exact GELU.
+// One vector of a tile row's sums (bias included) through the epilogue into y (the lanes of m): the residual
+// added, or the exact GELU.
 template <Epilogue E>
-inline void FinishRow(__m512 a0, __m512 a1, __m512 a2, float *y, const float *res, __mmask16 m0, __mmask16 m1,
-                      __mmask16 m2) {
-  if constexpr (E == Epilogue::kAdd) {
-    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, res));
-    a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, res + 16));
-    a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(m2, res + 32));
-  }
-  _mm512_mask_storeu_ps(y, m0, a0);
-  _mm512_mask_storeu_ps(y + 16, m1, a1);
-  _mm512_mask_storeu_ps(y + 32, m2, a2);
-  if constexpr (E == Epilogue::kGelu) {
-    const int width = __builtin_popcount(m0) + __builtin_popcount(m1) + __builtin_popcount(m2);
-#pragma omp simd
-    for (int j = 0; j < width; ++j) y[j] = Gelu(y[j]);
-  }
+inline void FinishVector(V a, float *y, const float *res, Simd::Mask m) {
+  if constexpr (E == Epilogue::kAdd) a = Simd::Add(a, Simd::Load(m, res));
+  if constexpr (E == Epilogue::kGelu) a = GeluVec(a);
+  Simd::Store(m, y, a);
 }
 
-template <int MR, Epilogue E>
+// MR rows x up to three vectors of y (the lanes of m0..m2) += x w over `depth` k steps, from `init` (bias or the
+// sums so far); kFull: all three vectors whole (the weight read unmasked).
+template <int MR, Epilogue E, bool kFull>
 void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
-               const float *init, int64_t ldi, const float *res, __mmask16 m0, __mmask16 m1, __mmask16 m2,
+               const float *init, int64_t ldi, const float *res, Simd::Mask m0, Simd::Mask m1, Simd::Mask m2,
                Prefetch pf) {
-#define PCL_DECL(r) __m512 a##r##0, a##r##1, a##r##2;
+  static_assert(MR >= 1 && MR <= kTileRows, "the tile's accumulators must fit the registers");
+#define PCL_DECL(r) V a##r##0, a##r##1, a##r##2;
   PCL_ROWS(PCL_DECL)
-#define PCL_INIT(r)                                      \
-  if constexpr (MR > r) {                                \
-    a##r##0 = _mm512_maskz_loadu_ps(m0, init + r * ldi);      \
-    a##r##1 = _mm512_maskz_loadu_ps(m1, init + r * ldi + 16); \
-    a##r##2 = _mm512_maskz_loadu_ps(m2, init + r * ldi + 32); \
+#define PCL_INIT(r)                                                \
+  if constexpr (MR > r) {                                          \
+    a##r##0 = Simd::Load(m0, init + r * ldi);                      \
+    a##r##1 = Simd::Load(m1, init + r * ldi + kLanes);             \
+    a##r##2 = Simd::Load(m2, init + r * ldi + 2 * kLanes);         \
   }
   PCL_ROWS(PCL_INIT)
-#define PCL_FMA(r)                                       \
-  if constexpr (MR > r) {                                \
-    const __m512 b = _mm512_set1_ps(x[r * ldx + k]);     \
-    a##r##0 = _mm512_fmadd_ps(b, w0, a##r##0);           \
-    a##r##1 = _mm512_fmadd_ps(b, w1, a##r##1);           \
-    a##r##2 = _mm512_fmadd_ps(b, w2, a##r##2);           \
+#define PCL_FMA(r)                                                 \
+  if constexpr (MR > r) {                                          \
+    const V b = Simd::Set(x[r * ldx + k]);                         \
+    a##r##0 = Simd::Fma(b, w0, a##r##0);                           \
+    a##r##1 = Simd::Fma(b, w1, a##r##1);                           \
+    a##r##2 = Simd::Fma(b, w2, a##r##2);                           \
   }
-#define PCL_STEP                                         \
-  {                                                      \
-    const float *wk = w + k * ldw;                       \
-    const __m512 w0 = _mm512_maskz_loadu_ps(m0, wk);     \
-    const __m512 w1 = _mm512_maskz_loadu_ps(m1, wk + 16);\
-    const __m512 w2 = _mm512_maskz_loadu_ps(m2, wk + 32);\
-    PCL_ROWS(PCL_FMA)                                    \
+#define PCL_STEP                                                                          \
+  {                                                                                       \
+    const float *wk = w + k * ldw;                                                        \
+    const V w0 = kFull ? Simd::Load(wk) : Simd::Load(m0, wk);                             \
+    const V w1 = kFull ? Simd::Load(wk + kLanes) : Simd::Load(m1, wk + kLanes);           \
+    const V w2 = kFull ? Simd::Load(wk + 2 * kLanes) : Simd::Load(m2, wk + 2 * kLanes);   \
+    PCL_ROWS(PCL_FMA)                                                                     \
   }
   if (pf.base != nullptr) {
     int64_t line = pf.first, owed = 0;
@@ -460,66 +546,89 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
   } else {
     for (int64_t k = 0; k < depth; ++k) PCL_STEP
   }
-#define PCL_STORE(r) \
-  if constexpr (MR > r) FinishRow<E>(a##r##0, a##r##1, a##r##2, y + r * ldy, res + (res ? r * ldy : 0), m0, m1, m2);
+#define PCL_STORE(r)                                                                                          \
+  if constexpr (MR > r) {                                                                                     \
+    float *yr = y + r * ldy;                                                                                  \
+    const float *rr = E == Epilogue::kAdd ? res + r * ldy : nullptr;                                          \
+    FinishVector<E>(a##r##0, yr, rr, m0);                                                                     \
+    FinishVector<E>(a##r##1, yr + kLanes, E == Epilogue::kAdd ? rr + kLanes : nullptr, m1);                   \
+    FinishVector<E>(a##r##2, yr + 2 * kLanes, E == Epilogue::kAdd ? rr + 2 * kLanes : nullptr, m2);           \
+  }
   PCL_ROWS(PCL_STORE)
 }
 
-// One row over NS <= 4 whole strips at once (four weight streams: one stream per thread leaves the memory bus idle
-// between its prefetches); each column's sum in the same order as StripTile's, so a row's values do not depend on
-// the rows beside it.
+// A tile of the last k block applies the epilogue; the others store plain sums (no residual yet).
+template <int MR, Epilogue E>
+void RunStripTile(bool last, bool full, const float *x, int64_t ldx, const float *w, int64_t ldw, float *y,
+                  int64_t ldy, int64_t depth, const float *init, int64_t ldi, const float *res, Simd::Mask m0,
+                  Simd::Mask m1, Simd::Mask m2, Prefetch pf) {
+  if (last && full) {
+    StripTile<MR, E, true>(x, ldx, w, ldw, y, ldy, depth, init, ldi, res, m0, m1, m2, pf);
+  } else if (last) {
+    StripTile<MR, E, false>(x, ldx, w, ldw, y, ldy, depth, init, ldi, res, m0, m1, m2, pf);
+  } else if (full) {
+    StripTile<MR, Epilogue::kNone, true>(x, ldx, w, ldw, y, ldy, depth, init, ldi, nullptr, m0, m1, m2, pf);
+  } else {
+    StripTile<MR, Epilogue::kNone, false>(x, ldx, w, ldw, y, ldy, depth, init, ldi, nullptr, m0, m1, m2, pf);
+  }
+}
+
+// One row over NS whole strips at once (NS * 48 / kLanes <= 12 accumulators: four strips with AVX-512, two with
+// AVX2; several weight streams: one stream per thread leaves the memory bus idle between its prefetches); each
+// column's sum in the same order as StripTile's, so a row's values do not depend on the rows beside it.
+constexpr int kStripVectors = PCL_STRIP / kLanes;
+constexpr int kRowStrips = 12 / kStripVectors;
+#define PCL_TWELVE(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 template <int NS, Epilogue E>
 void StripRowTile(const float *x, const float *w, float *y, int64_t depth, const float *bias, const float *res) {
-  const __mmask16 all = 0xFFFF;
-#define PCL_STRIPS(X) X(0) X(1) X(2) X(3)
-#define PCL_R_INIT(j)                                                                          \
-  __m512 s##j##0, s##j##1, s##j##2;                                                            \
-  if constexpr (NS > j) {                                                                      \
-    s##j##0 = _mm512_loadu_ps(bias + j * PCL_STRIP);                                           \
-    s##j##1 = _mm512_loadu_ps(bias + j * PCL_STRIP + 16);                                      \
-    s##j##2 = _mm512_loadu_ps(bias + j * PCL_STRIP + 32);                                      \
-  }
-  PCL_STRIPS(PCL_R_INIT)
-#define PCL_R_FMA(j)                                                                           \
-  if constexpr (NS > j) {                                                                      \
-    const float *wk = w + j * PCL_STRIP * depth + k * PCL_STRIP;                               \
-    s##j##0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk), s##j##0);                                \
-    s##j##1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk + 16), s##j##1);                           \
-    s##j##2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(wk + 32), s##j##2);                           \
+  static_assert(NS >= 1 && NS <= kRowStrips, "twelve accumulators at most");
+  constexpr int kVectors = NS * kStripVectors;  // accumulator i: strip i / kStripVectors, its vector i % kStripVectors
+  const Simd::Mask all = Simd::Lanes(kLanes);
+#define PCL_R_COLUMN(i) ((i) / kStripVectors * PCL_STRIP + (i) % kStripVectors * kLanes)
+#define PCL_R_INIT(i) \
+  V s##i;             \
+  if constexpr (kVectors > i) s##i = Simd::Load(bias + PCL_R_COLUMN(i));
+  PCL_TWELVE(PCL_R_INIT)
+#define PCL_R_FMA(i)                                                                                           \
+  if constexpr (kVectors > i) {                                                                                \
+    s##i = Simd::Fma(b, Simd::Load(w + (i) / kStripVectors * PCL_STRIP * depth + k * PCL_STRIP +               \
+                                   (i) % kStripVectors * kLanes), s##i);                                       \
   }
   for (int64_t k = 0; k < depth; ++k) {
-    const __m512 b = _mm512_set1_ps(x[k]);
-    PCL_STRIPS(PCL_R_FMA)
+    const V b = Simd::Set(x[k]);
+    PCL_TWELVE(PCL_R_FMA)
   }
-#define PCL_R_STORE(j)                                                                         \
-  if constexpr (NS > j) {                                                                      \
-    FinishRow<E>(s##j##0, s##j##1, s##j##2, y + j * PCL_STRIP, res + (res ? j * PCL_STRIP : 0), all, all, all); \
+#define PCL_R_STORE(i)                                                                                         \
+  if constexpr (kVectors > i) {                                                                                \
+    FinishVector<E>(s##i, y + PCL_R_COLUMN(i), E == Epilogue::kAdd ? res + PCL_R_COLUMN(i) : nullptr, all);    \
   }
-  PCL_STRIPS(PCL_R_STORE)
+  PCL_TWELVE(PCL_R_STORE)
 }
 
 // Strips [s0, s1) of y = x w + bias (then the epilogue).
 template <Epilogue E>
 void StripRange(const float *x, const float *w, const float *bias, const float *res, float *y, int64_t rows,
                 int64_t depth, int64_t cols, int64_t s0, int64_t s1) {
-  const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP, groups = (rows + 7) / 8;
+  const int64_t strips = (cols + PCL_STRIP - 1) / PCL_STRIP, groups = (rows + kTileRows - 1) / kTileRows;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t c = s * PCL_STRIP, width = std::min<int64_t>(PCL_STRIP, cols - c);
     const float *strip = w + c * depth;
-    const int64_t whole = std::min<int64_t>(4, std::min(s1, cols / PCL_STRIP) - s);
-    if (rows == 1 && whole > 0) {  // up to four whole strips as one tile
+    const int64_t whole = std::min<int64_t>(kRowStrips, std::min(s1, cols / PCL_STRIP) - s);
+    if (rows == 1 && whole > 0) {  // whole strips as one tile
       const float *rr = res == nullptr ? nullptr : res + c;
       switch (whole) {
-#define PCL_R_CASE(j) \
-  case j + 1: StripRowTile<j + 1, E>(x, strip, y + c, depth, bias + c, rr); break;
-        PCL_STRIPS(PCL_R_CASE)
+#define PCL_R_CASE(j)                                                                  \
+  case j + 1:                                                                          \
+    if constexpr (j < kRowStrips) StripRowTile<j + 1, E>(x, strip, y + c, depth, bias + c, rr); \
+    break;
+        PCL_R_CASE(0) PCL_R_CASE(1) PCL_R_CASE(2) PCL_R_CASE(3)
       }
       s += whole - 1;
       continue;
     }
     // k blocks of at most kStripDepthBlock rows: a block of the strip and of x stay in L2 while every row group
     // passes over them; a column's sum runs on in y between blocks (the same order as one pass), bias first
-    const __mmask16 m0 = LaneMask(width, 0), m1 = LaneMask(width, 1), m2 = LaneMask(width, 2);
+    const int64_t tiles = (width + kTileColumns - 1) / kTileColumns;  // column tiles of this strip
     for (int64_t k0 = 0; k0 < depth; k0 += kStripDepthBlock) {
       const int64_t block = std::min(kStripDepthBlock, depth - k0);
       const bool last = k0 + block == depth;
@@ -531,27 +640,29 @@ void StripRange(const float *x, const float *w, const float *bias, const float *
                                   : width * std::min(kStripDepthBlock, depth - k0 - block);
         pf.base = reinterpret_cast<const char *>(chunk + block * width);
         pf.lines = (next * 4 + 63) / 64;
-        pf.steps = block * groups;
+        pf.steps = block * groups * tiles;
       }
       for (int64_t g = 0; g < groups; ++g) {
-        const int64_t r0 = 8 * g;
-        pf.first = pf.lines * g / groups;
-        const float *xr = x + r0 * depth + k0;
-        float *yr = y + r0 * cols + c;
-        const float *rr = res == nullptr ? nullptr : res + r0 * cols + c;
-        const float *init = k0 == 0 ? bias + c : yr;
-        const int64_t ldi = k0 == 0 ? 0 : cols;
-        switch (std::min<int64_t>(8, rows - r0)) {
-#define PCL_CASE(r)                                                                                      \
-  case r + 1:                                                                                            \
-    if (last) {                                                                                          \
-      StripTile<r + 1, E>(xr, depth, chunk, width, yr, cols, block, init, ldi, rr, m0, m1, m2, pf);      \
-    } else {                                                                                             \
-      StripTile<r + 1, Epilogue::kNone>(xr, depth, chunk, width, yr, cols, block, init, ldi, nullptr, m0, \
-                                        m1, m2, pf);                                                     \
-    }                                                                                                    \
+        const int64_t r0 = kTileRows * g;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t c0 = c + t * kTileColumns, tw = std::min(kTileColumns, cols - c0);
+          const Simd::Mask m0 = Simd::Lanes(tw), m1 = Simd::Lanes(tw - kLanes), m2 = Simd::Lanes(tw - 2 * kLanes);
+          pf.first = pf.lines * (g * tiles + t) / (groups * tiles);
+          const float *xr = x + r0 * depth + k0, *wt = chunk + t * kTileColumns;
+          float *yr = y + r0 * cols + c0;
+          const float *rr = res == nullptr ? nullptr : res + r0 * cols + c0;
+          const float *init = k0 == 0 ? bias + c0 : yr;
+          const int64_t ldi = k0 == 0 ? 0 : cols;
+          const bool full = tw == kTileColumns;
+          switch (std::min<int64_t>(kTileRows, rows - r0)) {
+#define PCL_CASE(r)                                                                                           \
+  case r + 1:                                                                                                 \
+    if constexpr (r < kTileRows) {                                                                            \
+      RunStripTile<r + 1, E>(last, full, xr, depth, wt, width, yr, cols, block, init, ldi, rr, m0, m1, m2, pf); \
+    }                                                                                                         \
     break;
-          PCL_ROWS(PCL_CASE)
+            PCL_ROWS(PCL_CASE)
+          }
         }
       }
     }
@@ -559,66 +670,76 @@ void StripRange(const float *x, const float *w, const float *bias, const float *
 }
 
 // ---- RowDotMatMul: y = x w^T with w [N, K] in its own row order (the tied head reads the embedding table as it
-// is stored): tiles of up to 4 x rows by 4 w rows, one vector accumulator per (x row, w row) summed across its lanes
-// at the end, the k tail read under a lane mask. A tile keeps its 4 w rows in L1 while every x row group passes.
+// is stored): tiles of up to kRowDotRows x rows by 4 w rows, one vector accumulator per (x row, w row) summed
+// across its lanes at the end, the k tail read under a lane mask. A tile keeps its 4 w rows in L1 while every x
+// row group passes.
+constexpr int kRowDotRows = kLanes == 16 ? 4 : 2;  // 4 x 4 or 2 x 4 accumulators
 #define PCL_FOUR(X) X(0) X(1) X(2) X(3)
 
 template <int MR, int NR>
 void RowDotTile(const float *x, const float *w, float *y, int64_t ldy, int64_t depth) {
-#define PCL_RD_DECL(r) __m512 d##r##0, d##r##1, d##r##2, d##r##3;
+  static_assert(MR >= 1 && MR <= kRowDotRows, "the tile's accumulators must fit the registers");
+#define PCL_RD_DECL(r) V d##r##0, d##r##1, d##r##2, d##r##3;
   PCL_FOUR(PCL_RD_DECL)
-#define PCL_RD_ZERO(r)                                                                   \
-  if constexpr (MR > r) {                                                                \
-    d##r##0 = _mm512_setzero_ps(), d##r##1 = d##r##0, d##r##2 = d##r##0, d##r##3 = d##r##0; \
+#define PCL_RD_ZERO(r)                                                                 \
+  if constexpr (MR > r) {                                                              \
+    d##r##0 = Simd::Zero(), d##r##1 = d##r##0, d##r##2 = d##r##0, d##r##3 = d##r##0;   \
   }
   PCL_FOUR(PCL_RD_ZERO)
-#define PCL_RD_ROW(r)                                                         \
-  if constexpr (MR > r) {                                                     \
-    const __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * depth + k);         \
-    d##r##0 = _mm512_fmadd_ps(xv, w0, d##r##0);                               \
-    if constexpr (NR > 1) d##r##1 = _mm512_fmadd_ps(xv, w1, d##r##1);         \
-    if constexpr (NR > 2) d##r##2 = _mm512_fmadd_ps(xv, w2, d##r##2);         \
-    if constexpr (NR > 3) d##r##3 = _mm512_fmadd_ps(xv, w3, d##r##3);         \
+#define PCL_RD_ROW(r)                                                 \
+  if constexpr (MR > r) {                                             \
+    const V xv = PCL_RD_LOAD(x + r * depth + k);                             \
+    d##r##0 = Simd::Fma(xv, w0, d##r##0);                             \
+    if constexpr (NR > 1) d##r##1 = Simd::Fma(xv, w1, d##r##1);       \
+    if constexpr (NR > 2) d##r##2 = Simd::Fma(xv, w2, d##r##2);       \
+    if constexpr (NR > 3) d##r##3 = Simd::Fma(xv, w3, d##r##3);       \
   }
-#define PCL_RD_STEP                                                                              \
-  {                                                                                              \
-    const __m512 w0 = _mm512_maskz_loadu_ps(mask, w + k);                                        \
-    const __m512 w1 = NR > 1 ? _mm512_maskz_loadu_ps(mask, w + depth + k) : w0;                  \
-    const __m512 w2 = NR > 2 ? _mm512_maskz_loadu_ps(mask, w + 2 * depth + k) : w0;              \
-    const __m512 w3 = NR > 3 ? _mm512_maskz_loadu_ps(mask, w + 3 * depth + k) : w0;              \
-    PCL_FOUR(PCL_RD_ROW)                                                                         \
+#define PCL_RD_STEP                                                   \
+  {                                                                   \
+    const V w0 = PCL_RD_LOAD(w + k);                                         \
+    const V w1 = NR > 1 ? PCL_RD_LOAD(w + depth + k) : w0;                   \
+    const V w2 = NR > 2 ? PCL_RD_LOAD(w + 2 * depth + k) : w0;               \
+    const V w3 = NR > 3 ? PCL_RD_LOAD(w + 3 * depth + k) : w0;               \
+    PCL_FOUR(PCL_RD_ROW)                                              \
   }
   int64_t k = 0;
-  for (const __mmask16 mask = 0xFFFF; k + 16 <= depth; k += 16) PCL_RD_STEP
+#define PCL_RD_LOAD(p) Simd::Load(p)
+  for (; k + kLanes <= depth; k += kLanes) PCL_RD_STEP
+#undef PCL_RD_LOAD
   if (k < depth) {
-    const __mmask16 mask = LaneMask(depth - k, 0);
+    const Simd::Mask mask = Simd::Lanes(depth - k);
+#define PCL_RD_LOAD(p) Simd::Load(mask, p)
     PCL_RD_STEP
+#undef PCL_RD_LOAD
   }
-#define PCL_RD_STORE(r)                                                          \
-  if constexpr (MR > r) {                                                        \
-    y[r * ldy] = _mm512_reduce_add_ps(d##r##0);                                  \
-    if constexpr (NR > 1) y[r * ldy + 1] = _mm512_reduce_add_ps(d##r##1);        \
-    if constexpr (NR > 2) y[r * ldy + 2] = _mm512_reduce_add_ps(d##r##2);        \
-    if constexpr (NR > 3) y[r * ldy + 3] = _mm512_reduce_add_ps(d##r##3);        \
+#define PCL_RD_STORE(r)                                                 \
+  if constexpr (MR > r) {                                               \
+    y[r * ldy] = Simd::Sum(d##r##0);                                    \
+    if constexpr (NR > 1) y[r * ldy + 1] = Simd::Sum(d##r##1);          \
+    if constexpr (NR > 2) y[r * ldy + 2] = Simd::Sum(d##r##2);          \
+    if constexpr (NR > 3) y[r * ldy + 3] = Simd::Sum(d##r##3);          \
   }
   PCL_FOUR(PCL_RD_STORE)
 }
 
-// Columns [n0, n1) of y = x w^T: 4 w rows at a time (single rows for the tail), every x row group per tile.
+// Columns [n, n + NR) of y = x w^T: every x row group over the tile's w rows.
 template <int NR>
 void RowDotColumns(const float *x, const float *w, float *y, int64_t rows, int64_t depth, int64_t cols,
                    int64_t n) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowDotRows) {
     const float *xr = x + r0 * depth, *wn = w + n * depth;
     float *yr = y + r0 * cols + n;
-    switch (std::min<int64_t>(4, rows - r0)) {
-#define PCL_RD_CASE(r) \
-  case r + 1: RowDotTile<r + 1, NR>(xr, wn, yr, cols, depth); break;
+    switch (std::min<int64_t>(kRowDotRows, rows - r0)) {
+#define PCL_RD_CASE(r)                                                              \
+  case r + 1:                                                                       \
+    if constexpr (r < kRowDotRows) RowDotTile<r + 1, NR>(xr, wn, yr, cols, depth);  \
+    break;
       PCL_FOUR(PCL_RD_CASE)
     }
   }
 }
 
+// Columns [n0, n1) of y = x w^T: 4 w rows at a time (single rows for the tail).
 void RowDotRange(const float *x, const float *w, float *y, int64_t rows, int64_t depth, int64_t cols, int64_t n0,
                  int64_t n1) {
   int64_t n = n0;
@@ -626,7 +747,7 @@ void RowDotRange(const float *x, const float *w, float *y, int64_t rows, int64_t
   for (; n < n1; ++n) RowDotColumns<1>(x, w, y, rows, depth, cols, n);
 }
 
-#endif  // __AVX512F__
+#endif  // PCL_SIMD
 
 bool AllFloat32(int nparam, const char **dtypes) {
   for (int i = 0; i < nparam; ++i) {
@@ -704,7 +825,7 @@ extern "C" int DecodeAttention(int nparam, void **params, int *ndims, int64_t **
   if (n.batch < 1 || n.heads * n.batch != rows || shapes[1][0] != n.batch || n.q_cols < width ||
       n.kv_cols < 2 * width || !SameShape(shapes[3], {rows, n.slots, n.dim}) || !SameShape(shapes[5], {rows, n.writes, 1}) ||
       !SameShape(shapes[6], {rows, 1, n.window}) || !SameShape(shapes[7], {rows, 1, n.window}) || n.window > n.slots ||
-      n.window < 1) {
+      n.window < 1 || ndims[8] != 1 || shapes[8][0] != n.heads) {
     return 2;
   }
   const auto *slots = static_cast<const int32_t *>(params[4]);
@@ -740,7 +861,8 @@ extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t *
   if (n.batch < 1 || n.heads < 1 || n.heads * n.batch != items || n.seq < 1 || n.seq > n.slots ||
       shapes[0][0] != n.batch * n.seq || shapes[1][0] != n.batch * n.seq || n.q_cols < width ||
       n.kv_cols < 2 * width || !SameShape(shapes[3], {cache_rows, n.slots, n.dim}) || shapes[5][3] != n.seq ||
-      (n.mask_heads != 1 && n.mask_heads != n.heads) || !SameShape(shapes[6], {n.batch, n.mask_heads, n.seq, n.seq})) {
+      (n.mask_heads != 1 && n.mask_heads != n.heads) || !SameShape(shapes[6], {n.batch, n.mask_heads, n.seq, n.seq}) ||
+      ndims[7] != 1 || shapes[7][0] != n.heads) {
     return 2;
   }
   const auto *rows = static_cast<const int32_t *>(params[4]);
@@ -759,7 +881,7 @@ extern "C" int PrefillAttention(int nparam, void **params, int *ndims, int64_t *
   return 0;
 }
 
-#ifdef __AVX512F__
+#ifdef PCL_SIMD
 namespace {
 // y = x w + bias (+ residual, or GELU): the strips split over the threads.
 template <Epilogue E>
@@ -812,7 +934,7 @@ extern "C" int RowDotMatMul(int nparam, void **params, int *ndims, int64_t **sha
   }, kMinMultiplyAddsPerThread);
   return 0;
 }
-#endif  // __AVX512F__
+#endif  // PCL_SIMD
 
 // BiasGelu and LayerNormRows return their first input's shape and type.
 extern "C" std::vector<int64_t> BiasGeluInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
@@ -824,18 +946,18 @@ extern "C" std::vector<int64_t> LayerNormRowsInferShape(int *ndims, int64_t **sh
 }
 extern "C" TypeId LayerNormRowsInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
 extern "C" std::vector<int64_t> DecodeAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
-  return {shapes[0][0], shapes[2][0] / shapes[0][0] * shapes[2][2]};  // [B, H*D]
+  return {shapes[0][0], shapes[8][0] * shapes[2][2]};  // [B, H*D]: H from scale [H], D from the cache
 }
 extern "C" TypeId DecodeAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
   return type_ids[0];
 }
 extern "C" std::vector<int64_t> PrefillAttentionInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
-  return {shapes[0][0], shapes[4][0] / shapes[5][0] * shapes[2][2]};  // [B*T, H*D]
+  return {shapes[0][0], shapes[7][0] * shapes[2][2]};  // [B*T, H*D]: static where B and T are dynamic
 }
 extern "C" TypeId PrefillAttentionInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) {
   return type_ids[0];
 }
-#ifdef __AVX512F__
+#ifdef PCL_SIMD
 extern "C" std::vector<int64_t> StripMatMulInferShape(int *ndims, int64_t **shapes, mindspore::AotExtra *) {
   return {shapes[0][0], shapes[1][1]};  // [M, K] x [K, N]
 }
@@ -852,4 +974,14 @@ extern "C" std::vector<int64_t> RowDotMatMulInferShape(int *ndims, int64_t **sha
   return {shapes[0][0], shapes[1][0]};  // [M, K] x [N, K]^T
 }
 extern "C" TypeId RowDotMatMulInferType(std::vector<TypeId> type_ids, mindspore::AotExtra *) { return type_ids[0]; }
-#endif  // __AVX512F__
+#endif  // PCL_SIMD
+
+// The vector width in bits the strip and row-dot kernels were built for, 0 where they were not (no AVX2 with FMA):
+// model/cpu_kernels.py offers them by this answer.
+extern "C" int PclSimdBits() {
+#ifdef PCL_SIMD
+  return PCL_SIMD;
+#else
+  return 0;
+#endif
+}

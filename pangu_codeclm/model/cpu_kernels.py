@@ -7,18 +7,22 @@ thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/prof
 attention copied the attended window out of each cache and ran five kernels over it, and with the head split/merge
 and the cache writes a layer's attention was a dozen kernels, each with MindSpore's per-kernel launch cost.
 `cpu_kernels.cc` does each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
-streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512) reads a weight stored as column
+streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512 or AVX2) reads a weight stored as column
 strips (`to_strips`, in place of the [K, N] order while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
 prefetches the next strip while it computes; `RowDotMatMul` reads the embedding table in its own row order for the
 head. The multithreaded kernels share one persistent pool of helper threads. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
 default g++) for this CPU (`-march=native`) on first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
-(`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed.
+(`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed. The
+vector kernels (the products, attention in registers) use AVX-512 where the CPU has it, else AVX2 with FMA;
+`PANGU_CODECLM_KERNEL_ISA=avx2` or `scalar` builds them for less than the CPU has (tests, comparisons), and the
+library says what it was built for (`FusedOps.simd_bits`).
 
 Where there is no compiler, the device is not CPU, or `PANGU_CODECLM_CPU_KERNELS=0`, `fused_ops()` returns None and
 the network runs its plain MindSpore ops (a warning says why, once). The network uses them only outside training
 (model/layers.MLP, LayerNorm, the attention of a prefill and of a decode step, the strip-order products,
 model/pangu's few-row logits); a gradient through the first two is computed with plain ops. Results match the plain ops to fp32 rounding (tests/test_cpu_kernels.py).
 """
+import ctypes
 import hashlib
 import logging
 import os
@@ -32,11 +36,14 @@ from mindspore import ops
 
 LOG = logging.getLogger(__name__)
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
-STRIP_COLUMNS = 48  # columns per strip of `to_strips` (three AVX-512 vectors: the kernel's register tile)
+STRIP_COLUMNS = 48  # columns per strip of `to_strips` (three AVX-512 or six AVX2 vectors: the kernels' tiles)
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread",
          f"-DPCL_STRIP={STRIP_COLUMNS}")
 ENABLE_ENV = "PANGU_CODECLM_CPU_KERNELS"
 DIR_ENV = "PANGU_CODECLM_KERNEL_DIR"
+ISA_ENV = "PANGU_CODECLM_KERNEL_ISA"
+# what each PANGU_CODECLM_KERNEL_ISA value adds to FLAGS: the CPU's best, AVX2 at most, no vector kernels
+ISA_FLAGS = {"native": (), "avx2": ("-mno-avx512f",), "scalar": ("-mno-avx512f", "-mno-avx2")}
 _STATE = {}
 
 
@@ -46,16 +53,18 @@ class FusedOps:
     `bias_gelu(x, bias)` and `layer_norm(x, gamma, beta, eps)` (eps a [1] tensor): any leading shape (dynamic shapes
     included), their gradients in plain MindSpore ops (`_bias_gelu_grad`, `_layer_norm_grad`).
     `decode_attention(q [B,Cq], kv [B,Ckv], k_cache [B*H,L,D], v_cache, slots int32 [S], onehot [B*H,S,1],
-    may [B*H,1,W], bias [B*H,1,W], scale [1])` -> [B, H*D]: a decode step's attention from the projections (q: the
+    may [B*H,1,W], bias [B*H,1,W], scale [H])` -> [B, H*D]: a decode step's attention from the projections (q: the
     first H*D columns of q, k|v: the last 2*H*D of kv), its new k/v added into the cache Parameters in place as
     model/layers.KVCacheWrite.add does, the first W slots read in place, the heads merged.
     `prefill_attention(q [B*T,Cq], kv [B*T,Ckv], k_cache, v_cache, rows int32 [B*H], may [B,Hm,T,T], bias, scale)`
     -> [B*T, H*D]: a prefill's attention, cache rows `rows` reset in place to the new k/v (then zeros) as
-    KVCacheWrite.reset does, Hm = 1 or H.
+    KVCacheWrite.reset does, Hm = 1 or H. `scale` holds the score scale once per head (its length is H: the output's
+    width where the batch is a dynamic dimension).
     `strip_matmul(x [M,K], w [K,N] in strip order, bias [N])` = x @ w + bias, `strip_matmul_add(x, w, bias,
     residual [M,N])` = x @ w + bias + residual, `strip_matmul_gelu(x, w, bias)` = GELU(x @ w + bias),
-    `row_dot_matmul(x [M,K], w [N,K])` = x @ w^T (w in its own row order: the tied head): None on a CPU without
-    AVX-512. All but the first two have no gradient (inference only)."""
+    `row_dot_matmul(x [M,K], w [N,K])` = x @ w^T (w in its own row order: the tied head): None where the library
+    has no vector kernels (`simd_bits` 0: a CPU without AVX2 and FMA, or PANGU_CODECLM_KERNEL_ISA=scalar). All but
+    the first two have no gradient (inference only)."""
 
     def __init__(self, library):
         from mindspore.ops import CustomRegOp, DataType
@@ -70,18 +79,19 @@ class FusedOps:
                               bprop=bprop, reg_info=info.get_op_info())
 
         self.library = library
+        self.simd_bits = int(ctypes.CDLL(library).PclSimdBits())  # 512, 256 or 0: what the build's -march allowed
         self.bias_gelu = custom("BiasGelu", ("x", "bias"), _bias_gelu_grad)
         self.layer_norm = custom("LayerNormRows", ("x", "gamma", "beta", "eps"), _layer_norm_grad)
         self.decode_attention = custom("DecodeAttention", ("q", "kv", "k", "v", "slots", "onehot", "may", "bias",
                                                            "scale"), int32=("slots",))
         self.prefill_attention = custom("PrefillAttention", ("q", "kv", "k", "v", "rows", "may", "bias", "scale"),
                                         int32=("rows",))
-        # the strip kernels are AVX-512 code: None elsewhere (the weights keep their [in, out] order)
-        avx512 = has_avx512()
-        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias")) if avx512 else None
-        self.strip_matmul_add = custom("StripMatMulAdd", ("x", "w", "bias", "residual")) if avx512 else None
-        self.strip_matmul_gelu = custom("StripMatMulGelu", ("x", "w", "bias")) if avx512 else None
-        self.row_dot_matmul = custom("RowDotMatMul", ("x", "w")) if avx512 else None
+        # the products are vector code: None without it (the weights keep their [in, out] order)
+        vector = self.simd_bits > 0
+        self.strip_matmul = custom("StripMatMul", ("x", "w", "bias")) if vector else None
+        self.strip_matmul_add = custom("StripMatMulAdd", ("x", "w", "bias", "residual")) if vector else None
+        self.strip_matmul_gelu = custom("StripMatMulGelu", ("x", "w", "bias")) if vector else None
+        self.row_dot_matmul = custom("RowDotMatMul", ("x", "w")) if vector else None
 
 
 def _strip_bounds(columns):
@@ -139,9 +149,13 @@ def _cpu_signature():
         return ""
 
 
-def has_avx512():
-    """Whether this CPU has AVX-512F (the strip kernel's instructions; it is compiled only for such CPUs)."""
-    return "avx512f" in _cpu_signature().split()
+def build_flags():
+    """The compiler flags: FLAGS and those of PANGU_CODECLM_KERNEL_ISA (default native). Raises RuntimeError for a
+    value it does not know."""
+    isa = os.environ.get(ISA_ENV, "native").strip().lower() or "native"
+    if isa not in ISA_FLAGS:
+        raise RuntimeError(f"{ISA_ENV}={os.environ[ISA_ENV]!r}: expected one of {', '.join(ISA_FLAGS)}")
+    return FLAGS + ISA_FLAGS[isa]
 
 
 def _compiler_version(compiler):
@@ -160,9 +174,10 @@ def build(directory=None, compiler=None):
     compiler = compiler or os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler {compiler!r} on PATH (set CXX)")
+    flags = build_flags()
     with open(SOURCE, "rb") as f:
         source = f.read()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_version(compiler).encode(),
+    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), _compiler_version(compiler).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     directory = directory or kernel_dir()
     target = os.path.join(directory, f"cpu_kernels_{key}.so")
@@ -172,7 +187,7 @@ def build(directory=None, compiler=None):
     fd, partial = tempfile.mkstemp(prefix=".cpu_kernels_", suffix=".so", dir=directory)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *FLAGS, "-o", partial, SOURCE], capture_output=True, text=True,
+        result = subprocess.run([compiler, *flags, "-o", partial, SOURCE], capture_output=True, text=True,
                                 timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} could not build {SOURCE} (exit {result.returncode}):\n"

@@ -316,7 +316,8 @@ class _CachedAttention(nn.Cell):
         # on CPU, attention through a KV cache runs the fused kernels (`fused_step`); both or neither are set
         self.fused_attend = fused.decode_attention if fused is not None and fp32 else None
         self.fused_prefill = fused.prefill_attention if fused is not None and fp32 else None
-        self.attend_scale = ms.Tensor([self.core.scale], ms.float32)
+        # the score scale once per head: its static length gives the kernels' output width in a dynamic-shape graph
+        self.attend_scale = ms.Tensor([self.core.scale] * config.num_heads, ms.float32)
         self.take_window = ops.StridedSlice()
         self.as_rows = ops.Reshape()
         self.dropout = Dropout(config.hidden_dropout, strategies.hidden)
