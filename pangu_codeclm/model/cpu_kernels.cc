@@ -473,12 +473,14 @@ void ParallelRows(int64_t rows, int64_t width, Fn fn, int64_t per_thread = kMinE
 }
 
 #ifdef PCL_SIMD
-// ---- StripMatMul: register tiles of up to kTileRows rows x three vectors (a strip is one such column tile with
-// AVX-512, two with AVX2), accumulators in named registers (GCC 12 keeps an array of vectors on the stack). While a
-// tile runs, the next strip is prefetched into L2, spread evenly over every tile's k steps, so the weight stream
-// overlaps the FMAs (at 1 row the hardware prefetcher alone is faster).
-constexpr int kTileRows = kLanes == 16 ? 8 : 4;  // 3 accumulators a row + 3 weight vectors + a broadcast: 28 or 16
-constexpr int64_t kTileColumns = 3 * kLanes;
+// ---- StripMatMul: register tiles of up to kTileRows rows x kTileVectors vectors (AVX-512: 8 x 3, one tile per
+// strip; AVX2: 6 x 2, three tiles per strip: 12 accumulators, 2 weight vectors and a broadcast of the 16 registers),
+// accumulators in named registers (GCC 12 keeps an array of vectors on the stack). While a tile runs, the next strip
+// is prefetched into L2, spread evenly over every tile's k steps, so the weight stream overlaps the FMAs (at 1 row
+// the hardware prefetcher alone is faster).
+constexpr int kTileRows = kLanes == 16 ? 8 : 6;
+constexpr int kTileVectors = kLanes == 16 ? 3 : 2;
+constexpr int64_t kTileColumns = kTileVectors * kLanes;
 static_assert(PCL_STRIP % kTileColumns == 0, "a strip holds whole column tiles");
 constexpr int kMinPrefetchRows = 2;
 constexpr int64_t kStripDepthBlock = 512;
@@ -506,8 +508,8 @@ inline void FinishVector(V a, float *y, const float *res, Simd::Mask m) {
   Simd::Store(m, y, a);
 }
 
-// MR rows x up to three vectors of y (the lanes of m0..m2) += x w over `depth` k steps, from `init` (bias or the
-// sums so far); kFull: all three vectors whole (the weight read unmasked).
+// MR rows x kTileVectors vectors of y (the lanes of m0..m2) += x w over `depth` k steps, from `init` (bias or the
+// sums so far); kFull: every vector whole (the weight read unmasked).
 template <int MR, Epilogue E, bool kFull>
 void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t depth,
                const float *init, int64_t ldi, const float *res, Simd::Mask m0, Simd::Mask m1, Simd::Mask m2,
@@ -519,7 +521,7 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
   if constexpr (MR > r) {                                          \
     a##r##0 = Simd::Load(m0, init + r * ldi);                      \
     a##r##1 = Simd::Load(m1, init + r * ldi + kLanes);             \
-    a##r##2 = Simd::Load(m2, init + r * ldi + 2 * kLanes);         \
+    if constexpr (kTileVectors > 2) a##r##2 = Simd::Load(m2, init + r * ldi + 2 * kLanes); \
   }
   PCL_ROWS(PCL_INIT)
 #define PCL_FMA(r)                                                 \
@@ -527,14 +529,14 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
     const V b = Simd::Set(x[r * ldx + k]);                         \
     a##r##0 = Simd::Fma(b, w0, a##r##0);                           \
     a##r##1 = Simd::Fma(b, w1, a##r##1);                           \
-    a##r##2 = Simd::Fma(b, w2, a##r##2);                           \
+    if constexpr (kTileVectors > 2) a##r##2 = Simd::Fma(b, w2, a##r##2); \
   }
 #define PCL_STEP                                                                          \
   {                                                                                       \
     const float *wk = w + k * ldw;                                                        \
     const V w0 = kFull ? Simd::Load(wk) : Simd::Load(m0, wk);                             \
     const V w1 = kFull ? Simd::Load(wk + kLanes) : Simd::Load(m1, wk + kLanes);           \
-    const V w2 = kFull ? Simd::Load(wk + 2 * kLanes) : Simd::Load(m2, wk + 2 * kLanes);   \
+    const V w2 = kTileVectors < 3 ? w0 : kFull ? Simd::Load(wk + 2 * kLanes) : Simd::Load(m2, wk + 2 * kLanes); \
     PCL_ROWS(PCL_FMA)                                                                     \
   }
   if (pf.base != nullptr) {
@@ -552,7 +554,9 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
     const float *rr = E == Epilogue::kAdd ? res + r * ldy : nullptr;                                          \
     FinishVector<E>(a##r##0, yr, rr, m0);                                                                     \
     FinishVector<E>(a##r##1, yr + kLanes, E == Epilogue::kAdd ? rr + kLanes : nullptr, m1);                   \
-    FinishVector<E>(a##r##2, yr + 2 * kLanes, E == Epilogue::kAdd ? rr + 2 * kLanes : nullptr, m2);           \
+    if constexpr (kTileVectors > 2) {                                                                         \
+      FinishVector<E>(a##r##2, yr + 2 * kLanes, E == Epilogue::kAdd ? rr + 2 * kLanes : nullptr, m2);         \
+    }                                                                                                         \
   }
   PCL_ROWS(PCL_STORE)
 }
