@@ -122,9 +122,9 @@ class IncrementalDecoder:
     bounded by `PREFILL_GROUP_ROWS` and `PREFILL_GROUP_SLOTS`); a decode step
     advances every row by one token at the row's own cache slot, so rows may start at different times (continuous
     batching). Greedy decode steps take the argmax on the device and return only ids. Use `decoder_for(network)`; only
-    the caches of one (batch, cache length) shape are kept (a request that fits them reuses them). On AVX-512 CPUs
-    its graphs run with the projection weights in strip order (model/cpu_kernels.StripMatMul), put in place before
-    each call; the network's own calls put the checkpoint order back.
+    the caches of one (batch, cache length) shape are kept (a request that fits them reuses them). On CPUs with
+    AVX-512 or AVX2 its graphs run with the projection weights in strip order (model/cpu_kernels.StripMatMul), put in
+    place before each call; the network's own calls put the checkpoint order back.
     """
 
     def __init__(self, network):

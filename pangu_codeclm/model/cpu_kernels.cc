@@ -319,7 +319,9 @@ void Attend(const float *qr, const float *kr, const float *vr, const float *mr, 
     case 32: return AttendRowVec<32 / kLanes>(qr, kr, vr, mr, br, scale, o, window, score);
     case 64: return AttendRowVec<64 / kLanes>(qr, kr, vr, mr, br, scale, o, window, score);
     case 128:
-      if (128 / kLanes <= 8) return AttendRowVec<std::min(8, 128 / kLanes)>(qr, kr, vr, mr, br, scale, o, window, score);
+      if (128 / kLanes <= 8) {
+        return AttendRowVec<std::min(8, 128 / kLanes)>(qr, kr, vr, mr, br, scale, o, window, score);
+      }
       break;
   }
 #endif

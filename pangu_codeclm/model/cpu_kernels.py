@@ -6,12 +6,13 @@ MindSpore 2.9's CPU backend runs the exact GELU as five elementwise kernels (Erf
 thread: in a 150-token 300m prefill they took ~0.25 s of ~1.3 s (benchmarks/profile_300m.py). A decode step's
 attention copied the attended window out of each cache and ran five kernels over it, and with the head split/merge
 and the cache writes a layer's attention was a dozen kernels, each with MindSpore's per-kernel launch cost.
-`cpu_kernels.cc` does each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so a decode step
-streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512 or AVX2) reads a weight stored as column
-strips (`to_strips`, in place of the [K, N] order while a decoder uses it: model/layers.Conv1D.set_strip_layout) and
-prefetches the next strip while it computes; `RowDotMatMul` reads the embedding table in its own row order for the
-head. The multithreaded kernels share one persistent pool of helper threads. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`,
-default g++) for this CPU (`-march=native`) on first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
+`cpu_kernels.cc` does each in one pass. MindSpore's and torch's few-row matmuls repack the weight on every call, so
+a decode step streams its weights at a fraction of the memory bandwidth: `StripMatMul` (AVX-512 or AVX2) reads a
+weight stored as column strips (`to_strips`, in place of the [K, N] order while a decoder uses it:
+model/layers.Conv1D.set_strip_layout) and prefetches the next strip while it computes; `RowDotMatMul` reads the
+embedding table in its own row order for the head. The multithreaded kernels share one persistent pool of helper
+threads. `cpu_kernels.cc` is compiled with the host's C++ compiler (`CXX`, default g++) for this CPU
+(`-march=native`) on first use, into a cache directory keyed by the source, the flags, the compiler and the CPU
 (`PANGU_CODECLM_KERNEL_DIR`, default ~/.cache/pangu_codeclm/kernels), written to a temporary file and renamed. The
 vector kernels (the products, attention in registers) use AVX-512 where the CPU has it, else AVX2 with FMA;
 `PANGU_CODECLM_KERNEL_ISA=avx2` or `scalar` builds them for less than the CPU has (tests, comparisons), and the
