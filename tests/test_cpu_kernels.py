@@ -17,14 +17,9 @@ from pangu_codeclm.infer.generate import decoder_for, generate
 from pangu_codeclm.model import cpu_kernels
 
 
-def cpu_flags():
-    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-        return set(next((line for line in f if line.startswith("flags")), "").split())
-
-
 # the vector unit each build may use (PANGU_CODECLM_KERNEL_ISA) and what the library then reports
 def expected_simd_bits(isa):
-    flags = cpu_flags()
+    flags = set(cpu_kernels._cpu_signature().split())  # the CPU's model and feature flags, as the build key has them
     best = 512 if "avx512f" in flags else 256 if {"avx2", "fma"} <= flags else 0
     return {"native": best, "avx2": min(best, 256), "scalar": 0}[isa]
 

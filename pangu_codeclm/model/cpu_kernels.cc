@@ -152,11 +152,8 @@ void AttendRow(const float *qr, const float *kr, const float *vr, const float *m
 
 #ifdef PCL_SIMD
 // One vector of floats and the few operations the kernels use, for the build's vector unit: kLanes floats, a
-// lane mask (Lanes(n): the first n lanes; masked-off lanes are neither read nor written), Exp (e^x, 0 below
-// e^-87, relative error below 2e-7: 2^n 2^f, x log2(e) = n + f, |f| <= 1/2, 2^f by its degree-7 Taylor polynomial).
-inline constexpr float kExpPoly[] = {1.52527338040598e-05f, 1.54035303933816e-04f, 1.33335581464284e-03f,
-                                     9.61812910762848e-03f, 5.55041086648216e-02f, 2.40226506959101e-01f,
-                                     6.93147180559945e-01f, 1.0f};
+// lane mask (Lanes(n): the first n lanes; masked-off lanes are neither read nor written), Round (to the nearest
+// integer), Scale2(p, n) = p 2^n for whole n (0 where 2^n is below the normal range).
 #if PCL_SIMD == 512
 struct Simd {
   using V = __m512;
@@ -182,16 +179,8 @@ struct Simd {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, Zero(), _CMP_GE_OQ), no, yes);
   }
   static float Sum(V v) { return _mm512_reduce_add_ps(v); }
-  static V Exp(V x) {  // 2^n applied by scalef: 0 for a very negative x, as a masked score's bias gives
-    const V t = Mul(x, Set(1.44269504088896341f));
-    const V n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_scalef_ps(Poly(Sub(t, n)), n);
-  }
-  static V Poly(V f) {
-    V p = Set(kExpPoly[0]);
-    for (int i = 1; i < 8; ++i) p = Fma(p, f, Set(kExpPoly[i]));
-    return p;
-  }
+  static V Round(V v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V Scale2(V p, V n) { return _mm512_scalef_ps(p, n); }  // scalef underflows to 0
 };
 #else
 struct Simd {
@@ -221,24 +210,30 @@ struct Simd {
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
   }
-  static V Exp(V x) {  // 2^n built in the exponent bits; 0 below -87 (2^n would leave the normal range)
-    const V t = Mul(x, Set(1.44269504088896341f));
-    const V n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  static V Round(V v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V Scale2(V p, V n) {  // 2^n built in the exponent bits, 0 below 2^-126
     const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const V e = Mul(Poly(Sub(t, n)), _mm256_castsi256_ps(bits));
-    return _mm256_and_ps(e, _mm256_cmp_ps(x, Set(-87.0f), _CMP_GE_OQ));
-  }
-  static V Poly(V f) {
-    V p = Set(kExpPoly[0]);
-    for (int i = 1; i < 8; ++i) p = Fma(p, f, Set(kExpPoly[i]));
-    return p;
+    return _mm256_and_ps(Mul(p, _mm256_castsi256_ps(bits)), _mm256_cmp_ps(n, Set(-126.0f), _CMP_GE_OQ));
   }
 };
 #endif
 using V = Simd::V;
 constexpr int kLanes = Simd::kLanes;
 
-// Gelu in every lane (the same erfc fit, e^x by Simd::Exp): GELU(v) = v - v erfc(z) / 2 for v >= 0, v erfc(z) / 2
+// e^x in every lane: 2^n 2^f, x log2(e) = n + f, |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (relative error
+// below 2e-7); 0 for a very negative x, as a masked score's bias gives.
+inline constexpr float kExpPoly[] = {1.52527338040598e-05f, 1.54035303933816e-04f, 1.33335581464284e-03f,
+                                     9.61812910762848e-03f, 5.55041086648216e-02f, 2.40226506959101e-01f,
+                                     6.93147180559945e-01f, 1.0f};
+inline V Exp(V x) {
+  const V t = Simd::Mul(x, Simd::Set(1.44269504088896341f));
+  const V n = Simd::Round(t), f = Simd::Sub(t, n);
+  V p = Simd::Set(kExpPoly[0]);
+  for (int i = 1; i < 8; ++i) p = Simd::Fma(p, f, Simd::Set(kExpPoly[i]));
+  return Simd::Scale2(p, n);
+}
+
+// Gelu in every lane (the same erfc fit, e^x by Exp): GELU(v) = v - v erfc(z) / 2 for v >= 0, v erfc(z) / 2
 // below, z = |v| / sqrt 2. Not inlined: one compiled body for every tile, so a value does not depend on which tile
 // computed it (-ffast-math fuses the multiplies and adds of an inlined copy as its context allows).
 __attribute__((noinline)) V GeluVec(V v) {
@@ -246,7 +241,7 @@ __attribute__((noinline)) V GeluVec(V v) {
   const V t = Simd::Div(Simd::Set(1.0f), Simd::Fma(Simd::Set(0.5f), z, Simd::Set(1.0f)));
   V poly = Simd::Set(kErfcPoly[0]);
   for (int i = 1; i < 10; ++i) poly = Simd::Fma(poly, t, Simd::Set(kErfcPoly[i]));
-  const V erfc = Simd::Mul(t, Simd::Exp(Simd::Sub(poly, Simd::Mul(z, z))));
+  const V erfc = Simd::Mul(t, Exp(Simd::Sub(poly, Simd::Mul(z, z))));
   const V half = Simd::Mul(Simd::Mul(Simd::Set(0.5f), v), erfc);
   return Simd::IfNonNegative(v, Simd::Sub(v, half), half);
 }
@@ -260,7 +255,7 @@ void MixRowVec(const float *vr, float *o, int64_t window, float *score, float to
   const V shift = Simd::Set(top);
   for (int64_t s = 0; s < window; s += kLanes) {
     const Simd::Mask m = Simd::Lanes(window - s);
-    const V e = Simd::Keep(m, Simd::Exp(Simd::Sub(Simd::Load(m, score + s), shift)));
+    const V e = Simd::Keep(m, Exp(Simd::Sub(Simd::Load(m, score + s), shift)));
     Simd::Store(m, score + s, e);
     sums = Simd::Add(sums, e);
   }
@@ -692,21 +687,21 @@ void RowDotTile(const float *x, const float *w, float *y, int64_t ldy, int64_t d
     d##r##0 = Simd::Zero(), d##r##1 = d##r##0, d##r##2 = d##r##0, d##r##3 = d##r##0;   \
   }
   PCL_FOUR(PCL_RD_ZERO)
-#define PCL_RD_ROW(r)                                                 \
-  if constexpr (MR > r) {                                             \
-    const V xv = PCL_RD_LOAD(x + r * depth + k);                             \
-    d##r##0 = Simd::Fma(xv, w0, d##r##0);                             \
-    if constexpr (NR > 1) d##r##1 = Simd::Fma(xv, w1, d##r##1);       \
-    if constexpr (NR > 2) d##r##2 = Simd::Fma(xv, w2, d##r##2);       \
-    if constexpr (NR > 3) d##r##3 = Simd::Fma(xv, w3, d##r##3);       \
+#define PCL_RD_ROW(r)                                                  \
+  if constexpr (MR > r) {                                              \
+    const V xv = PCL_RD_LOAD(x + r * depth + k);                       \
+    d##r##0 = Simd::Fma(xv, w0, d##r##0);                              \
+    if constexpr (NR > 1) d##r##1 = Simd::Fma(xv, w1, d##r##1);        \
+    if constexpr (NR > 2) d##r##2 = Simd::Fma(xv, w2, d##r##2);        \
+    if constexpr (NR > 3) d##r##3 = Simd::Fma(xv, w3, d##r##3);        \
   }
-#define PCL_RD_STEP                                                   \
-  {                                                                   \
-    const V w0 = PCL_RD_LOAD(w + k);                                         \
-    const V w1 = NR > 1 ? PCL_RD_LOAD(w + depth + k) : w0;                   \
-    const V w2 = NR > 2 ? PCL_RD_LOAD(w + 2 * depth + k) : w0;               \
-    const V w3 = NR > 3 ? PCL_RD_LOAD(w + 3 * depth + k) : w0;               \
-    PCL_FOUR(PCL_RD_ROW)                                              \
+#define PCL_RD_STEP                                                    \
+  {                                                                    \
+    const V w0 = PCL_RD_LOAD(w + k);                                   \
+    const V w1 = NR > 1 ? PCL_RD_LOAD(w + depth + k) : w0;             \
+    const V w2 = NR > 2 ? PCL_RD_LOAD(w + 2 * depth + k) : w0;         \
+    const V w3 = NR > 3 ? PCL_RD_LOAD(w + 3 * depth + k) : w0;         \
+    PCL_FOUR(PCL_RD_ROW)                                               \
   }
   int64_t k = 0;
 #define PCL_RD_LOAD(p) Simd::Load(p)
