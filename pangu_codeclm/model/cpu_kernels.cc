@@ -480,7 +480,10 @@ constexpr int kTileVectors = kLanes == 16 ? 3 : 2;
 constexpr int64_t kTileColumns = kTileVectors * kLanes;
 static_assert(PCL_STRIP % kTileColumns == 0, "a strip holds whole column tiles");
 constexpr int kMinPrefetchRows = 2;
-constexpr int64_t kStripDepthBlock = 512;
+// k steps per block: AVX-512 tiles read a strip's 3 lines per k step in order, from L2; an AVX2 tile reads 1 of
+// them (64 bytes every 192), which the L1 prefetcher does not keep up with, so the AVX2 block is one that fits L1
+// (128 x 48 floats, 24 KB: +10% at the 300m shapes on a Zen 4; 512 is 6% faster there with AVX-512).
+constexpr int64_t kStripDepthBlock = kLanes == 16 ? 512 : 128;
 // Rows of x that pass over a thread's strips together: their k block (192 x 512 floats, 384 KB) stays in L2 while
 // the strips stream past, where every strip re-reading all of x from L3 stalls the tiles (prefill: +2-9% per
 // product on a Zen 4 EPYC; a row's sums keep their order, so the values do not change).
@@ -496,13 +499,24 @@ struct Prefetch {
 // What a tile does with its sums before it stores them: nothing, add the residual (same layout as y), exact GELU.
 enum class Epilogue { kNone, kAdd, kGelu };
 
-// One vector of a tile row's sums (bias included) through the epilogue into y (the lanes of m): the residual
-// added, or the exact GELU.
-template <Epilogue E>
+// The lanes of m, or (kWhole) the whole vector without a mask: AVX2's masked moves are slow (its masked store is
+// microcoded on AMD: 2-3% of a tile's time).
+template <bool kWhole>
+inline V LoadLanes(Simd::Mask m, const float *p) {
+  if constexpr (kWhole) return Simd::Load(p); else return Simd::Load(m, p);
+}
+template <bool kWhole>
+inline void StoreLanes(Simd::Mask m, float *p, V v) {
+  if constexpr (kWhole) Simd::Store(p, v); else Simd::Store(m, p, v);
+}
+
+// One vector of a tile row's sums (bias included) through the epilogue into y (the lanes of m, or all: kWhole):
+// the residual added, or the exact GELU.
+template <Epilogue E, bool kWhole>
 inline void FinishVector(V a, float *y, const float *res, Simd::Mask m) {
-  if constexpr (E == Epilogue::kAdd) a = Simd::Add(a, Simd::Load(m, res));
+  if constexpr (E == Epilogue::kAdd) a = Simd::Add(a, LoadLanes<kWhole>(m, res));
   if constexpr (E == Epilogue::kGelu) a = GeluVec(a);
-  Simd::Store(m, y, a);
+  StoreLanes<kWhole>(m, y, a);
 }
 
 // MR rows x kTileVectors vectors of y (the lanes of m0..m2) += x w over `depth` k steps, from `init` (bias or the
@@ -516,9 +530,9 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
   PCL_ROWS(PCL_DECL)
 #define PCL_INIT(r)                                                \
   if constexpr (MR > r) {                                          \
-    a##r##0 = Simd::Load(m0, init + r * ldi);                      \
-    a##r##1 = Simd::Load(m1, init + r * ldi + kLanes);             \
-    if constexpr (kTileVectors > 2) a##r##2 = Simd::Load(m2, init + r * ldi + 2 * kLanes); \
+    a##r##0 = LoadLanes<kFull>(m0, init + r * ldi);                \
+    a##r##1 = LoadLanes<kFull>(m1, init + r * ldi + kLanes);       \
+    if constexpr (kTileVectors > 2) a##r##2 = LoadLanes<kFull>(m2, init + r * ldi + 2 * kLanes); \
   }
   PCL_ROWS(PCL_INIT)
 #define PCL_FMA(r)                                                 \
@@ -531,9 +545,9 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
 #define PCL_STEP                                                                          \
   {                                                                                       \
     const float *wk = w + k * ldw;                                                        \
-    const V w0 = kFull ? Simd::Load(wk) : Simd::Load(m0, wk);                             \
-    const V w1 = kFull ? Simd::Load(wk + kLanes) : Simd::Load(m1, wk + kLanes);           \
-    const V w2 = kTileVectors < 3 ? w0 : kFull ? Simd::Load(wk + 2 * kLanes) : Simd::Load(m2, wk + 2 * kLanes); \
+    const V w0 = LoadLanes<kFull>(m0, wk);                                                \
+    const V w1 = LoadLanes<kFull>(m1, wk + kLanes);                                       \
+    const V w2 = kTileVectors < 3 ? w0 : LoadLanes<kFull>(m2, wk + 2 * kLanes);           \
     PCL_ROWS(PCL_FMA)                                                                     \
   }
   if (pf.base != nullptr) {
@@ -549,10 +563,10 @@ void StripTile(const float *x, int64_t ldx, const float *w, int64_t ldw, float *
   if constexpr (MR > r) {                                                                                     \
     float *yr = y + r * ldy;                                                                                  \
     const float *rr = E == Epilogue::kAdd ? res + r * ldy : nullptr;                                          \
-    FinishVector<E>(a##r##0, yr, rr, m0);                                                                     \
-    FinishVector<E>(a##r##1, yr + kLanes, E == Epilogue::kAdd ? rr + kLanes : nullptr, m1);                   \
+    FinishVector<E, kFull>(a##r##0, yr, rr, m0);                                                              \
+    FinishVector<E, kFull>(a##r##1, yr + kLanes, E == Epilogue::kAdd ? rr + kLanes : nullptr, m1);            \
     if constexpr (kTileVectors > 2) {                                                                         \
-      FinishVector<E>(a##r##2, yr + 2 * kLanes, E == Epilogue::kAdd ? rr + 2 * kLanes : nullptr, m2);         \
+      FinishVector<E, kFull>(a##r##2, yr + 2 * kLanes, E == Epilogue::kAdd ? rr + 2 * kLanes : nullptr, m2);  \
     }                                                                                                         \
   }
   PCL_ROWS(PCL_STORE)
@@ -601,7 +615,7 @@ void StripRowTile(const float *x, const float *w, float *y, int64_t depth, const
   }
 #define PCL_R_STORE(i)                                                                                         \
   if constexpr (kVectors > i) {                                                                                \
-    FinishVector<E>(s##i, y + PCL_R_COLUMN(i), E == Epilogue::kAdd ? res + PCL_R_COLUMN(i) : nullptr, all);    \
+    FinishVector<E, true>(s##i, y + PCL_R_COLUMN(i), E == Epilogue::kAdd ? res + PCL_R_COLUMN(i) : nullptr, all); \
   }
   PCL_TWELVE(PCL_R_STORE)
 }
@@ -627,7 +641,7 @@ void StripRange(const float *x, const float *w, const float *bias, const float *
       s += whole - 1;
       continue;
     }
-    // k blocks of at most kStripDepthBlock rows: a block of the strip and of x stay in L2 while every row group
+    // k blocks of at most kStripDepthBlock rows: a block of the strip and of x stay in cache while every row group
     // passes over them; a column's sum runs on in y between blocks (the same order as one pass), bias first
     const int64_t tiles = (width + kTileColumns - 1) / kTileColumns;  // column tiles of this strip
     for (int64_t k0 = 0; k0 < depth; k0 += kStripDepthBlock) {
