@@ -251,7 +251,7 @@ def test_strip_order_round_trips_and_puts_each_strip_in_one_block():
 
 @pytest.mark.parametrize("rows,depth,cols", [(1, 40, 16), (1, 37, 245), (1, 1024, 1000), (3, 33, 100), (8, 64, 96),
                                             (9, 40, 145), (17, 64, 500), (12, 1100, 100), (193, 64, 100),
-                                            (400, 48, 145)])
+                                            (400, 48, 145), (13, 1024, 100), (200, 512, 50)])
 def test_strip_matmul_equals_x_w_plus_bias_alone_with_a_residual_and_with_gelu(fused, rows, depth, cols):
     if fused.strip_matmul is None:
         pytest.skip("no vector kernels in this build: the strip kernel is not built")
